@@ -1,0 +1,212 @@
+//! Process-wide state behind one `Arc<App>`: the config snapshot, the auth
+//! file, the pools, cancel keys, and the shutdown signal. No `static`s.
+
+use crate::auth::{AuthFile, ScramVerifier, Secret};
+use crate::client::cancel::CancelRegistry;
+use crate::config::{Config, DatabaseConfig, PoolMode};
+use crate::pool::{Pool, PoolKey, PoolSettings, SharedLimits};
+use crate::server::ServerTarget;
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub struct App {
+    pub config: ArcSwap<Config>,
+    pub auth: ArcSwap<AuthFile>,
+    pub cancels: CancelRegistry,
+    /// Cancelled when SIGTERM/SIGINT asks the process to drain.
+    pub shutdown: CancellationToken,
+    pools: DashMap<PoolKey, Pool>,
+    db_limits: DashMap<String, (u32, Arc<Semaphore>)>,
+    user_limits: DashMap<String, (u32, Arc<Semaphore>)>,
+    /// Verifiers derived from plaintext passwords, so a login does not pay
+    /// for PBKDF2 every time. Keyed by user; the password checks freshness.
+    scram_cache: DashMap<String, (String, ScramVerifier)>,
+}
+
+impl App {
+    pub fn new(config: Config, auth: AuthFile) -> Arc<Self> {
+        Arc::new(App {
+            config: ArcSwap::from_pointee(config),
+            auth: ArcSwap::from_pointee(auth),
+            cancels: CancelRegistry::default(),
+            shutdown: CancellationToken::new(),
+            pools: DashMap::new(),
+            db_limits: DashMap::new(),
+            user_limits: DashMap::new(),
+            scram_cache: DashMap::new(),
+        })
+    }
+
+    /// The pool serving `user` on logical database `db`, created on first
+    /// use; None when the database is not configured.
+    pub fn pool_for(&self, db: &str, user: &str) -> Option<Pool> {
+        let cfg = self.config.load();
+        let dbc = cfg.database(db)?;
+        // A database with a forced server user has one pool for all clients.
+        let key = PoolKey {
+            db: db.to_string(),
+            user: dbc.user.clone().unwrap_or_else(|| user.to_string()),
+        };
+        if let Some(p) = self.pools.get(&key) {
+            return Some(p.clone());
+        }
+        let settings = self.settings_for(&cfg, db, dbc, &key.user);
+        let limits = self.limits_for(&cfg, db, dbc, &key.user);
+        let pool = self
+            .pools
+            .entry(key.clone())
+            .or_insert_with(|| Pool::new(key, settings, limits))
+            .clone();
+        Some(pool)
+    }
+
+    /// The SCRAM verifier a client proves itself against, if the secret
+    /// can make one (an md5 hash cannot).
+    pub fn scram_verifier(&self, user: &str, secret: &Secret) -> Option<ScramVerifier> {
+        match secret {
+            Secret::Scram(v) => Some(v.clone()),
+            Secret::Md5(_) => None,
+            Secret::Plain(p) => {
+                if let Some(e) = self.scram_cache.get(user) {
+                    if e.0 == *p {
+                        return Some(e.1.clone());
+                    }
+                }
+                let v = secret.scram_verifier()?;
+                self.scram_cache
+                    .insert(user.to_string(), (p.clone(), v.clone()));
+                Some(v)
+            }
+        }
+    }
+
+    /// Pool mode for a client (users may override the database's).
+    pub fn pool_mode(&self, db: &str, user: &str) -> PoolMode {
+        let cfg = self.config.load();
+        cfg.database(db)
+            .map(|d| cfg.pool_mode_for(d, user))
+            .unwrap_or(cfg.pool_mode)
+    }
+
+    fn settings_for(
+        &self,
+        cfg: &Config,
+        db: &str,
+        dbc: &DatabaseConfig,
+        server_user: &str,
+    ) -> PoolSettings {
+        let mode = cfg.pool_mode_for(dbc, server_user);
+        let secret = match &dbc.password {
+            Some(p) => Some(Secret::Plain(p.clone())),
+            None => self.auth.load().get(server_user).cloned(),
+        };
+        let mut startup = Vec::new();
+        for (name, value) in [
+            ("application_name", &dbc.application_name),
+            ("client_encoding", &dbc.client_encoding),
+            ("DateStyle", &dbc.datestyle),
+            ("TimeZone", &dbc.timezone),
+        ] {
+            if let Some(v) = value {
+                startup.push((name.to_string(), v.clone()));
+            }
+        }
+        let reset = !cfg.server_reset_query.trim().is_empty()
+            && (mode == PoolMode::Session || cfg.server_reset_query_always);
+        PoolSettings {
+            target: ServerTarget {
+                host: dbc.host.clone(),
+                port: dbc.port,
+                dbname: dbc.dbname.clone().unwrap_or_else(|| db.to_string()),
+                user: server_user.to_string(),
+                secret,
+                startup,
+                connect_timeout: cfg.server_connect_timeout,
+                login_timeout: cfg.server_login_timeout,
+            },
+            mode,
+            size: cfg.pool_size_for(dbc, server_user),
+            min_size: dbc.min_pool_size.unwrap_or(cfg.min_pool_size),
+            reserve_size: dbc.reserve_pool_size.unwrap_or(cfg.reserve_pool_size),
+            reserve_timeout: cfg.reserve_pool_timeout,
+            query_wait_timeout: cfg.query_wait_timeout,
+            lifetime: cfg.server_lifetime,
+            idle_timeout: cfg.server_idle_timeout,
+            reset_query: reset.then(|| cfg.server_reset_query.clone()),
+        }
+    }
+
+    fn limits_for(&self, cfg: &Config, db: &str, dbc: &DatabaseConfig, user: &str) -> SharedLimits {
+        let db_max = dbc.max_db_connections.unwrap_or(cfg.max_db_connections);
+        let user_max = cfg.max_user_connections_for(user);
+        SharedLimits {
+            db: shared_limit(&self.db_limits, db, db_max),
+            user: shared_limit(&self.user_limits, user, user_max),
+        }
+    }
+
+    /// Swaps in a new config and auth file; pools of databases still
+    /// configured are updated in place, connected clients stay connected.
+    pub fn reload(&self, config: Config, auth: AuthFile) {
+        self.config.store(Arc::new(config));
+        self.auth.store(Arc::new(auth));
+        let cfg = self.config.load();
+        self.pools.retain(|key, pool| match cfg.database(&key.db) {
+            Some(dbc) => {
+                let settings = self.settings_for(&cfg, &key.db, dbc, &key.user);
+                let limits = self.limits_for(&cfg, &key.db, dbc, &key.user);
+                pool.update(settings, limits);
+                true
+            }
+            None => {
+                // Clients still holding this pool finish with it; no new ones.
+                pool.close_idle();
+                false
+            }
+        });
+    }
+
+    /// Every pool, for maintenance and (later) the admin console.
+    pub fn pools(&self) -> Vec<Pool> {
+        self.pools.iter().map(|p| p.value().clone()).collect()
+    }
+
+    /// Runs pool upkeep every second until shutdown.
+    pub async fn maintenance(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            for pool in self.pools() {
+                pool.maintain().await;
+            }
+        }
+    }
+}
+
+/// One semaphore per name, replaced when its configured size changes
+/// (connections opened under the old cap keep their old permits).
+fn shared_limit(
+    map: &DashMap<String, (u32, Arc<Semaphore>)>,
+    name: &str,
+    max: u32,
+) -> Option<Arc<Semaphore>> {
+    if max == 0 {
+        map.remove(name);
+        return None;
+    }
+    let mut e = map
+        .entry(name.to_string())
+        .or_insert_with(|| (max, Arc::new(Semaphore::new(max as usize))));
+    if e.0 != max {
+        *e = (max, Arc::new(Semaphore::new(max as usize)));
+    }
+    Some(e.1.clone())
+}

@@ -1,0 +1,7 @@
+//! Credential sources: where a user's secret comes from. Never logs secrets.
+
+mod secret;
+mod userlist;
+
+pub use secret::{ScramVerifier, Secret};
+pub use userlist::{AuthFile, AuthFileError};

@@ -1,0 +1,184 @@
+//! Client authentication against the auth file: SCRAM-SHA-256, md5,
+//! cleartext or trust. Failures look the same whether or not the user
+//! exists, and no secret reaches a log line.
+
+use super::ClientError;
+use crate::app::App;
+use crate::auth::{ScramVerifier, Secret};
+use crate::config::AuthType;
+use crate::protocol::{backend, frame::split_message, frontend, md5, scram};
+use bytes::{Buf, BytesMut};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Authentication messages are small; refuse anything bigger.
+const AUTH_MAX_MESSAGE: u32 = 8192;
+
+pub async fn authenticate(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    user: &str,
+) -> Result<(), ClientError> {
+    let cfg = app.config.load();
+    let secret = app.auth.load().get(user).cloned();
+    let ok = match cfg.auth_type {
+        AuthType::Trust => cfg.auth_file.is_none() || secret.is_some(),
+        AuthType::Plain => cleartext(stream, buf, user, secret.as_ref()).await?,
+        AuthType::Md5 => match &secret {
+            Some(s @ Secret::Scram(_)) => scram_exchange(app, stream, buf, user, Some(s)).await?,
+            s => md5_exchange(stream, buf, user, s.as_ref()).await?,
+        },
+        AuthType::ScramSha256 => match &secret {
+            Some(Secret::Md5(_)) => {
+                tracing::warn!(
+                    user,
+                    "auth file holds an md5 hash, which cannot answer SCRAM"
+                );
+                scram_exchange(app, stream, buf, user, None).await?
+            }
+            s => scram_exchange(app, stream, buf, user, s.as_ref()).await?,
+        },
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::AuthFailed(user.to_string()))
+    }
+}
+
+async fn read_password(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, ClientError> {
+    loop {
+        if let Some((tag, body)) = split_message(buf, AUTH_MAX_MESSAGE)? {
+            if tag != frontend::PASSWORD {
+                return Err(ClientError::Protocol(format!(
+                    "expected password response, got message type {:?}",
+                    tag as char
+                )));
+            }
+            return Ok(body);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(ClientError::Eof);
+        }
+    }
+}
+
+async fn send(stream: &mut TcpStream, f: impl FnOnce(&mut BytesMut)) -> Result<(), ClientError> {
+    let mut out = BytesMut::with_capacity(128);
+    f(&mut out);
+    stream.write_all(&out).await?;
+    Ok(())
+}
+
+fn strip_nul(body: &[u8]) -> &[u8] {
+    body.strip_suffix(&[0]).unwrap_or(body)
+}
+
+async fn cleartext(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    user: &str,
+    secret: Option<&Secret>,
+) -> Result<bool, ClientError> {
+    send(stream, backend::auth_cleartext).await?;
+    let body = read_password(stream, buf).await?;
+    let given = strip_nul(&body);
+    Ok(match secret {
+        Some(Secret::Plain(p)) => bool::from(p.as_bytes().ct_eq(given)),
+        Some(Secret::Md5(h)) => {
+            let pw = String::from_utf8_lossy(given);
+            let computed = postgres_protocol::password::md5(pw.as_bytes(), user);
+            bool::from(computed.as_bytes().ct_eq(h.as_bytes()))
+        }
+        Some(Secret::Scram(v)) => {
+            let pw = String::from_utf8_lossy(given);
+            let derived = ScramVerifier::from_password(&pw, &v.salt, v.iterations);
+            bool::from(derived.stored_key.ct_eq(&v.stored_key))
+        }
+        None => false,
+    })
+}
+
+async fn md5_exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    user: &str,
+    secret: Option<&Secret>,
+) -> Result<bool, ClientError> {
+    let salt = md5::md5_salt();
+    send(stream, |o| backend::auth_md5(o, salt)).await?;
+    let body = read_password(stream, buf).await?;
+    Ok(secret.is_some_and(|s| md5::verify_md5(s, user, salt, strip_nul(&body))))
+}
+
+async fn scram_exchange(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    user: &str,
+    secret: Option<&Secret>,
+) -> Result<bool, ClientError> {
+    // An unknown user still gets a full exchange against a throwaway
+    // verifier, so the answer does not tell whether the user exists.
+    let verifier = match secret {
+        Some(s) => app.scram_verifier(user, s),
+        None => None,
+    };
+    let known = verifier.is_some();
+    let verifier = verifier.unwrap_or_else(|| {
+        let junk: [u8; 16] = rand::random();
+        ScramVerifier::from_password(&hex(&junk), &junk, 4096)
+    });
+    let mut server = scram::ScramServer::new(verifier);
+    send(stream, |o| {
+        backend::auth_sasl(o, scram::auth_sasl_mechanisms())
+    })
+    .await?;
+
+    let mut body = read_password(stream, buf).await?;
+    let mechanism = read_cstr(&mut body)?;
+    if body.remaining() < 4 {
+        return Err(ClientError::Protocol(
+            "malformed SASLInitialResponse".into(),
+        ));
+    }
+    let len = body.get_i32();
+    if len < 0 || len as usize != body.len() {
+        return Err(ClientError::Protocol(
+            "malformed SASLInitialResponse".into(),
+        ));
+    }
+    let first = server
+        .client_first(&mechanism, &body)
+        .map_err(|e| ClientError::Protocol(format!("SCRAM: {e}")))?;
+    send(stream, |o| backend::auth_sasl_continue(o, &first)).await?;
+
+    let body = read_password(stream, buf).await?;
+    match server.client_final(&body) {
+        Ok(final_msg) if known => {
+            send(stream, |o| backend::auth_sasl_final(o, &final_msg)).await?;
+            Ok(true)
+        }
+        Ok(_) | Err(scram::ScramError::InvalidProof) => Ok(false),
+        Err(e) => Err(ClientError::Protocol(format!("SCRAM: {e}"))),
+    }
+}
+
+fn read_cstr(body: &mut BytesMut) -> Result<String, ClientError> {
+    let end = body
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| ClientError::Protocol("missing string terminator".into()))?;
+    let s = String::from_utf8_lossy(&body[..end]).into_owned();
+    body.advance(end + 1);
+    Ok(s)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

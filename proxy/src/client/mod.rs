@@ -1,0 +1,218 @@
+//! One task per client: startup, authentication, then the session loop.
+
+mod auth;
+pub mod cancel;
+mod pump;
+mod session;
+mod startup;
+
+use crate::app::App;
+use crate::pool::PoolError;
+use crate::protocol::backend::{self, Severity};
+use crate::protocol::frame::FrameError;
+use crate::protocol::startup::{StartupError, StartupParams};
+use crate::server::params::{tracked_index, ParamSet};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Startup parameters handled by the proxy itself rather than passed on.
+const HANDLED_PARAMS: [&str; 3] = ["user", "database", "replication"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("client closed the connection")]
+    Eof,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("password authentication failed for user \"{0}\"")]
+    AuthFailed(String),
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    #[error("unsupported startup parameter: {0}")]
+    UnsupportedParameter(String),
+    #[error("timeout during startup and authentication (client_login_timeout)")]
+    LoginTimeout,
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+impl ClientError {
+    /// SQLSTATE the client sees.
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            ClientError::AuthFailed(_) => "28P01",
+            ClientError::UnknownDatabase(_) => "3D000",
+            ClientError::UnsupportedParameter(_) => "08P01",
+            ClientError::LoginTimeout => "08006",
+            ClientError::Pool(e) => e.sqlstate(),
+            ClientError::Startup(StartupError::Protocol { .. }) => "0A000",
+            ClientError::Startup(StartupError::NoUser) => "28000",
+            _ => "08P01",
+        }
+    }
+}
+
+/// Best effort: the client may already be gone.
+pub(crate) async fn send_error(stream: &mut TcpStream, severity: Severity, code: &str, msg: &str) {
+    let mut out = BytesMut::with_capacity(64 + msg.len());
+    backend::error_response(&mut out, severity, code, msg);
+    let _ = stream.write_all(&out).await;
+}
+
+/// Serves one client connection to the end.
+pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let login_timeout = app.config.load().client_login_timeout;
+    let mut buf = BytesMut::with_capacity(1024);
+    let first = match tokio::time::timeout(login_timeout, startup::negotiate(&mut stream, &mut buf))
+        .await
+    {
+        Ok(Ok(f)) => f,
+        Ok(Err(ClientError::Eof)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad startup packet");
+            send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            let e = ClientError::LoginTimeout;
+            send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+            return;
+        }
+    };
+    let params = match first {
+        startup::First::Cancel { pid, secret } => {
+            let timeout = app.config.load().server_connect_timeout;
+            app.cancels.cancel(pid, secret, timeout).await;
+            return;
+        }
+        startup::First::Startup(p) => p,
+    };
+    let user = params.get("user").unwrap_or_default().to_string();
+    let db = params
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_string();
+    let registration = app.cancels.register();
+    let login = tokio::time::timeout(
+        login_timeout,
+        login(
+            &app,
+            &mut stream,
+            &mut buf,
+            &params,
+            &db,
+            &user,
+            registration.key,
+        ),
+    );
+    let (pool, mode, wanted) = match login.await {
+        Ok(Ok(x)) => x,
+        Ok(Err(ClientError::Eof)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, %db, %user, error = %e, "login refused");
+            send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            let e = ClientError::LoginTimeout;
+            tracing::info!(%peer, %db, %user, "login timed out");
+            send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+            return;
+        }
+    };
+    tracing::info!(%peer, %db, %user, ?mode, "client logged in");
+    let session = session::Session {
+        app: app.clone(),
+        client: stream,
+        cbuf: buf,
+        pool,
+        mode,
+        wanted,
+        cancel: registration.slot.clone(),
+        user: user.clone(),
+        db: db.clone(),
+    };
+    match session.run().await {
+        Ok(()) => tracing::info!(%peer, %db, %user, "client disconnected"),
+        Err(e) => tracing::info!(%peer, %db, %user, error = %e, "client connection ended"),
+    }
+    drop(registration);
+}
+
+/// Authenticates, finds the pool, and sends the welcome.
+async fn login(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    params: &StartupParams,
+    db: &str,
+    user: &str,
+    key: (i32, i32),
+) -> Result<(crate::pool::Pool, crate::config::PoolMode, ParamSet), ClientError> {
+    let mut wanted_from_client = ParamSet::default();
+    {
+        let cfg = app.config.load();
+        for (name, value) in &params.0 {
+            if HANDLED_PARAMS.contains(&name.as_str()) {
+                if name == "replication" && value != "false" && value != "0" {
+                    return Err(ClientError::UnsupportedParameter("replication".into()));
+                }
+                continue;
+            }
+            if let Some(i) = tracked_index(name) {
+                wanted_from_client.set(i, Some(value));
+            } else if !cfg
+                .ignore_startup_parameters
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(name))
+            {
+                return Err(ClientError::UnsupportedParameter(name.clone()));
+            }
+        }
+    }
+    auth::authenticate(app, stream, buf, user).await?;
+    let pool = app
+        .pool_for(db, user)
+        .ok_or_else(|| ClientError::UnknownDatabase(db.to_string()))?;
+    let mode = app.pool_mode(db, user);
+    let welcome = pool.welcome().await?;
+
+    // The client's view: the server's parameters with its own choices on top.
+    let mut wanted = ParamSet::default();
+    let mut out = BytesMut::with_capacity(512);
+    backend::auth_ok(&mut out);
+    for (name, value) in welcome.iter() {
+        let value = match tracked_index(name) {
+            Some(i) => {
+                let v = wanted_from_client.get(i).unwrap_or(value);
+                wanted.set(i, Some(v));
+                v
+            }
+            None => value,
+        };
+        backend::parameter_status(&mut out, name, value);
+    }
+    // Unreported settings (extra_float_digits) the client asked for.
+    for i in 0..crate::server::params::TRACKED.len() {
+        if wanted.get(i).is_none() {
+            wanted.set(i, wanted_from_client.get(i));
+        }
+    }
+    backend::backend_key_data(&mut out, key.0, key.1);
+    backend::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await?;
+    let _ = Duration::ZERO;
+    Ok((pool, mode, wanted))
+}

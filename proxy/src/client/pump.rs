@@ -1,0 +1,327 @@
+//! The hot path: bytes both ways between a client and the server it holds,
+//! in one task, with no lock and no allocation per message.
+//!
+//! Each direction reads into its buffer, scans message headers (only
+//! ReadyForQuery and ParameterStatus are looked into), and writes the
+//! scanned bytes on. Both directions are polled in the same `poll`, so a
+//! server blocked writing results never stops the client's data from being
+//! read, and vice versa: no deadlock on large pipelines or COPY.
+
+use crate::config::PoolMode;
+use crate::protocol::backend;
+use crate::protocol::frame::{Flow, FrameError, Inspect, Scanner, Want};
+use crate::protocol::frontend;
+use crate::server::params::ParamSet;
+use bytes::{Buf, BytesMut};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+/// Read size; a buffer grows past it only to hold one whole inspected message.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Transaction over, server idle: give it back (transaction/statement mode).
+    Released,
+    /// The client sent Terminate or closed its socket.
+    ClientClosed,
+    ClientIo(std::io::Error),
+    ClientProtocol(FrameError),
+    ServerClosed,
+    ServerIo(std::io::Error),
+    ServerProtocol(FrameError),
+    /// Statement mode and the server reported an open transaction.
+    StatementModeTransaction,
+    /// Shutdown was asked and the client is between transactions.
+    Shutdown,
+    /// Idle too long; `in_transaction` tells which timeout fired.
+    IdleTimeout {
+        in_transaction: bool,
+    },
+}
+
+/// What the proxy knows of the conversation's state.
+#[derive(Debug)]
+pub struct Track {
+    /// Requests (Query, Sync, FunctionCall) not yet answered by ReadyForQuery.
+    pub outstanding: u32,
+    /// Extended-protocol messages sent after the last Sync.
+    pub dirty: bool,
+    /// Status byte of the last ReadyForQuery.
+    pub status: u8,
+    /// Tag of the last message started from the server.
+    pub last_server_tag: u8,
+}
+
+impl Default for Track {
+    fn default() -> Self {
+        Track {
+            outstanding: 0,
+            dirty: false,
+            status: b'I',
+            last_server_tag: 0,
+        }
+    }
+}
+
+impl Track {
+    /// Nothing pending on either side and not inside a transaction.
+    pub fn idle(&self) -> bool {
+        self.status == b'I' && self.outstanding == 0 && !self.dirty
+    }
+}
+
+struct ClientSide<'a>(&'a mut Track);
+
+impl Inspect for ClientSide<'_> {
+    fn header(&mut self, tag: u8, _len: usize) -> Want {
+        match tag {
+            frontend::TERMINATE => return Want::StopBefore,
+            frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL => {
+                self.0.outstanding += 1;
+                self.0.dirty = false;
+            }
+            // COPY data/done/fail belong to the request in progress; Flush
+            // leaves no state behind.
+            b'd' | b'c' | b'f' | frontend::FLUSH => {}
+            _ => self.0.dirty = true,
+        }
+        Want::Pass
+    }
+
+    fn message(&mut self, _tag: u8, _body: &[u8]) -> Flow {
+        Flow::Continue
+    }
+}
+
+struct ServerSide<'a> {
+    track: &'a mut Track,
+    server_params: &'a mut ParamSet,
+    client_params: &'a mut ParamSet,
+}
+
+impl Inspect for ServerSide<'_> {
+    fn header(&mut self, tag: u8, _len: usize) -> Want {
+        self.track.last_server_tag = tag;
+        match tag {
+            backend::READY_FOR_QUERY | backend::PARAMETER_STATUS => Want::Whole,
+            _ => Want::Pass,
+        }
+    }
+
+    fn message(&mut self, tag: u8, body: &[u8]) -> Flow {
+        if tag == backend::READY_FOR_QUERY {
+            self.track.status = body.first().copied().unwrap_or(b'I');
+            self.track.outstanding = self.track.outstanding.saturating_sub(1);
+            return Flow::StopAfter;
+        }
+        // The client changed a setting (SET TimeZone ...): both sides now have it.
+        if let Some((name, value)) = backend::parse_parameter_status(body) {
+            self.server_params.observe(name, value);
+            self.client_params.observe(name, value);
+        }
+        Flow::Continue
+    }
+}
+
+/// Borrowed pieces of one client session and its server, for one pump run.
+pub struct Pump<'a> {
+    pub client: &'a mut TcpStream,
+    pub cbuf: &'a mut BytesMut,
+    pub cscan: &'a mut Scanner,
+    pub server: &'a mut TcpStream,
+    pub sbuf: &'a mut BytesMut,
+    pub server_params: &'a mut ParamSet,
+    pub client_params: &'a mut ParamSet,
+    pub track: &'a mut Track,
+    pub mode: PoolMode,
+    pub max_packet: u32,
+    pub shutdown: Pin<&'a mut WaitForCancellationFutureOwned>,
+    pub timer: Pin<&'a mut Sleep>,
+    pub idle_transaction_timeout: Duration,
+    pub client_idle_timeout: Duration,
+}
+
+/// Per-run state that does not outlive the pump.
+#[derive(Default)]
+struct Run {
+    sscan: Scanner,
+    c_ready: usize,
+    s_ready: usize,
+    client_stopped: bool,
+    release: bool,
+    statement_violation: bool,
+    shutting_down: bool,
+    last_client: Option<Instant>,
+}
+
+impl Pump<'_> {
+    pub async fn run(mut self) -> Outcome {
+        let mut run = Run {
+            last_client: Some(Instant::now()),
+            ..Run::default()
+        };
+        if let Err(e) = self.scan_client(&mut run) {
+            return Outcome::ClientProtocol(e);
+        }
+        std::future::poll_fn(|cx| self.poll(cx, &mut run)).await
+    }
+
+    fn scan_client(&mut self, run: &mut Run) -> Result<(), FrameError> {
+        let s = self
+            .cscan
+            .scan(self.cbuf, self.max_packet, &mut ClientSide(self.track))?;
+        run.c_ready = s.ready;
+        run.client_stopped = s.stopped;
+        Ok(())
+    }
+
+    fn scan_server(&mut self, run: &mut Run) -> Result<(), FrameError> {
+        loop {
+            let s = run.sscan.scan(
+                self.sbuf,
+                self.max_packet,
+                &mut ServerSide {
+                    track: self.track,
+                    server_params: self.server_params,
+                    client_params: self.client_params,
+                },
+            )?;
+            run.s_ready = s.ready;
+            if !s.stopped {
+                return Ok(());
+            }
+            // A ReadyForQuery: is this the end of the client's transaction?
+            if self.mode == PoolMode::Statement && self.track.status != b'I' {
+                run.statement_violation = true;
+                return Ok(());
+            }
+            let client_quiet = run.c_ready == 0 && self.cscan.at_boundary();
+            if self.mode != PoolMode::Session && self.track.idle() && client_quiet {
+                run.release = true;
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Outcome> {
+        loop {
+            let mut progress = false;
+
+            // Client to server, unless the transaction has just ended.
+            if !run.release && !run.statement_violation {
+                if run.c_ready > 0 {
+                    match Pin::new(&mut *self.server).poll_write(cx, &self.cbuf[..run.c_ready]) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ServerClosed),
+                        Poll::Ready(Ok(n)) => {
+                            self.cbuf.advance(n);
+                            self.cscan.consumed(n);
+                            run.c_ready -= n;
+                            progress = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ServerIo(e)),
+                        Poll::Pending => {}
+                    }
+                } else if run.client_stopped {
+                    return Poll::Ready(Outcome::ClientClosed);
+                } else {
+                    reserve(self.cbuf);
+                    match poll_read_buf(Pin::new(&mut *self.client), cx, self.cbuf) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ClientClosed),
+                        Poll::Ready(Ok(_)) => {
+                            run.last_client = None;
+                            if let Err(e) = self.scan_client(run) {
+                                return Poll::Ready(Outcome::ClientProtocol(e));
+                            }
+                            progress = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ClientIo(e)),
+                        Poll::Pending => {}
+                    }
+                }
+            }
+
+            // Server to client.
+            if run.s_ready > 0 {
+                match Pin::new(&mut *self.client).poll_write(cx, &self.sbuf[..run.s_ready]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ClientClosed),
+                    Poll::Ready(Ok(n)) => {
+                        self.sbuf.advance(n);
+                        run.sscan.consumed(n);
+                        run.s_ready -= n;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ClientIo(e)),
+                    Poll::Pending => {}
+                }
+            } else if run.release {
+                return Poll::Ready(Outcome::Released);
+            } else if run.statement_violation {
+                return Poll::Ready(Outcome::StatementModeTransaction);
+            } else {
+                reserve(self.sbuf);
+                match poll_read_buf(Pin::new(&mut *self.server), cx, self.sbuf) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ServerClosed),
+                    Poll::Ready(Ok(_)) => {
+                        if let Err(e) = self.scan_server(run) {
+                            return Poll::Ready(Outcome::ServerProtocol(e));
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ServerIo(e)),
+                    Poll::Pending => {}
+                }
+            }
+
+            if !progress {
+                return self.poll_waits(cx, run);
+            }
+        }
+    }
+
+    /// Nothing moved: check shutdown and idle timeouts, registering wakeups.
+    fn poll_waits(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Outcome> {
+        let quiet = run.c_ready == 0 && run.s_ready == 0 && self.cscan.at_boundary();
+        if !run.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+            run.shutting_down = true;
+        }
+        if run.shutting_down && quiet && self.track.idle() {
+            return Poll::Ready(Outcome::Shutdown);
+        }
+        let waiting_on_client = quiet && self.track.outstanding == 0;
+        let in_tx = self.track.status != b'I' || self.track.dirty;
+        let limit = match (waiting_on_client, in_tx) {
+            (false, _) => Duration::ZERO,
+            (true, true) => self.idle_transaction_timeout,
+            (true, false) => self.client_idle_timeout,
+        };
+        if limit.is_zero() {
+            return Poll::Pending;
+        }
+        // The clock is read only here, when the pump is about to sleep.
+        let since = *run.last_client.get_or_insert_with(Instant::now);
+        let deadline = tokio::time::Instant::from_std(since + limit);
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Outcome::IdleTimeout {
+                in_transaction: in_tx,
+            });
+        }
+        Poll::Pending
+    }
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+}

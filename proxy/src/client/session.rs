@@ -1,0 +1,303 @@
+//! One logged-in client: wait for a request, borrow a server, pump until the
+//! transaction (or session) ends, give the server back clean or close it.
+
+use super::cancel::{CancelSlot, CancelTarget};
+use super::pump::{Outcome, Pump, Track, READ_CHUNK};
+use super::{send_error, ClientError};
+use crate::app::App;
+use crate::config::PoolMode;
+use crate::pool::{Lease, Pool};
+use crate::protocol::backend::Severity;
+use crate::protocol::frame::{self, Scanner};
+use crate::protocol::frontend;
+use crate::server::params::ParamSet;
+use bytes::BytesMut;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+pub struct Session {
+    pub app: Arc<App>,
+    pub client: TcpStream,
+    pub cbuf: BytesMut,
+    pub pool: Pool,
+    pub mode: PoolMode,
+    /// The session parameters this client believes it has.
+    pub wanted: ParamSet,
+    pub cancel: Arc<CancelSlot>,
+    pub user: String,
+    pub db: String,
+}
+
+/// Wait futures made once per client, so the per-transaction path
+/// allocates nothing.
+struct Waits {
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    timer: Pin<Box<Sleep>>,
+}
+
+enum Next {
+    Request,
+    Leave,
+}
+
+impl Session {
+    pub async fn run(mut self) -> Result<(), ClientError> {
+        let mut waits = Waits {
+            shutdown: Box::pin(self.app.shutdown.clone().cancelled_owned()),
+            timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+        };
+        let mut cscan = Scanner::new();
+        loop {
+            if let Next::Leave = self.wait_for_request(&mut waits).await? {
+                return Ok(());
+            }
+            let mut lease = match self.pool.checkout().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(db = %self.db, user = %self.user, error = %e, "no server connection for client");
+                    send_error(
+                        &mut self.client,
+                        Severity::Fatal,
+                        e.sqlstate(),
+                        &e.to_string(),
+                    )
+                    .await;
+                    return Ok(());
+                }
+            };
+            if let Err(e) = self.prepare(&mut lease).await {
+                send_error(
+                    &mut self.client,
+                    Severity::Fatal,
+                    e.sqlstate(),
+                    &e.to_string(),
+                )
+                .await;
+                lease.discard();
+                return Ok(());
+            }
+            let mut track = Track::default();
+            let outcome = self
+                .pump(&mut lease, &mut cscan, &mut track, &mut waits)
+                .await;
+            self.cancel.set(None);
+            if !self.finish(outcome, lease, &track).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits, holding no server, until the client sends something.
+    async fn wait_for_request(&mut self, waits: &mut Waits) -> Result<Next, ClientError> {
+        let cfg = self.app.config.load();
+        let max = cfg.max_packet_size;
+        let idle_timeout = cfg.client_idle_timeout;
+        drop(cfg);
+        if !idle_timeout.is_zero() {
+            waits
+                .timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + idle_timeout);
+        }
+        loop {
+            if let Some((tag, _)) = frame::header(&self.cbuf, max)? {
+                return Ok(if tag == frontend::TERMINATE {
+                    Next::Leave
+                } else {
+                    Next::Request
+                });
+            }
+            if self.app.shutdown.is_cancelled() {
+                send_error(
+                    &mut self.client,
+                    Severity::Fatal,
+                    "57P01",
+                    "pgwolf is shutting down",
+                )
+                .await;
+                return Ok(Next::Leave);
+            }
+            tokio::select! {
+                r = self.client.readable() => r?,
+                _ = waits.shutdown.as_mut() => continue,
+                _ = waits.timer.as_mut(), if !idle_timeout.is_zero() => {
+                    send_error(&mut self.client, Severity::Fatal, "57P05", "client_idle_timeout: closing idle connection").await;
+                    return Ok(Next::Leave);
+                }
+            }
+            if self.cbuf.capacity() - self.cbuf.len() < READ_CHUNK / 4 {
+                self.cbuf.reserve(READ_CHUNK);
+            }
+            match self.client.try_read_buf(&mut self.cbuf) {
+                Ok(0) => return Ok(Next::Leave),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Makes the server's session parameters match the client's and points
+    /// cancel requests at this server.
+    async fn prepare(&mut self, lease: &mut Lease) -> Result<(), crate::server::ServerError> {
+        let conn = lease.conn();
+        if let Some(sql) = conn.params.sync_sql(&self.wanted) {
+            conn.run_own_query(&sql).await?;
+            conn.params.adopt(&self.wanted);
+        }
+        self.cancel.set(Some(CancelTarget {
+            addr: conn.peer,
+            pid: conn.pid,
+            secret: conn.secret,
+        }));
+        Ok(())
+    }
+
+    async fn pump(
+        &mut self,
+        lease: &mut Lease,
+        cscan: &mut Scanner,
+        track: &mut Track,
+        waits: &mut Waits,
+    ) -> Outcome {
+        let cfg = self.app.config.load();
+        let conn = lease.conn();
+        Pump {
+            client: &mut self.client,
+            cbuf: &mut self.cbuf,
+            cscan,
+            server: &mut conn.stream,
+            sbuf: &mut conn.rbuf,
+            server_params: &mut conn.params,
+            client_params: &mut self.wanted,
+            track,
+            mode: self.mode,
+            max_packet: cfg.max_packet_size,
+            shutdown: waits.shutdown.as_mut(),
+            timer: waits.timer.as_mut(),
+            idle_transaction_timeout: cfg.idle_transaction_timeout,
+            client_idle_timeout: cfg.client_idle_timeout,
+        }
+        .run()
+        .await
+    }
+
+    /// Settles the server connection after a pump run. True when the client
+    /// stays connected for another transaction.
+    async fn finish(&mut self, outcome: Outcome, lease: Lease, track: &Track) -> bool {
+        use Outcome::*;
+        match outcome {
+            Released => {
+                self.pool
+                    .stats()
+                    .transactions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                lease.release();
+                true
+            }
+            ClientClosed => {
+                self.give_back(lease, track).await;
+                false
+            }
+            ClientIo(e) => {
+                tracing::debug!(db = %self.db, user = %self.user, error = %e, "client socket error");
+                self.give_back(lease, track).await;
+                false
+            }
+            Shutdown => {
+                self.give_back(lease, track).await;
+                send_error(
+                    &mut self.client,
+                    Severity::Fatal,
+                    "57P01",
+                    "pgwolf is shutting down",
+                )
+                .await;
+                false
+            }
+            ref outcome @ (ServerClosed | ServerIo(_)) => {
+                lease.discard();
+                // The server usually says why (e.g. FATAL 57P01) before closing.
+                if track.last_server_tag != b'E' {
+                    send_error(
+                        &mut self.client,
+                        Severity::Fatal,
+                        "08006",
+                        "server connection lost",
+                    )
+                    .await;
+                }
+                let error = match &outcome {
+                    ServerIo(e) => e.to_string(),
+                    _ => "closed".into(),
+                };
+                tracing::warn!(db = %self.db, user = %self.user, %error, "server connection lost while in use");
+                false
+            }
+            ClientProtocol(e) => {
+                lease.discard();
+                send_error(&mut self.client, Severity::Fatal, "08P01", &e.to_string()).await;
+                false
+            }
+            ServerProtocol(e) => {
+                lease.discard();
+                send_error(
+                    &mut self.client,
+                    Severity::Fatal,
+                    "08P01",
+                    &format!("server sent an invalid message: {e}"),
+                )
+                .await;
+                false
+            }
+            StatementModeTransaction => {
+                lease.discard();
+                send_error(
+                    &mut self.client,
+                    Severity::Fatal,
+                    "0A000",
+                    "transaction blocks are not allowed in statement pooling mode",
+                )
+                .await;
+                false
+            }
+            IdleTimeout { in_transaction } => {
+                let (code, msg) = if in_transaction {
+                    (
+                        "25P03",
+                        "idle_transaction_timeout: closing connection idle in transaction",
+                    )
+                } else {
+                    ("57P05", "client_idle_timeout: closing idle connection")
+                };
+                self.give_back(lease, track).await;
+                send_error(&mut self.client, Severity::Fatal, code, msg).await;
+                false
+            }
+        }
+    }
+
+    /// The client is leaving: keep the server if it is clean (after the
+    /// reset query where configured), else close it.
+    async fn give_back(&mut self, mut lease: Lease, track: &Track) {
+        if !track.idle() || !lease.conn().rbuf.is_empty() {
+            lease.discard();
+            return;
+        }
+        let reset = self.pool.settings().reset_query.clone();
+        if let Some(sql) = reset {
+            let conn = lease.conn();
+            if conn.run_own_query(&sql).await.is_err() {
+                lease.discard();
+                return;
+            }
+            // RESET ALL is not announced for unreported settings.
+            conn.params.forget_unreported();
+        }
+        lease.release();
+    }
+}

@@ -1,0 +1,46 @@
+//! Every default in one place, so docs/configuration.md has one source to match.
+
+use super::{AuthType, Config, PoolMode};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub(super) fn host() -> String {
+    "127.0.0.1".to_string()
+}
+
+pub(super) fn port() -> u16 {
+    5432
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["127.0.0.1:6432".to_string()],
+            auth_type: AuthType::ScramSha256,
+            auth_file: None,
+            pool_mode: PoolMode::Transaction,
+            default_pool_size: 20,
+            min_pool_size: 0,
+            reserve_pool_size: 0,
+            reserve_pool_timeout: Duration::from_secs(5),
+            max_db_connections: 0,
+            max_user_connections: 0,
+            max_client_conn: 10_000,
+            max_packet_size: 1 << 30,
+            server_reset_query: "DISCARD ALL".to_string(),
+            server_reset_query_always: false,
+            server_connect_timeout: Duration::from_secs(15),
+            server_login_timeout: Duration::from_secs(15),
+            server_lifetime: Duration::from_secs(3600),
+            server_idle_timeout: Duration::from_secs(600),
+            query_wait_timeout: Duration::from_secs(120),
+            idle_transaction_timeout: Duration::ZERO,
+            client_idle_timeout: Duration::ZERO,
+            client_login_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            ignore_startup_parameters: Vec::new(),
+            databases: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+}

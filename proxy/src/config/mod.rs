@@ -1,0 +1,179 @@
+//! Configuration: typed settings with one place for defaults.
+//!
+//! `Config` is what the rest of the proxy reads: an immutable snapshot, swapped
+//! whole on reload. Parsing (TOML natively, PgBouncer's ini as an import) and
+//! validation live in their own files; nothing here does I/O except `load`.
+
+mod defaults;
+mod load;
+mod pgbouncer_ini;
+mod validate;
+
+pub use load::{load, ConfigError, Loaded};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a client keeps a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// Until the client disconnects.
+    Session,
+    /// Until the transaction ends (ReadyForQuery 'I').
+    #[default]
+    Transaction,
+    /// Until the statement ends; multi-statement transactions are refused.
+    Statement,
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthType {
+    /// SCRAM-SHA-256 from a SCRAM verifier or a plaintext password.
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// md5 where the auth file holds plaintext or an md5 hash; SCRAM where it
+    /// holds a SCRAM verifier (as PgBouncer does).
+    Md5,
+    /// Cleartext password over the wire (only sensible over TLS).
+    Plain,
+    /// No password asked; the user must still be known unless `auth_file` is unset.
+    Trust,
+}
+
+/// Settings for the whole process. Defaults live in `defaults.rs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the proxy listens on, e.g. "127.0.0.1:6432". Several
+    /// addresses are accepted as a list.
+    pub listen: Vec<String>,
+    pub auth_type: AuthType,
+    /// PgBouncer userlist.txt format: `"user" "password-or-md5-or-SCRAM-verifier"`.
+    pub auth_file: Option<PathBuf>,
+    pub pool_mode: PoolMode,
+    /// Server connections per (database, user) pool.
+    pub default_pool_size: u32,
+    /// Server connections opened and kept even when idle, per pool.
+    pub min_pool_size: u32,
+    /// Extra connections a pool may open when a client waited `reserve_pool_timeout`.
+    pub reserve_pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub reserve_pool_timeout: Duration,
+    /// Server connections per database across its users; 0 = unlimited.
+    pub max_db_connections: u32,
+    /// Server connections per user across databases; 0 = unlimited.
+    pub max_user_connections: u32,
+    /// Client connections accepted at once.
+    pub max_client_conn: u32,
+    /// Largest protocol message accepted from a client or server, in bytes.
+    pub max_packet_size: u32,
+    /// Query run on a server connection before another client gets it in session mode.
+    pub server_reset_query: String,
+    /// Run `server_reset_query` in transaction and statement mode too.
+    pub server_reset_query_always: bool,
+    #[serde(with = "humantime_serde")]
+    pub server_connect_timeout: Duration,
+    /// Time allowed for a server connection's startup and authentication.
+    #[serde(with = "humantime_serde")]
+    pub server_login_timeout: Duration,
+    /// Server connections older than this are closed when released; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub server_lifetime: Duration,
+    /// Idle server connections unused this long are closed; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub server_idle_timeout: Duration,
+    /// A client waiting this long for a server gets an error; 0 = wait forever.
+    #[serde(with = "humantime_serde")]
+    pub query_wait_timeout: Duration,
+    /// A client idle inside a transaction this long is disconnected; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_transaction_timeout: Duration,
+    /// A client idle outside a transaction this long is disconnected; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub client_idle_timeout: Duration,
+    /// A client must finish startup and authentication within this.
+    #[serde(with = "humantime_serde")]
+    pub client_login_timeout: Duration,
+    /// How long SIGTERM/SIGINT let transactions finish before closing.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Startup parameters clients may not set (they are dropped, as PgBouncer's
+    /// `ignore_startup_parameters`), e.g. "extra_float_digits".
+    pub ignore_startup_parameters: Vec<String>,
+    /// Logical databases clients may connect to. The key "*" is a fallback
+    /// for any other name (its `dbname` defaults to the requested name).
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Per-user overrides.
+    pub users: BTreeMap<String, UserConfig>,
+}
+
+/// A logical database: where its server is and optional per-database overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default = "defaults::host")]
+    pub host: String,
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    /// Name on the server; defaults to the logical name.
+    pub dbname: Option<String>,
+    /// Log in to the server as this user whoever the client is (one pool per database).
+    pub user: Option<String>,
+    /// Password for the server login; otherwise the auth file's entry for the user.
+    pub password: Option<String>,
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<u32>,
+    pub min_pool_size: Option<u32>,
+    pub reserve_pool_size: Option<u32>,
+    pub max_db_connections: Option<u32>,
+    /// Sent to the server at startup when the client did not ask for one.
+    pub application_name: Option<String>,
+    pub client_encoding: Option<String>,
+    pub datestyle: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// Per-user overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<u32>,
+    pub max_user_connections: Option<u32>,
+}
+
+impl Config {
+    /// The database entry for a requested name, falling back to "*".
+    pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
+        self.databases.get(name).or_else(|| self.databases.get("*"))
+    }
+
+    pub fn pool_mode_for(&self, db: &DatabaseConfig, user: &str) -> PoolMode {
+        self.users
+            .get(user)
+            .and_then(|u| u.pool_mode)
+            .or(db.pool_mode)
+            .unwrap_or(self.pool_mode)
+    }
+
+    pub fn pool_size_for(&self, db: &DatabaseConfig, user: &str) -> u32 {
+        self.users
+            .get(user)
+            .and_then(|u| u.pool_size)
+            .or(db.pool_size)
+            .unwrap_or(self.default_pool_size)
+    }
+
+    pub fn max_user_connections_for(&self, user: &str) -> u32 {
+        self.users
+            .get(user)
+            .and_then(|u| u.max_user_connections)
+            .unwrap_or(self.max_user_connections)
+    }
+}

@@ -1,0 +1,907 @@
+//! PgBouncer ini import: `pgbouncer.ini` text → `Config` plus warnings.
+//!
+//! A small hand parser rather than rust-ini: PgBouncer's format is narrower
+//! than generic ini (comments only at line start, `#`/`;` inside values are
+//! literal, no value quoting or escapes outside connection strings), and
+//! every error must carry its line number, which rust-ini does not expose for
+//! values. Pure: no I/O, so `%include` is refused rather than followed.
+//!
+//! PgBouncer settings pgwolf lacks are listed in one warning, never dropped
+//! silently; a key PgBouncer itself would not know is an error. Keys absent
+//! from the file take PgBouncer's default where it differs from pgwolf's
+//! (`pgbouncer_defaults`), so an imported file behaves as it did before.
+
+use super::{defaults, AuthType, Config, ConfigError, DatabaseConfig, PoolMode, UserConfig};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `[pgbouncer]` keys that PgBouncer knows and pgwolf does not implement.
+/// (Tables are kept dense by hand; rustfmt would put one key per line.)
+#[rustfmt::skip]
+const UNSUPPORTED_GLOBAL: &[&str] = &[
+    "admin_users", "application_name_add_host", "auth_dbname", "auth_hba_file",
+    "auth_ident_file", "auth_ldap_options", "auth_query", "auth_user",
+    "autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
+    "client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
+    "client_tls_dheparams", "client_tls_ecdhcurve", "client_tls_key_file",
+    "client_tls_protocols", "client_tls_sslmode", "conffile", "disable_pqexec",
+    "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
+    "listen_backlog", "log_connections", "log_disconnections", "log_pooler_errors",
+    "log_stats", "logfile", "login_notify_message", "max_db_client_connections",
+    "max_prepared_statements", "max_user_client_connections", "peer_id", "pidfile",
+    "pkt_buf", "pool_idle_timeout", "query_timeout", "query_wait_notify",
+    "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_check_delay",
+    "server_check_query", "server_fast_close", "server_login_retry",
+    "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
+    "server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
+    "server_tls_protocols", "server_tls_sslmode", "service_name", "so_reuseport",
+    "stats_period", "stats_users", "suspend_timeout", "syslog", "syslog_facility",
+    "syslog_ident", "tcp_defer_accept", "tcp_keepalive", "tcp_keepcnt",
+    "tcp_keepidle", "tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
+    "track_extra_parameters", "transaction_timeout", "unix_socket_dir",
+    "unix_socket_group", "unix_socket_mode", "user", "verbose",
+];
+
+/// `[databases]` connection-string keys PgBouncer knows and pgwolf does not.
+#[rustfmt::skip]
+const UNSUPPORTED_DATABASE: &[&str] = &[
+    "auth_dbname", "auth_query", "auth_user", "connect_query", "load_balance_hosts",
+    "max_db_client_connections", "query_wait_timeout", "server_lifetime",
+    "target_session_attrs",
+];
+
+/// `[users]` keys PgBouncer knows and pgwolf does not.
+#[rustfmt::skip]
+const UNSUPPORTED_USER: &[&str] = &[
+    "client_idle_timeout", "idle_transaction_timeout", "max_user_client_connections",
+    "query_timeout", "query_wait_timeout", "reserve_pool_size", "transaction_timeout",
+];
+
+/// PgBouncer's own `listen_port` default.
+const PGBOUNCER_LISTEN_PORT: u16 = 6432;
+
+/// pgwolf's defaults, except where PgBouncer's differ and the difference
+/// changes behaviour: an imported file must pool and authenticate as before.
+/// (`max_packet_size` keeps pgwolf's 1 GiB: PgBouncer's 2 GiB - 1 exceeds
+/// PostgreSQL's own message limit.)
+fn pgbouncer_defaults() -> Config {
+    Config {
+        pool_mode: PoolMode::Session,
+        auth_type: AuthType::Md5,
+        max_client_conn: 100,
+        ..Config::default()
+    }
+}
+
+/// Parse PgBouncer ini text; `path` is only used in messages. Relative paths
+/// stay relative. The result is not validated yet.
+pub(super) fn from_ini_str(text: &str, path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let lines = parse_lines(text).map_err(parse_error)?;
+    let mut import = Import {
+        cfg: pgbouncer_defaults(),
+        listen_addr: None,
+        listen_port: PGBOUNCER_LISTEN_PORT,
+        unsupported: Unsupported::default(),
+        hostless: Vec::new(),
+    };
+    for line in &lines {
+        import.apply(line).map_err(parse_error)?;
+    }
+    Ok(import.finish(path))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    PgBouncer,
+    Databases,
+    Users,
+    Peers,
+}
+
+impl Section {
+    fn from_name(name: &str) -> Option<Section> {
+        match name {
+            "pgbouncer" => Some(Section::PgBouncer),
+            "databases" => Some(Section::Databases),
+            "users" => Some(Section::Users),
+            "peers" => Some(Section::Peers),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::PgBouncer => "pgbouncer",
+            Section::Databases => "databases",
+            Section::Users => "users",
+            Section::Peers => "peers",
+        }
+    }
+}
+
+/// One `key = value` line, with where it came from for error messages.
+#[derive(Debug)]
+struct Line<'a> {
+    no: usize,
+    section: Section,
+    key: String,
+    value: &'a str,
+}
+
+impl Line<'_> {
+    fn err(&self, message: impl std::fmt::Display) -> String {
+        format!(
+            "line {}: [{}] {}: {message}",
+            self.no,
+            self.section.name(),
+            self.key
+        )
+    }
+}
+
+/// Split the file into `key = value` lines tagged with their section.
+fn parse_lines(text: &str) -> Result<Vec<Line<'_>>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut section = None;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let no = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        if let Some(directive) = line.strip_prefix('%') {
+            return Err(if directive.starts_with("include") {
+                format!(
+                    "line {no}: %include is not supported; \
+                     copy the included settings into this file"
+                )
+            } else {
+                format!("line {no}: unknown directive `{line}`")
+            });
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let (name, rest) = header
+                .split_once(']')
+                .ok_or_else(|| format!("line {no}: `{line}` is missing its closing `]`"))?;
+            let rest = rest.trim_start();
+            if !(rest.is_empty() || rest.starts_with(';') || rest.starts_with('#')) {
+                return Err(format!(
+                    "line {no}: unexpected `{rest}` after section header"
+                ));
+            }
+            let name = name.trim();
+            section = Some(Section::from_name(name).ok_or_else(|| {
+                format!(
+                    "line {no}: unknown section [{name}] \
+                     (PgBouncer has [pgbouncer], [databases], [users], [peers])"
+                )
+            })?);
+            continue;
+        }
+        let (key, value) = split_key_value(line).map_err(|m| format!("line {no}: {m}"))?;
+        let section =
+            section.ok_or_else(|| format!("line {no}: `{key}` appears before any [section]"))?;
+        out.push(Line {
+            no,
+            section,
+            key,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// `key = value`; a key may be double-quoted ("" for a quote) so database
+/// names with odd characters work, as in PgBouncer.
+fn split_key_value(line: &str) -> Result<(String, &str), String> {
+    let expected = || format!("expected `key = value`, a [section] or a comment, got `{line}`");
+    let (key, rest) = if let Some(quoted) = line.strip_prefix('"') {
+        let mut key = String::new();
+        let mut chars = quoted.char_indices();
+        let rest = loop {
+            match chars.next() {
+                Some((i, '"')) if quoted[i + 1..].starts_with('"') => {
+                    key.push('"');
+                    chars.next();
+                }
+                Some((i, '"')) => break &quoted[i + 1..],
+                Some((_, c)) => key.push(c),
+                None => return Err(format!("unterminated quoted key in `{line}`")),
+            }
+        };
+        (
+            key,
+            rest.trim_start().strip_prefix('=').ok_or_else(expected)?,
+        )
+    } else {
+        let (key, rest) = line.split_once('=').ok_or_else(expected)?;
+        let key = key.trim_end();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(expected());
+        }
+        (key.to_string(), rest)
+    };
+    Ok((key, rest.trim()))
+}
+
+/// Split a libpq-style connection string (`k=v k2='v 2'`) into pairs.
+/// Quoted values accept `\'` and `\\` (libpq) and `''` (PgBouncer) escapes;
+/// other backslashes are kept, since PgBouncer keeps them.
+fn parse_connstr(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let bad_pair = || format!("expected key=value at `{rest}`");
+        let (key, after_eq) = rest.split_once('=').ok_or_else(bad_pair)?;
+        let key = key.trim_end();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(bad_pair());
+        }
+        let after_eq = after_eq.trim_start();
+        let (value, after) = match after_eq.strip_prefix('\'') {
+            Some(quoted) => unquote(quoted).map_err(|m| format!("{key}: {m}"))?,
+            None => {
+                let end = after_eq.find(char::is_whitespace).unwrap_or(after_eq.len());
+                (after_eq[..end].to_string(), &after_eq[end..])
+            }
+        };
+        if value.is_empty() {
+            return Err(format!("{key}: empty value"));
+        }
+        if !after.is_empty() && !after.starts_with(char::is_whitespace) {
+            return Err(format!(
+                "{key}: unexpected `{after}` after the quoted value"
+            ));
+        }
+        pairs.push((key.to_string(), value));
+        rest = after.trim_start();
+    }
+    Ok(pairs)
+}
+
+/// The text after an opening `'`: returns the value and what follows the
+/// closing quote.
+fn unquote(quoted: &str) -> Result<(String, &str), String> {
+    let mut value = String::new();
+    let mut chars = quoted.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|&(_, n)| n);
+        match (c, next) {
+            ('\\', Some(n @ ('\'' | '\\'))) | ('\'', Some(n @ '\'')) => {
+                value.push(n);
+                chars.next();
+            }
+            ('\'', _) => return Ok((value, &quoted[i + 1..])),
+            _ => value.push(c),
+        }
+    }
+    Err("unterminated quoted value".into())
+}
+
+fn whole<T: FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("expected a whole number, got `{value}`"))
+}
+
+/// PgBouncer times are seconds as a decimal number (`0.5`, `30`, `3600.0`).
+fn seconds(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("expected seconds such as 30 or 0.5, got `{value}`"))
+}
+
+/// PgBouncer lookups are case-insensitive.
+fn pool_mode(value: &str) -> Result<PoolMode, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "session" => Ok(PoolMode::Session),
+        "transaction" => Ok(PoolMode::Transaction),
+        "statement" => Ok(PoolMode::Statement),
+        _ => Err(format!(
+            "`{value}` is not session, transaction or statement"
+        )),
+    }
+}
+
+fn auth_type(value: &str) -> Result<AuthType, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "scram-sha-256" => Ok(AuthType::ScramSha256),
+        "md5" => Ok(AuthType::Md5),
+        "plain" => Ok(AuthType::Plain),
+        "trust" => Ok(AuthType::Trust),
+        "any" | "cert" | "hba" | "ldap" | "pam" => Err(format!(
+            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain or trust)"
+        )),
+        _ => Err(format!("`{value}` is not a PgBouncer auth_type")),
+    }
+}
+
+fn comma_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Settings seen but not supported, grouped for one warning line.
+#[derive(Default)]
+struct Unsupported {
+    global: Vec<String>,
+    databases: Vec<String>,
+    users: Vec<String>,
+    peers: bool,
+}
+
+impl Unsupported {
+    fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        for (section, keys) in [
+            ("[pgbouncer]", &self.global),
+            ("[databases]", &self.databases),
+            ("[users]", &self.users),
+        ] {
+            if !keys.is_empty() {
+                parts.push(format!("{section} {}", keys.join(", ")));
+            }
+        }
+        if self.peers {
+            parts.push("the [peers] section".into());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+struct Import {
+    cfg: Config,
+    listen_addr: Option<String>,
+    listen_port: u16,
+    unsupported: Unsupported,
+    /// Databases without `host=`: a Unix socket in PgBouncer, TCP here.
+    hostless: Vec<String>,
+}
+
+impl Import {
+    fn apply(&mut self, line: &Line<'_>) -> Result<(), String> {
+        match line.section {
+            Section::PgBouncer => self.global(line).map_err(|m| line.err(m)),
+            Section::Databases => {
+                let db = self.database(line)?;
+                self.cfg.databases.insert(line.key.clone(), db);
+                Ok(())
+            }
+            Section::Users => {
+                let user = self.user(line)?;
+                self.cfg.users.insert(line.key.clone(), user);
+                Ok(())
+            }
+            Section::Peers => {
+                self.unsupported.peers = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn global(&mut self, line: &Line<'_>) -> Result<(), String> {
+        let (cfg, v) = (&mut self.cfg, line.value);
+        match line.key.as_str() {
+            "listen_addr" => self.listen_addr = Some(v.to_string()),
+            "listen_port" => self.listen_port = whole(v)?,
+            "auth_type" => cfg.auth_type = auth_type(v)?,
+            "auth_file" => cfg.auth_file = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "pool_mode" => cfg.pool_mode = pool_mode(v)?,
+            "default_pool_size" => cfg.default_pool_size = whole(v)?,
+            "min_pool_size" => cfg.min_pool_size = whole(v)?,
+            "reserve_pool_size" => cfg.reserve_pool_size = whole(v)?,
+            "reserve_pool_timeout" => cfg.reserve_pool_timeout = seconds(v)?,
+            "max_db_connections" => cfg.max_db_connections = whole(v)?,
+            "max_user_connections" => cfg.max_user_connections = whole(v)?,
+            "max_client_conn" => cfg.max_client_conn = whole(v)?,
+            "max_packet_size" => cfg.max_packet_size = whole(v)?,
+            "server_reset_query" => cfg.server_reset_query = v.to_string(),
+            "server_reset_query_always" => cfg.server_reset_query_always = whole::<i64>(v)? != 0,
+            // PgBouncer's one timeout covers connect and login; pgwolf times
+            // them separately, so both get the value.
+            "server_connect_timeout" => {
+                cfg.server_connect_timeout = seconds(v)?;
+                cfg.server_login_timeout = cfg.server_connect_timeout;
+            }
+            "server_lifetime" => cfg.server_lifetime = seconds(v)?,
+            "server_idle_timeout" => cfg.server_idle_timeout = seconds(v)?,
+            "query_wait_timeout" => cfg.query_wait_timeout = seconds(v)?,
+            "idle_transaction_timeout" => cfg.idle_transaction_timeout = seconds(v)?,
+            "client_idle_timeout" => cfg.client_idle_timeout = seconds(v)?,
+            "client_login_timeout" => cfg.client_login_timeout = seconds(v)?,
+            "ignore_startup_parameters" => {
+                cfg.ignore_startup_parameters = comma_list(v).map(String::from).collect();
+            }
+            k if UNSUPPORTED_GLOBAL.contains(&k) => self.unsupported.global.push(k.to_string()),
+            _ => return Err("not a PgBouncer setting".into()),
+        }
+        Ok(())
+    }
+
+    fn database(&mut self, line: &Line<'_>) -> Result<DatabaseConfig, String> {
+        let mut db = DatabaseConfig {
+            host: defaults::host(),
+            port: defaults::port(),
+            dbname: None,
+            user: None,
+            password: None,
+            pool_mode: None,
+            pool_size: None,
+            min_pool_size: None,
+            reserve_pool_size: None,
+            max_db_connections: None,
+            application_name: None,
+            client_encoding: None,
+            datestyle: None,
+            timezone: None,
+        };
+        let mut has_host = false;
+        for (key, value) in parse_connstr(line.value).map_err(|m| line.err(m))? {
+            let err = |m: String| line.err(format!("{key}: {m}"));
+            match key.as_str() {
+                "host" => {
+                    db.host = value;
+                    has_host = true;
+                }
+                "port" => db.port = whole(&value).map_err(err)?,
+                "dbname" => db.dbname = Some(value),
+                "user" => db.user = Some(value),
+                "password" => db.password = Some(value),
+                "pool_mode" => db.pool_mode = Some(pool_mode(&value).map_err(err)?),
+                "pool_size" => db.pool_size = Some(whole(&value).map_err(err)?),
+                "min_pool_size" => db.min_pool_size = Some(whole(&value).map_err(err)?),
+                // `reserve_pool` is the older spelling; PgBouncer accepts both.
+                "reserve_pool" | "reserve_pool_size" => {
+                    db.reserve_pool_size = Some(whole(&value).map_err(err)?);
+                }
+                "max_db_connections" => {
+                    db.max_db_connections = Some(whole(&value).map_err(err)?);
+                }
+                "application_name" => db.application_name = Some(value),
+                "client_encoding" => db.client_encoding = Some(value),
+                "datestyle" => db.datestyle = Some(value),
+                "timezone" => db.timezone = Some(value),
+                k if UNSUPPORTED_DATABASE.contains(&k) => {
+                    self.unsupported.databases.push(format!("{}.{k}", line.key));
+                }
+                _ => return Err(err("not a PgBouncer connection parameter".into())),
+            }
+        }
+        if !has_host {
+            self.hostless.push(line.key.clone());
+        }
+        Ok(db)
+    }
+
+    fn user(&mut self, line: &Line<'_>) -> Result<UserConfig, String> {
+        let mut user = UserConfig::default();
+        for (key, value) in parse_connstr(line.value).map_err(|m| line.err(m))? {
+            let err = |m: String| line.err(format!("{key}: {m}"));
+            match key.as_str() {
+                "pool_mode" => user.pool_mode = Some(pool_mode(&value).map_err(err)?),
+                "pool_size" => user.pool_size = Some(whole(&value).map_err(err)?),
+                "max_user_connections" => {
+                    user.max_user_connections = Some(whole(&value).map_err(err)?);
+                }
+                k if UNSUPPORTED_USER.contains(&k) => {
+                    self.unsupported.users.push(format!("{}.{k}", line.key));
+                }
+                _ => return Err(err("not a PgBouncer user setting".into())),
+            }
+        }
+        Ok(user)
+    }
+
+    fn finish(mut self, path: &Path) -> (Config, Vec<String>) {
+        let file = path.display();
+        let mut warnings = Vec::new();
+        let port = self.listen_port;
+        let addrs: Vec<String> = comma_list(self.listen_addr.as_deref().unwrap_or(""))
+            .map(|a| listen_entry(a, port))
+            .collect();
+        if addrs.is_empty() {
+            let fallback = listen_entry(&defaults::host(), port);
+            warnings.push(format!(
+                "{file}: listen_addr is not set, so PgBouncer would accept only Unix-socket \
+                 connections; pgwolf has no Unix socket and listens on {fallback}"
+            ));
+            self.cfg.listen = vec![fallback];
+        } else {
+            self.cfg.listen = addrs;
+        }
+        if !self.hostless.is_empty() {
+            warnings.push(format!(
+                "{file}: [databases] {} have no host=, so PgBouncer would use a Unix socket; \
+                 pgwolf connects to {} over TCP instead",
+                self.hostless.join(", "),
+                defaults::host()
+            ));
+        }
+        if let Some(list) = self.unsupported.describe() {
+            warnings.push(format!(
+                "{file}: ignored PgBouncer settings that pgwolf does not support: {list}"
+            ));
+        }
+        (self.cfg, warnings)
+    }
+}
+
+/// One `listen_addr` entry as `host:port`; `*` means all IPv4 addresses.
+fn listen_entry(addr: &str, port: u16) -> String {
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    match addr {
+        "*" => format!("0.0.0.0:{port}"),
+        a if a.contains(':') => format!("[{a}]:{port}"),
+        a => format!("{a}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn import(text: &str) -> Result<(Config, Vec<String>), String> {
+        from_ini_str(text, Path::new("pgbouncer.ini")).map_err(|e| e.to_string())
+    }
+
+    fn import_err(text: &str) -> String {
+        import(text).unwrap_err()
+    }
+
+    const REALISTIC: &str = r#"
+;; database name = connect string
+[databases]
+# app goes to the primary, with its own pool
+app = host=10.0.0.5 port=5433 dbname=app_prod pool_size=40 min_pool_size=2 reserve_pool=5
+reports = host=replica.internal dbname=app_prod user=reporter password='s3cret pass''word \'q\'' pool_mode=session max_db_connections=10 application_name=reports client_encoding=UTF8 datestyle='ISO, MDY' timezone=UTC
+legacy = host=10.0.0.6 connect_query='SELECT 1'
+* = host=10.0.0.5 port=5433
+
+[users]
+batch = pool_mode=statement pool_size=2 max_user_connections=4
+slow = query_timeout=30
+
+[pgbouncer]
+logfile = /var/log/pgbouncer/pgbouncer.log
+pidfile = /var/run/pgbouncer/pgbouncer.pid
+listen_addr = *, ::1
+listen_port = 6433
+auth_type = scram-sha-256
+auth_file = /etc/pgbouncer/userlist.txt
+admin_users = postgres
+stats_users = stats, postgres
+pool_mode = transaction
+server_reset_query = DISCARD ALL
+server_reset_query_always = 1
+ignore_startup_parameters = extra_float_digits, options
+max_client_conn = 2000
+default_pool_size = 25
+min_pool_size = 1
+reserve_pool_size = 3
+reserve_pool_timeout = 0.5
+max_db_connections = 100
+max_user_connections = 80
+max_packet_size = 65536
+server_lifetime = 1800
+server_idle_timeout = 300
+server_connect_timeout = 5
+query_wait_timeout = 60
+idle_transaction_timeout = 120
+client_idle_timeout = 0
+client_login_timeout = 30
+server_tls_sslmode = prefer
+pkt_buf = 8192
+"#;
+
+    #[test]
+    fn realistic_ini_maps_to_config() {
+        let (cfg, warnings) = import(REALISTIC).unwrap();
+        assert_eq!(cfg.listen, ["0.0.0.0:6433", "[::1]:6433"]);
+        assert_eq!(cfg.auth_type, AuthType::ScramSha256);
+        assert_eq!(
+            cfg.auth_file,
+            Some(PathBuf::from("/etc/pgbouncer/userlist.txt"))
+        );
+        assert_eq!(cfg.pool_mode, PoolMode::Transaction);
+        assert_eq!(cfg.server_reset_query, "DISCARD ALL");
+        assert!(cfg.server_reset_query_always);
+        assert_eq!(
+            cfg.ignore_startup_parameters,
+            ["extra_float_digits", "options"]
+        );
+        assert_eq!(
+            (
+                cfg.max_client_conn,
+                cfg.default_pool_size,
+                cfg.min_pool_size
+            ),
+            (2000, 25, 1)
+        );
+        assert_eq!(cfg.reserve_pool_size, 3);
+        assert_eq!(cfg.reserve_pool_timeout, Duration::from_millis(500));
+        assert_eq!(
+            (cfg.max_db_connections, cfg.max_user_connections),
+            (100, 80)
+        );
+        assert_eq!(cfg.max_packet_size, 65536);
+        assert_eq!(cfg.server_lifetime, Duration::from_secs(1800));
+        assert_eq!(cfg.server_idle_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.server_connect_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.server_login_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.query_wait_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.idle_transaction_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.client_idle_timeout, Duration::ZERO);
+        assert_eq!(cfg.client_login_timeout, Duration::from_secs(30));
+        // Not in the file, and PgBouncer's default equals pgwolf's.
+        assert_eq!(cfg.shutdown_timeout, Config::default().shutdown_timeout);
+
+        let app = &cfg.databases["app"];
+        assert_eq!((app.host.as_str(), app.port), ("10.0.0.5", 5433));
+        assert_eq!(app.dbname.as_deref(), Some("app_prod"));
+        assert_eq!(
+            (app.pool_size, app.min_pool_size, app.reserve_pool_size),
+            (Some(40), Some(2), Some(5))
+        );
+        assert_eq!((app.user.as_ref(), app.pool_mode), (None, None));
+
+        let reports = &cfg.databases["reports"];
+        assert_eq!(reports.host, "replica.internal");
+        assert_eq!(reports.port, 5432);
+        assert_eq!(reports.user.as_deref(), Some("reporter"));
+        assert_eq!(reports.password.as_deref(), Some("s3cret pass'word 'q'"));
+        assert_eq!(reports.pool_mode, Some(PoolMode::Session));
+        assert_eq!(reports.max_db_connections, Some(10));
+        assert_eq!(reports.application_name.as_deref(), Some("reports"));
+        assert_eq!(reports.client_encoding.as_deref(), Some("UTF8"));
+        assert_eq!(reports.datestyle.as_deref(), Some("ISO, MDY"));
+        assert_eq!(reports.timezone.as_deref(), Some("UTC"));
+
+        let fallback = &cfg.databases["*"];
+        assert_eq!((fallback.host.as_str(), fallback.port), ("10.0.0.5", 5433));
+        assert_eq!(fallback.dbname, None);
+        assert_eq!(cfg.database("anything"), Some(fallback));
+
+        let batch = &cfg.users["batch"];
+        assert_eq!(batch.pool_mode, Some(PoolMode::Statement));
+        assert_eq!(
+            (batch.pool_size, batch.max_user_connections),
+            (Some(2), Some(4))
+        );
+        assert_eq!(cfg.users["slow"], UserConfig::default());
+
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            warnings[0],
+            "pgbouncer.ini: ignored PgBouncer settings that pgwolf does not support: \
+             [pgbouncer] logfile, pidfile, admin_users, stats_users, server_tls_sslmode, pkt_buf; \
+             [databases] legacy.connect_query; [users] slow.query_timeout"
+        );
+        super::super::validate::validate(&cfg).unwrap();
+    }
+
+    #[test]
+    fn absent_keys_take_pgbouncer_defaults() {
+        let (cfg, warnings) = import("[pgbouncer]\nlisten_addr = 127.0.0.1\n").unwrap();
+        assert_eq!(cfg.pool_mode, PoolMode::Session);
+        assert_eq!(cfg.auth_type, AuthType::Md5);
+        assert_eq!(cfg.max_client_conn, 100);
+        assert_eq!(cfg.listen, ["127.0.0.1:6432"]);
+        assert_eq!(cfg.default_pool_size, Config::default().default_pool_size);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn missing_listen_addr_and_host_warn() {
+        let (cfg, warnings) =
+            import("[databases]\nfoodb =\nbar = dbname=baz\n[pgbouncer]\n").unwrap();
+        assert_eq!(cfg.listen, ["127.0.0.1:6432"]);
+        assert_eq!(cfg.databases["foodb"].host, "127.0.0.1");
+        assert_eq!(cfg.databases["bar"].dbname.as_deref(), Some("baz"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("listen_addr is not set"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].contains("foodb, bar have no host="),
+            "{}",
+            warnings[1]
+        );
+    }
+
+    #[test]
+    fn listen_addr_forms() {
+        let (cfg, _) = import(
+            "[pgbouncer]\nlisten_addr = localhost, [fe80::1], 10.1.2.3\nlisten_port = 7000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.listen,
+            ["localhost:7000", "[fe80::1]:7000", "10.1.2.3:7000"]
+        );
+    }
+
+    #[test]
+    fn peers_section_is_reported() {
+        let (_, warnings) =
+            import("[peers]\n1 = host=/tmp/a\n[pgbouncer]\nlisten_addr = *\n").unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].ends_with("the [peers] section"),
+            "{}",
+            warnings[0]
+        );
+    }
+
+    #[test]
+    fn quoted_database_names_and_values() {
+        let (cfg, _) =
+            import("[databases]\n\"my \"\"odd\"\" db\" = host=h password='a\\b' dbname = 'x y'\n")
+                .unwrap();
+        let db = &cfg.databases["my \"odd\" db"];
+        assert_eq!(db.password.as_deref(), Some("a\\b"));
+        assert_eq!(db.dbname.as_deref(), Some("x y"));
+    }
+
+    #[test]
+    fn comments_only_at_line_start() {
+        let (cfg, _) = import(
+            "  ; indented comment\n[pgbouncer] ; trailing\nserver_reset_query = SELECT 1 ; not a comment\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.server_reset_query, "SELECT 1 ; not a comment");
+    }
+
+    #[test]
+    fn times_are_seconds() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("3600.0"), Ok(Duration::from_secs(3600)));
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "30s", "", "NaN", "inf", "1e400"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+        let msg = import_err("[pgbouncer]\n\nquery_wait_timeout = 2m\n");
+        assert!(
+            msg.starts_with("pgbouncer.ini: line 3: [pgbouncer] query_wait_timeout:"),
+            "{msg}"
+        );
+        assert!(msg.contains("`2m`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_numbers_name_section_and_key() {
+        let msg = import_err("[pgbouncer]\ndefault_pool_size = twenty\n");
+        assert!(
+            msg.contains("line 2: [pgbouncer] default_pool_size:"),
+            "{msg}"
+        );
+        assert!(msg.contains("`twenty`"), "{msg}");
+        let msg = import_err("[pgbouncer]\nmax_client_conn = -1\n");
+        assert!(msg.contains("[pgbouncer] max_client_conn"), "{msg}");
+        let msg = import_err("[databases]\n\napp = host=h pool_size=lots\n");
+        assert!(msg.contains("line 3: [databases] app: pool_size:"), "{msg}");
+        let msg = import_err("[databases]\napp = port=70000\n");
+        assert!(msg.contains("[databases] app: port:"), "{msg}");
+        let msg = import_err("[users]\nbob = pool_size=x\n");
+        assert!(msg.contains("line 2: [users] bob: pool_size:"), "{msg}");
+    }
+
+    #[test]
+    fn broken_lines_give_line_numbers() {
+        for (text, expected) in [
+            (
+                "[pgbouncer]\nlisten_port 6432\n",
+                "line 2: expected `key = value`",
+            ),
+            (
+                "[pgbouncer\n",
+                "line 1: `[pgbouncer` is missing its closing `]`",
+            ),
+            (
+                "listen_port = 1\n",
+                "line 1: `listen_port` appears before any [section]",
+            ),
+            ("[pgbouncer]\n[extra]\n", "line 2: unknown section [extra]"),
+            (
+                "[databases]\n\"app = host=h\n",
+                "line 2: unterminated quoted key",
+            ),
+            (
+                "[pgbouncer]\n%include other.ini\n",
+                "line 2: %include is not supported",
+            ),
+            (
+                "[databases]\napp = host='db\n",
+                "line 2: [databases] app: host: unterminated quoted value",
+            ),
+            (
+                "[databases]\napp = host\n",
+                "line 2: [databases] app: expected key=value at `host`",
+            ),
+            (
+                "[databases]\napp = host=\n",
+                "line 2: [databases] app: host: empty value",
+            ),
+            (
+                "[databases]\napp = host='a'b\n",
+                "line 2: [databases] app: host: unexpected `b`",
+            ),
+        ] {
+            let msg = import_err(text);
+            assert!(
+                msg.starts_with(&format!("pgbouncer.ini: {expected}")),
+                "{text:?} gave {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let msg = import_err("[pgbouncer]\nshutdown_timeout = 10\n");
+        assert!(
+            msg.contains("line 2: [pgbouncer] shutdown_timeout: not a PgBouncer setting"),
+            "{msg}"
+        );
+        let msg = import_err("[databases]\napp = host=h sslmode=require\n");
+        assert!(
+            msg.contains("[databases] app: sslmode: not a PgBouncer connection parameter"),
+            "{msg}"
+        );
+        let msg = import_err("[users]\nbob = pool_sise=3\n");
+        assert!(
+            msg.contains("[users] bob: pool_sise: not a PgBouncer user setting"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn auth_and_pool_mode_values() {
+        let (cfg, _) = import("[pgbouncer]\nauth_type = TRUST\npool_mode = Statement\n").unwrap();
+        assert_eq!(
+            (cfg.auth_type, cfg.pool_mode),
+            (AuthType::Trust, PoolMode::Statement)
+        );
+        for unsupported in ["hba", "cert", "any", "pam", "ldap"] {
+            let msg = import_err(&format!("[pgbouncer]\nauth_type = {unsupported}\n"));
+            assert!(
+                msg.contains(&format!("auth_type: `{unsupported}` is not supported")),
+                "{msg}"
+            );
+        }
+        assert!(
+            import_err("[pgbouncer]\nauth_type = crypt\n").contains("not a PgBouncer auth_type")
+        );
+        assert!(import_err("[databases]\na = pool_mode=sometimes\n")
+            .contains("[databases] a: pool_mode"));
+    }
+
+    #[test]
+    fn later_lines_override_earlier_ones() {
+        let (cfg, _) =
+            import("[pgbouncer]\ndefault_pool_size = 5\n[pgbouncer]\ndefault_pool_size = 6\n")
+                .unwrap();
+        assert_eq!(cfg.default_pool_size, 6);
+    }
+
+    #[test]
+    fn connstr_escapes() {
+        let pairs = parse_connstr(r"a=1  b='x \\ y' c='it''s' d = plain").unwrap();
+        let expected = [("a", "1"), ("b", r"x \ y"), ("c", "it's"), ("d", "plain")];
+        let got: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, expected);
+    }
+}

@@ -1,0 +1,620 @@
+//! Validation: the checks that types and `deny_unknown_fields` cannot express.
+//!
+//! Runs once per load (and so once per reload, before the new snapshot is
+//! swapped in). Pure: no I/O, no DNS. Checks run in `Config` field order, then
+//! databases and users in name order, and the first failure is returned, so
+//! the same file always gives the same error. Keys are dotted as in TOML
+//! (`databases.app.port`), which also reads well for an imported ini file.
+
+use super::{AuthType, Config, ConfigError, DatabaseConfig, UserConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Smallest `max_packet_size`: a startup packet with a few parameters must fit.
+const MIN_PACKET_SIZE: u32 = 1024;
+/// Largest `max_packet_size`: PostgreSQL's own limit for a single message.
+const MAX_PACKET_SIZE: u32 = 1 << 30;
+/// Database names kept free for the admin console.
+const RESERVED_DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
+
+pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
+    check_listen(&cfg.listen)?;
+    check_auth(cfg)?;
+    check_pool_limits(cfg)?;
+    check_timeouts(cfg)?;
+    if cfg
+        .ignore_startup_parameters
+        .iter()
+        .any(|p| p.trim().is_empty())
+    {
+        return Err(invalid(
+            "ignore_startup_parameters",
+            "entries must not be empty",
+        ));
+    }
+    for (name, db) in &cfg.databases {
+        check_database(cfg, name, db)?;
+    }
+    for (name, user) in &cfg.users {
+        check_user(name, user)?;
+    }
+    Ok(())
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn check_listen(listen: &[String]) -> Result<(), ConfigError> {
+    if listen.is_empty() {
+        return Err(invalid(
+            "listen",
+            "at least one address is needed, e.g. \"127.0.0.1:6432\"",
+        ));
+    }
+    for (i, addr) in listen.iter().enumerate() {
+        check_listen_addr(addr).map_err(|m| invalid(format!("listen[{i}]"), m))?;
+    }
+    Ok(())
+}
+
+/// Checks the shape of `host:port` only: host names are resolved when the
+/// listener binds, and failing a config check on a DNS hiccup would be wrong.
+/// Port 0 is allowed (the OS picks one), which tests rely on.
+fn check_listen_addr(addr: &str) -> Result<(), String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!(
+            "`{addr}` is not host:port, e.g. 127.0.0.1:6432 or [::1]:6432"
+        ));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{addr}`: port `{port}` is not a number from 0 to 65535"
+        ));
+    }
+    if host.starts_with('[') {
+        return Err(format!(
+            "`{addr}`: `{host}` is not a bracketed IPv6 address"
+        ));
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "`{addr}`: IPv6 addresses need brackets, e.g. [::1]:6432"
+        ));
+    }
+    if !is_host_name(host) {
+        return Err(format!(
+            "`{addr}`: `{host}` is not an IP address or host name"
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 1123 shape: dot-separated labels of letters, digits, '-' (and '_',
+/// which some internal DNS zones use), no label starting or ending with '-'.
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+fn auth_type_name(auth: AuthType) -> &'static str {
+    match auth {
+        AuthType::ScramSha256 => "scram-sha-256",
+        AuthType::Md5 => "md5",
+        AuthType::Plain => "plain",
+        AuthType::Trust => "trust",
+    }
+}
+
+fn check_auth(cfg: &Config) -> Result<(), ConfigError> {
+    match &cfg.auth_file {
+        None if cfg.auth_type != AuthType::Trust => Err(invalid(
+            "auth_file",
+            format!(
+                "auth_type = \"{}\" needs an auth_file (userlist.txt) to check passwords \
+                 against; set auth_file, or use auth_type = \"trust\"",
+                auth_type_name(cfg.auth_type)
+            ),
+        )),
+        Some(path) if path.as_os_str().is_empty() => {
+            Err(invalid("auth_file", "must not be empty; omit it instead"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_pool_limits(cfg: &Config) -> Result<(), ConfigError> {
+    if cfg.default_pool_size == 0 {
+        return Err(invalid(
+            "default_pool_size",
+            "must be at least 1: a pool without server connections can serve nobody",
+        ));
+    }
+    if cfg.min_pool_size > cfg.default_pool_size {
+        return Err(invalid(
+            "min_pool_size",
+            format!(
+                "{} exceeds default_pool_size ({})",
+                cfg.min_pool_size, cfg.default_pool_size
+            ),
+        ));
+    }
+    if cfg.max_client_conn == 0 {
+        return Err(invalid(
+            "max_client_conn",
+            "must be at least 1, or no client can connect",
+        ));
+    }
+    if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&cfg.max_packet_size) {
+        return Err(invalid(
+            "max_packet_size",
+            format!(
+                "{} is outside {MIN_PACKET_SIZE}..={MAX_PACKET_SIZE} bytes (1 KiB to 1 GiB)",
+                cfg.max_packet_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_timeouts(cfg: &Config) -> Result<(), ConfigError> {
+    // These bound how long a half-open connection may hold a slot; 0 would
+    // mean "fail at once", never "no limit", so it is refused.
+    let must_be_positive: [(&str, Duration); 3] = [
+        ("server_connect_timeout", cfg.server_connect_timeout),
+        ("server_login_timeout", cfg.server_login_timeout),
+        ("client_login_timeout", cfg.client_login_timeout),
+    ];
+    for (key, value) in must_be_positive {
+        if value.is_zero() {
+            return Err(invalid(key, "must be greater than zero, e.g. \"15s\""));
+        }
+    }
+    Ok(())
+}
+
+/// `table.name.field`, quoting `name` as TOML would when it is not a bare key
+/// (so `*` and dotted names stay unambiguous).
+fn key(table: &str, name: &str, field: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let name = if bare {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    };
+    if field.is_empty() {
+        format!("{table}.{name}")
+    } else {
+        format!("{table}.{name}.{field}")
+    }
+}
+
+fn check_database(cfg: &Config, name: &str, db: &DatabaseConfig) -> Result<(), ConfigError> {
+    let k = |field: &str| key("databases", name, field);
+    if name.is_empty() {
+        return Err(invalid(k(""), "database name must not be empty"));
+    }
+    if RESERVED_DATABASES.contains(&name) {
+        return Err(invalid(
+            k(""),
+            format!("the name `{name}` is reserved for the admin console"),
+        ));
+    }
+    check_server_host(&db.host).map_err(|m| invalid(k("host"), m))?;
+    if db.port == 0 {
+        return Err(invalid(k("port"), "must be a port from 1 to 65535"));
+    }
+    let optional_names = [
+        ("dbname", &db.dbname),
+        ("user", &db.user),
+        ("application_name", &db.application_name),
+        ("client_encoding", &db.client_encoding),
+        ("datestyle", &db.datestyle),
+        ("timezone", &db.timezone),
+    ];
+    for (field, value) in optional_names {
+        if value.as_deref() == Some("") {
+            return Err(invalid(k(field), "must not be empty; omit it instead"));
+        }
+    }
+    if db.pool_size == Some(0) {
+        return Err(invalid(k("pool_size"), "must be at least 1"));
+    }
+    let size = db.pool_size.unwrap_or(cfg.default_pool_size);
+    let min = db.min_pool_size.unwrap_or(cfg.min_pool_size);
+    if min > size {
+        // Name the key the user set here; if min comes from the global
+        // setting, it is this database's pool_size that is too small.
+        let field = if db.min_pool_size.is_some() {
+            "min_pool_size"
+        } else {
+            "pool_size"
+        };
+        return Err(invalid(
+            k(field),
+            format!("min_pool_size ({min}) exceeds the pool size ({size})"),
+        ));
+    }
+    Ok(())
+}
+
+/// pgwolf connects over TCP to one host; PgBouncer's Unix-socket and
+/// host-list forms would otherwise fail only at the first connection.
+fn check_server_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if host.starts_with('/') || host.starts_with('@') {
+        return Err(format!(
+            "`{host}` is a Unix socket, which pgwolf does not support; \
+             use a TCP host such as 127.0.0.1"
+        ));
+    }
+    if host.contains(',') {
+        return Err(format!(
+            "`{host}`: host lists are not supported; give one host"
+        ));
+    }
+    if host.chars().any(char::is_whitespace) {
+        return Err(format!("`{host}` contains whitespace"));
+    }
+    Ok(())
+}
+
+fn check_user(name: &str, user: &UserConfig) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(invalid(
+            key("users", name, ""),
+            "user name must not be empty",
+        ));
+    }
+    if user.pool_size == Some(0) {
+        return Err(invalid(
+            key("users", name, "pool_size"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A config that passes, to break one rule at a time.
+    fn valid() -> Config {
+        let mut cfg = Config {
+            auth_file: Some(PathBuf::from("userlist.txt")),
+            ..Config::default()
+        };
+        cfg.databases.insert("app".into(), db());
+        cfg.users.insert("bob".into(), UserConfig::default());
+        cfg
+    }
+
+    fn db() -> DatabaseConfig {
+        toml::from_str("").unwrap()
+    }
+
+    /// The key of the first problem, or None when the config is valid.
+    fn failing_key(cfg: &Config) -> Option<String> {
+        match validate(cfg) {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(other) => panic!("unexpected error kind: {other}"),
+        }
+    }
+
+    fn message(cfg: &Config) -> String {
+        validate(cfg).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn baseline_and_defaults_with_trust_are_valid() {
+        assert_eq!(failing_key(&valid()), None);
+        let trust = Config {
+            auth_type: AuthType::Trust,
+            ..Config::default()
+        };
+        assert_eq!(failing_key(&trust), None);
+    }
+
+    #[test]
+    fn listen_must_not_be_empty() {
+        let cfg = Config {
+            listen: vec![],
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("listen"));
+    }
+
+    #[test]
+    fn listen_accepts_ip_ipv6_and_host_names() {
+        for ok in [
+            "127.0.0.1:6432",
+            "0.0.0.0:0",
+            "[::1]:6432",
+            "[::]:6432",
+            "localhost:6432",
+            "pgwolf-0.pgwolf.svc.cluster.local:6432",
+        ] {
+            let cfg = Config {
+                listen: vec![ok.into()],
+                ..valid()
+            };
+            assert_eq!(failing_key(&cfg), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn listen_rejects_bad_shapes() {
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:99999",
+            "::1:6432",
+            "[::1:6432",
+            "[nope]:6432",
+            ":6432",
+            "bad host:6432",
+            "-bad:6432",
+        ] {
+            let cfg = Config {
+                listen: vec!["127.0.0.1:6432".into(), bad.into()],
+                ..valid()
+            };
+            assert_eq!(failing_key(&cfg).as_deref(), Some("listen[1]"), "{bad}");
+            assert!(message(&cfg).contains(bad), "{bad}: {}", message(&cfg));
+        }
+    }
+
+    #[test]
+    fn password_auth_requires_auth_file() {
+        for auth_type in [AuthType::ScramSha256, AuthType::Md5, AuthType::Plain] {
+            let cfg = Config {
+                auth_type,
+                auth_file: None,
+                ..valid()
+            };
+            assert_eq!(failing_key(&cfg).as_deref(), Some("auth_file"));
+            let msg = message(&cfg);
+            assert!(msg.contains(auth_type_name(auth_type)), "{msg}");
+            assert!(msg.contains("needs an auth_file"), "{msg}");
+        }
+        let cfg = Config {
+            auth_type: AuthType::Trust,
+            auth_file: None,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg), None);
+        let cfg = Config {
+            auth_file: Some(PathBuf::new()),
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("auth_file"));
+    }
+
+    #[test]
+    fn default_pool_size_at_least_one() {
+        let cfg = Config {
+            default_pool_size: 0,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("default_pool_size"));
+    }
+
+    #[test]
+    fn min_pool_size_within_pool_size() {
+        let cfg = Config {
+            min_pool_size: 21,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("min_pool_size"));
+        let cfg = Config {
+            min_pool_size: 20,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg), None);
+    }
+
+    #[test]
+    fn max_client_conn_at_least_one() {
+        let cfg = Config {
+            max_client_conn: 0,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("max_client_conn"));
+    }
+
+    #[test]
+    fn max_packet_size_range() {
+        for (size, ok) in [
+            (1023, false),
+            (1024, true),
+            (1 << 30, true),
+            ((1 << 30) + 1, false),
+            (u32::MAX, false),
+        ] {
+            let cfg = Config {
+                max_packet_size: size,
+                ..valid()
+            };
+            let expected = (!ok).then(|| "max_packet_size".to_string());
+            assert_eq!(failing_key(&cfg), expected, "{size}");
+        }
+    }
+
+    #[test]
+    fn login_timeouts_non_zero() {
+        let cfg = Config {
+            server_connect_timeout: Duration::ZERO,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("server_connect_timeout"));
+        let cfg = Config {
+            server_login_timeout: Duration::ZERO,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("server_login_timeout"));
+        let cfg = Config {
+            client_login_timeout: Duration::ZERO,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("client_login_timeout"));
+        // Timeouts documented as "0 = never" stay allowed.
+        let cfg = Config {
+            server_lifetime: Duration::ZERO,
+            server_idle_timeout: Duration::ZERO,
+            query_wait_timeout: Duration::ZERO,
+            shutdown_timeout: Duration::ZERO,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg), None);
+    }
+
+    #[test]
+    fn ignore_startup_parameters_entries_not_empty() {
+        let cfg = Config {
+            ignore_startup_parameters: vec!["options".into(), " ".into()],
+            ..valid()
+        };
+        assert_eq!(
+            failing_key(&cfg).as_deref(),
+            Some("ignore_startup_parameters")
+        );
+    }
+
+    #[test]
+    fn database_names() {
+        for (name, expected) in [
+            ("", "databases.\"\""),
+            ("pgbouncer", "databases.pgbouncer"),
+            ("pgwolf", "databases.pgwolf"),
+        ] {
+            let mut cfg = valid();
+            cfg.databases.insert(name.into(), db());
+            assert_eq!(failing_key(&cfg).as_deref(), Some(expected), "{name:?}");
+        }
+        let mut cfg = valid();
+        cfg.databases.insert("*".into(), db());
+        cfg.databases.insert("my.db".into(), db());
+        assert_eq!(failing_key(&cfg), None);
+    }
+
+    #[test]
+    fn database_host_and_port() {
+        for (host, ok) in [
+            ("", false),
+            ("/var/run/postgresql", false),
+            ("@abstract", false),
+            ("a,b", false),
+            ("a b", false),
+            ("db.internal", true),
+            ("::1", true),
+        ] {
+            let mut cfg = valid();
+            cfg.databases.get_mut("app").unwrap().host = host.into();
+            let expected = (!ok).then(|| "databases.app.host".to_string());
+            assert_eq!(failing_key(&cfg), expected, "{host:?}");
+        }
+        let mut cfg = valid();
+        cfg.databases.get_mut("app").unwrap().port = 0;
+        assert_eq!(failing_key(&cfg).as_deref(), Some("databases.app.port"));
+    }
+
+    #[test]
+    fn database_optional_names_not_empty() {
+        let mut cfg = valid();
+        cfg.databases.get_mut("app").unwrap().dbname = Some(String::new());
+        assert_eq!(failing_key(&cfg).as_deref(), Some("databases.app.dbname"));
+        let mut cfg = valid();
+        cfg.databases.get_mut("app").unwrap().user = Some(String::new());
+        assert_eq!(failing_key(&cfg).as_deref(), Some("databases.app.user"));
+    }
+
+    #[test]
+    fn database_pool_sizes() {
+        let mut cfg = valid();
+        cfg.databases.get_mut("app").unwrap().pool_size = Some(0);
+        assert_eq!(
+            failing_key(&cfg).as_deref(),
+            Some("databases.app.pool_size")
+        );
+
+        let mut cfg = valid();
+        let app = cfg.databases.get_mut("app").unwrap();
+        app.pool_size = Some(5);
+        app.min_pool_size = Some(6);
+        assert_eq!(
+            failing_key(&cfg).as_deref(),
+            Some("databases.app.min_pool_size")
+        );
+
+        // A global min_pool_size larger than this database's pool.
+        let mut cfg = Config {
+            min_pool_size: 10,
+            ..valid()
+        };
+        cfg.databases.get_mut("app").unwrap().pool_size = Some(5);
+        assert_eq!(
+            failing_key(&cfg).as_deref(),
+            Some("databases.app.pool_size")
+        );
+        cfg.databases.get_mut("app").unwrap().min_pool_size = Some(5);
+        assert_eq!(failing_key(&cfg), None);
+    }
+
+    #[test]
+    fn user_rules() {
+        let mut cfg = valid();
+        cfg.users.get_mut("bob").unwrap().pool_size = Some(0);
+        assert_eq!(failing_key(&cfg).as_deref(), Some("users.bob.pool_size"));
+        let mut cfg = valid();
+        cfg.users.insert(String::new(), UserConfig::default());
+        assert_eq!(failing_key(&cfg).as_deref(), Some("users.\"\""));
+    }
+
+    #[test]
+    fn first_problem_wins_deterministically() {
+        let mut cfg = Config {
+            default_pool_size: 0,
+            max_client_conn: 0,
+            ..valid()
+        };
+        cfg.databases
+            .insert("zzz".into(), DatabaseConfig { port: 0, ..db() });
+        cfg.databases
+            .insert("aaa".into(), DatabaseConfig { port: 0, ..db() });
+        assert_eq!(failing_key(&cfg).as_deref(), Some("default_pool_size"));
+        cfg.default_pool_size = 1;
+        cfg.max_client_conn = 1;
+        assert_eq!(failing_key(&cfg).as_deref(), Some("databases.aaa.port"));
+    }
+
+    #[test]
+    fn keys_quote_odd_names() {
+        assert_eq!(key("databases", "app", "port"), "databases.app.port");
+        assert_eq!(key("databases", "*", "port"), "databases.\"*\".port");
+        assert_eq!(key("databases", "a.b", ""), "databases.\"a.b\"");
+    }
+}

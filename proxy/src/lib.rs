@@ -1,0 +1,17 @@
+//! pgwolf: a PostgreSQL connection pooler that follows the primary.
+//!
+//! # Layout
+//! - [`protocol`]: sans-I/O wire protocol: framing, startup packets, the few
+//!   messages the proxy encodes, SCRAM and md5 exchanges.
+//! - [`config`]: typed settings, TOML and PgBouncer-ini loading, validation.
+//! - [`auth`]: credential sources (auth file); never logs secrets.
+
+pub mod app;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod listener;
+pub mod pool;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;

@@ -1,0 +1,60 @@
+//! A checked-out server connection. Dropping a lease closes the connection
+//! unless it was marked clean with [`Lease::release`]: a connection in an
+//! unknown state must never reach another client.
+
+use super::Inner;
+use crate::server::ServerConn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+
+pub struct Lease {
+    conn: Option<ServerConn>,
+    pool: Arc<Inner>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    pub(super) fn new(conn: ServerConn, pool: Arc<Inner>, slot: OwnedSemaphorePermit) -> Self {
+        pool.stats.active.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            conn: Some(conn),
+            pool,
+            _slot: slot,
+        }
+    }
+
+    pub fn conn(&mut self) -> &mut ServerConn {
+        self.conn
+            .as_mut()
+            .expect("lease holds a connection until dropped")
+    }
+
+    /// Gives the connection back to the pool: the caller vouches that it is
+    /// idle (ReadyForQuery 'I', nothing unread). Expired connections and
+    /// those of an older generation are closed instead.
+    pub fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let s = self.pool.settings();
+            if conn.generation == self.pool.current_generation()
+                && !s.expired(&conn)
+                && conn.rbuf.is_empty()
+            {
+                conn.last_used = Instant::now();
+                self.pool.push_idle(conn);
+            }
+        }
+    }
+
+    /// Closes the connection (dirty, broken, or no longer wanted).
+    pub fn discard(mut self) {
+        self.conn.take();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,300 @@
+//! Per (database, user) pools of server connections.
+//!
+//! Check-out takes a permit from a fair (FIFO) semaphore sized to the pool,
+//! then pops the most recently used idle connection or opens a new one. The
+//! idle stack is behind a std `Mutex` that is never held across `.await`:
+//! every critical section is a push or a pop.
+
+mod lease;
+mod settings;
+
+pub use lease::Lease;
+pub use settings::PoolSettings;
+
+use crate::server::{self, ServerConn, ServerError};
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Every ParameterStatus the server sent at login, in order.
+pub type Welcome = Arc<Vec<(String, String)>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub db: String,
+    pub user: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no server connection available within query_wait_timeout ({0:?})")]
+    WaitTimeout(Duration),
+    #[error("pool is closed")]
+    Closed,
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+impl PoolError {
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            PoolError::WaitTimeout(_) => "08004",
+            PoolError::Closed => "57P01",
+            PoolError::Server(e) => e.sqlstate(),
+        }
+    }
+}
+
+/// Server connection caps shared by several pools (max_db_connections,
+/// max_user_connections). Each open connection holds one permit of each.
+#[derive(Clone, Default)]
+pub struct SharedLimits {
+    pub db: Option<Arc<Semaphore>>,
+    pub user: Option<Arc<Semaphore>>,
+}
+
+/// Cheap to clone handle.
+#[derive(Clone)]
+pub struct Pool(Arc<Inner>);
+
+pub(crate) struct Inner {
+    key: PoolKey,
+    settings: ArcSwap<PoolSettings>,
+    /// Bumped when the server target changes: older connections are closed.
+    generation: AtomicU64,
+    idle: Mutex<Vec<ServerConn>>,
+    slots: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    /// Permits currently meant to exist in `slots` (for resizing).
+    size: AtomicU32,
+    limits: ArcSwap<SharedLimits>,
+    /// Server parameters from the first login, sent to clients at theirs.
+    welcome: Mutex<Option<Welcome>>,
+    pub(crate) stats: Stats,
+}
+
+/// Counters for the admin console and metrics (later issues).
+#[derive(Default)]
+pub struct Stats {
+    pub waiting: AtomicU32,
+    pub active: AtomicU32,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub transactions: AtomicU64,
+}
+
+impl Pool {
+    pub fn new(key: PoolKey, settings: PoolSettings, limits: SharedLimits) -> Self {
+        let size = settings.size;
+        let reserve = settings.reserve_size;
+        Pool(Arc::new(Inner {
+            key,
+            settings: ArcSwap::from_pointee(settings),
+            generation: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(size as usize)),
+            reserve: Arc::new(Semaphore::new(reserve as usize)),
+            size: AtomicU32::new(size),
+            limits: ArcSwap::from_pointee(limits),
+            welcome: Mutex::new(None),
+            stats: Stats::default(),
+        }))
+    }
+
+    pub fn key(&self) -> &PoolKey {
+        &self.0.key
+    }
+
+    pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
+        self.0.settings.load()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.0.stats
+    }
+
+    /// A server connection for one transaction (or session), waiting at most
+    /// `query_wait_timeout` for a free slot.
+    pub async fn checkout(&self) -> Result<Lease, PoolError> {
+        let settings = self.0.settings.load_full();
+        self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = if settings.query_wait_timeout.is_zero() {
+            Ok(self.acquire_slot(&settings).await)
+        } else {
+            tokio::time::timeout(settings.query_wait_timeout, self.acquire_slot(&settings))
+                .await
+                .map_err(|_| PoolError::WaitTimeout(settings.query_wait_timeout))
+        };
+        self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+        let permit = permit??;
+        let conn = match self.pop_idle(&settings) {
+            Some(c) => c,
+            None => self.open(&settings).await?,
+        };
+        Ok(Lease::new(conn, self.0.clone(), permit))
+    }
+
+    async fn acquire_slot(&self, s: &PoolSettings) -> Result<OwnedSemaphorePermit, PoolError> {
+        let slots = self.0.slots.clone();
+        if s.reserve_size == 0 {
+            return slots.acquire_owned().await.map_err(|_| PoolError::Closed);
+        }
+        let main = slots.clone().acquire_owned();
+        tokio::pin!(main);
+        tokio::select! {
+            p = &mut main => return p.map_err(|_| PoolError::Closed),
+            _ = tokio::time::sleep(s.reserve_timeout) => {}
+        }
+        // Waited long enough: a reserve connection may serve this client.
+        let reserve = self.0.reserve.clone().acquire_owned();
+        tokio::select! {
+            p = main => p.map_err(|_| PoolError::Closed),
+            p = reserve => p.map_err(|_| PoolError::Closed),
+        }
+    }
+
+    fn pop_idle(&self, s: &PoolSettings) -> Option<ServerConn> {
+        let generation = self.0.generation.load(Ordering::Acquire);
+        loop {
+            let mut conn = self.0.idle.lock().unwrap().pop()?;
+            if conn.generation == generation && !s.expired(&conn) && conn.is_alive() {
+                return Some(conn);
+            }
+            // Dropping closes the socket; the server sees EOF and cleans up.
+        }
+    }
+
+    async fn open(&self, s: &PoolSettings) -> Result<ServerConn, PoolError> {
+        let limits = self.0.limits.load_full();
+        let mut held = Vec::with_capacity(2);
+        for sem in [&limits.db, &limits.user].into_iter().flatten() {
+            held.push(
+                sem.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| PoolError::Closed)?,
+            );
+        }
+        let generation = self.0.generation.load(Ordering::Acquire);
+        match server::connect(&s.target, generation, held).await {
+            Ok(c) => {
+                self.0.stats.connects.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(db = %self.0.key.db, user = %self.0.key.user, server = %c.peer, "server connection opened");
+                Ok(c)
+            }
+            Err(e) => {
+                self.0
+                    .stats
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The server's ParameterStatus list, learned from a first connection.
+    pub async fn welcome(&self) -> Result<Welcome, PoolError> {
+        if let Some(w) = self.0.welcome.lock().unwrap().clone() {
+            return Ok(w);
+        }
+        let mut lease = self.checkout().await?;
+        let w = Arc::new(lease.conn().reported.clone());
+        *self.0.welcome.lock().unwrap() = Some(w.clone());
+        lease.release();
+        Ok(w)
+    }
+
+    /// Applies reloaded settings. A changed server target closes idle
+    /// connections now and checked-out ones when they come back.
+    pub fn update(&self, new: PoolSettings, limits: SharedLimits) {
+        let old = self.0.settings.load_full();
+        if !old.same_target(&new) {
+            self.0.generation.fetch_add(1, Ordering::AcqRel);
+            self.0.idle.lock().unwrap().clear();
+            *self.0.welcome.lock().unwrap() = None;
+        }
+        resize(&self.0.slots, &self.0.size, new.size);
+        if new.reserve_size != old.reserve_size {
+            let cur = AtomicU32::new(old.reserve_size);
+            resize(&self.0.reserve, &cur, new.reserve_size);
+        }
+        self.0.limits.store(Arc::new(limits));
+        self.0.settings.store(Arc::new(new));
+    }
+
+    /// Periodic upkeep: close idle connections past their idle timeout or
+    /// lifetime, then open up to `min_pool_size`.
+    pub async fn maintain(&self) {
+        let s = self.0.settings.load_full();
+        let now = Instant::now();
+        let generation = self.0.generation.load(Ordering::Acquire);
+        {
+            let mut idle = self.0.idle.lock().unwrap();
+            idle.retain_mut(|c| {
+                c.generation == generation
+                    && !s.expired(c)
+                    && (s.idle_timeout.is_zero() || now - c.last_used < s.idle_timeout)
+                    && c.is_alive()
+            });
+        }
+        let open = self.open_count();
+        if open < s.min_size as usize {
+            // Take a slot so min_pool_size never pushes past the pool size.
+            if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
+                match self.open(&s).await {
+                    Ok(c) => Lease::new(c, self.0.clone(), permit).release(),
+                    Err(e) => {
+                        tracing::warn!(db = %self.0.key.db, user = %self.0.key.user, error = %e, "min_pool_size: cannot open server connection")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Idle plus checked-out server connections.
+    pub fn open_count(&self) -> usize {
+        self.0.idle.lock().unwrap().len() + self.0.stats.active.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.0.idle.lock().unwrap().len()
+    }
+
+    /// Drop every idle connection (shutdown).
+    pub fn close_idle(&self) {
+        self.0.idle.lock().unwrap().clear();
+    }
+}
+
+impl Inner {
+    pub(crate) fn current_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
+        self.settings.load()
+    }
+
+    pub(crate) fn push_idle(&self, conn: ServerConn) {
+        self.idle.lock().unwrap().push(conn);
+    }
+}
+
+/// Grows or shrinks a semaphore to `target` permits. Shrinking waits for
+/// permits in use to come back, in a background task.
+pub(crate) fn resize(sem: &Arc<Semaphore>, size: &AtomicU32, target: u32) {
+    let old = size.swap(target, Ordering::AcqRel);
+    if target > old {
+        sem.add_permits((target - old) as usize);
+    } else if target < old {
+        let sem = sem.clone();
+        let n = old - target;
+        tokio::spawn(async move {
+            if let Ok(p) = sem.acquire_many_owned(n).await {
+                p.forget();
+            }
+        });
+    }
+}

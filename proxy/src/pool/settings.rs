@@ -1,0 +1,37 @@
+//! What one pool needs from the config, resolved for its (database, user).
+
+use crate::config::PoolMode;
+use crate::server::{ServerConn, ServerTarget};
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+pub struct PoolSettings {
+    pub target: ServerTarget,
+    pub mode: PoolMode,
+    pub size: u32,
+    pub min_size: u32,
+    pub reserve_size: u32,
+    pub reserve_timeout: Duration,
+    pub query_wait_timeout: Duration,
+    pub lifetime: Duration,
+    pub idle_timeout: Duration,
+    /// Run before a server connection goes back to the pool, if any.
+    pub reset_query: Option<String>,
+}
+
+impl PoolSettings {
+    pub fn expired(&self, conn: &ServerConn) -> bool {
+        !self.lifetime.is_zero() && Instant::now() - conn.created >= self.lifetime
+    }
+
+    /// Same server and login: existing connections stay valid.
+    pub fn same_target(&self, other: &PoolSettings) -> bool {
+        let (a, b) = (&self.target, &other.target);
+        a.host == b.host
+            && a.port == b.port
+            && a.dbname == b.dbname
+            && a.user == b.user
+            && a.secret == b.secret
+            && a.startup == b.startup
+    }
+}

@@ -1,0 +1,202 @@
+//! Opening a server connection and logging in with whatever the server asks.
+
+use super::{ServerConn, ServerError};
+use crate::auth::Secret;
+use crate::protocol::{backend, frame::split_message, md5, startup};
+use bytes::{Buf, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend as pgfront;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+const LOGIN_MAX_MESSAGE: u32 = 1 << 20;
+
+const AUTH_OK: i32 = 0;
+const AUTH_CLEARTEXT: i32 = 3;
+const AUTH_MD5: i32 = 5;
+const AUTH_SASL: i32 = 10;
+const AUTH_SASL_CONTINUE: i32 = 11;
+const AUTH_SASL_FINAL: i32 = 12;
+
+/// Where and as whom to log in.
+#[derive(Clone)]
+pub struct ServerTarget {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub secret: Option<Secret>,
+    /// Extra startup parameters (application_name, client_encoding, ...).
+    pub startup: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+    pub login_timeout: Duration,
+}
+
+impl ServerTarget {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Connects and logs in; `limits` are moved into the connection so the
+/// connection-count slots free themselves when it is dropped.
+pub async fn connect(
+    target: &ServerTarget,
+    generation: u64,
+    limits: Vec<OwnedSemaphorePermit>,
+) -> Result<ServerConn, ServerError> {
+    let addr = target.addr();
+    let stream = tokio::time::timeout(
+        target.connect_timeout,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| ServerError::Timeout {
+        what: "connecting to",
+        addr: addr.clone(),
+    })?
+    .map_err(|source| ServerError::Connect {
+        addr: addr.clone(),
+        source,
+    })?;
+    // Small request/response messages must not wait for Nagle.
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let now = Instant::now();
+    let mut conn = ServerConn {
+        stream,
+        rbuf: BytesMut::with_capacity(8192),
+        params: Default::default(),
+        reported: Vec::new(),
+        pid: 0,
+        secret: 0,
+        peer,
+        created: now,
+        last_used: now,
+        generation,
+        _limits: limits,
+    };
+    tokio::time::timeout(target.login_timeout, login(&mut conn, target))
+        .await
+        .map_err(|_| ServerError::Timeout {
+            what: "logging in to",
+            addr,
+        })??;
+    Ok(conn)
+}
+
+async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), ServerError> {
+    let mut out = BytesMut::with_capacity(256);
+    let mut params: Vec<(&str, &str)> = vec![
+        ("user", target.user.as_str()),
+        ("database", target.dbname.as_str()),
+    ];
+    params.extend(target.startup.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    startup::encode_startup(&params, &mut out);
+    conn.stream.write_all(&out).await?;
+
+    let mut scram: Option<ScramSha256> = None;
+    loop {
+        let Some((tag, mut body)) = read(conn).await? else {
+            continue;
+        };
+        match tag {
+            backend::AUTHENTICATION => {
+                if body.len() < 4 {
+                    return Err(ServerError::Protocol("short authentication message".into()));
+                }
+                let code = body.get_i32();
+                out.clear();
+                match code {
+                    AUTH_OK => continue,
+                    AUTH_CLEARTEXT => {
+                        let pw = plain(target, "password")?;
+                        pgfront::password_message(pw.as_bytes(), &mut out)?;
+                    }
+                    AUTH_MD5 => {
+                        let salt: [u8; 4] = body[..]
+                            .try_into()
+                            .map_err(|_| ServerError::Protocol("bad md5 salt".into()))?;
+                        let resp = target
+                            .secret
+                            .as_ref()
+                            .and_then(|s| md5::md5_client_response(s, &target.user, salt))
+                            .ok_or_else(|| no_password(target, "md5"))?;
+                        pgfront::password_message(resp.as_bytes(), &mut out)?;
+                    }
+                    AUTH_SASL => {
+                        let offered = body[..].split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256");
+                        if !offered {
+                            return Err(ServerError::AuthMethod(code));
+                        }
+                        let pw = plain(target, "SCRAM-SHA-256")?;
+                        let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                        pgfront::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)?;
+                        scram = Some(s);
+                    }
+                    AUTH_SASL_CONTINUE => {
+                        let s = scram.as_mut().ok_or_else(|| {
+                            ServerError::Protocol("unexpected SASL continue".into())
+                        })?;
+                        s.update(&body)
+                            .map_err(|e| ServerError::Protocol(format!("SCRAM: {e}")))?;
+                        pgfront::sasl_response(s.message(), &mut out)?;
+                    }
+                    AUTH_SASL_FINAL => {
+                        let mut s = scram
+                            .take()
+                            .ok_or_else(|| ServerError::Protocol("unexpected SASL final".into()))?;
+                        // Verifies the server's signature: it proves it knows the verifier.
+                        s.finish(&body)
+                            .map_err(|e| ServerError::Protocol(format!("SCRAM: {e}")))?;
+                        continue;
+                    }
+                    other => return Err(ServerError::AuthMethod(other)),
+                }
+                conn.stream.write_all(&out).await?;
+            }
+            backend::PARAMETER_STATUS => {
+                if let Some((k, v)) = backend::parse_parameter_status(&body) {
+                    conn.params.observe(k, v);
+                    conn.reported.push((k.to_string(), v.to_string()));
+                }
+            }
+            backend::BACKEND_KEY_DATA if body.len() == 8 => {
+                conn.pid = body.get_i32();
+                conn.secret = body.get_i32();
+            }
+            backend::ERROR_RESPONSE => return Err(ServerError::from_error_body(&body)),
+            backend::READY_FOR_QUERY => return Ok(()),
+            // NoticeResponse and anything else at login: nothing to act on.
+            _ => {}
+        }
+    }
+}
+
+async fn read(conn: &mut ServerConn) -> Result<Option<(u8, BytesMut)>, ServerError> {
+    if let Some(m) = split_message(&mut conn.rbuf, LOGIN_MAX_MESSAGE)
+        .map_err(|e| ServerError::Protocol(e.to_string()))?
+    {
+        return Ok(Some(m));
+    }
+    if conn.stream.read_buf(&mut conn.rbuf).await? == 0 {
+        return Err(ServerError::Closed);
+    }
+    Ok(None)
+}
+
+fn plain<'a>(target: &'a ServerTarget, method: &'static str) -> Result<&'a str, ServerError> {
+    match &target.secret {
+        Some(Secret::Plain(p)) => Ok(p),
+        _ => Err(no_password(target, method)),
+    }
+}
+
+fn no_password(target: &ServerTarget, method: &'static str) -> ServerError {
+    ServerError::NoPassword {
+        user: target.user.clone(),
+        method,
+    }
+}

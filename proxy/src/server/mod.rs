@@ -1,0 +1,155 @@
+//! One server connection: connect, log in, run the proxy's own queries
+//! (reset, parameter sync), and a cheap liveness check before reuse.
+
+mod login;
+pub mod params;
+
+pub use login::{connect, ServerTarget};
+
+use crate::protocol::backend::{self, parse_error_fields};
+use crate::protocol::frame::split_message;
+use crate::protocol::frontend;
+use bytes::BytesMut;
+use params::ParamSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Messages the proxy reads itself are small; this bounds them.
+const OWN_QUERY_MAX: u32 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not connect to server {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("timed out {what} server {addr}")]
+    Timeout { what: &'static str, addr: String },
+    #[error("server connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server closed the connection unexpectedly")]
+    Closed,
+    #[error("server protocol error: {0}")]
+    Protocol(String),
+    /// The server's own ErrorResponse, relayed with its SQLSTATE.
+    #[error("{message}")]
+    Server {
+        severity: String,
+        code: String,
+        message: String,
+    },
+    #[error("no password available to log in to the server as \"{user}\" ({method})")]
+    NoPassword { user: String, method: &'static str },
+    #[error("server asked for unsupported authentication method {0}")]
+    AuthMethod(i32),
+}
+
+impl ServerError {
+    /// SQLSTATE a client sees for this failure.
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            ServerError::Server { code, .. } => code,
+            ServerError::NoPassword { .. } | ServerError::AuthMethod(_) => "28000",
+            ServerError::Protocol(_) => "08P01",
+            _ => "08006",
+        }
+    }
+
+    pub(crate) fn from_error_body(body: &[u8]) -> Self {
+        let f = parse_error_fields(body);
+        ServerError::Server {
+            severity: f.severity.to_string(),
+            code: f.code.to_string(),
+            message: f.message.to_string(),
+        }
+    }
+}
+
+/// A logged-in server connection, owned by at most one client at a time.
+pub struct ServerConn {
+    pub stream: TcpStream,
+    /// Bytes read from the server not yet forwarded; reused across clients.
+    pub rbuf: BytesMut,
+    /// Tracked session parameters as the server has them now.
+    pub params: ParamSet,
+    /// Every ParameterStatus seen at login, for the client welcome.
+    pub reported: Vec<(String, String)>,
+    /// The server's own cancel key.
+    pub pid: i32,
+    pub secret: i32,
+    pub peer: SocketAddr,
+    pub created: Instant,
+    pub last_used: Instant,
+    /// The pool generation this connection was made for; a newer one means
+    /// the target changed (reload) and the connection must not be reused.
+    pub generation: u64,
+    /// Connection-count permits (max_db/max_user_connections), freed on drop.
+    pub(crate) _limits: Vec<OwnedSemaphorePermit>,
+}
+
+impl ServerConn {
+    /// False when the server closed the socket or sent something unasked
+    /// (e.g. FATAL from pg_terminate_backend) while the connection was idle.
+    pub fn is_alive(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
+
+    /// Runs a simple query of the proxy's own (reset, SET) and reads to
+    /// ReadyForQuery. The server's first error is returned after the
+    /// connection is back at ReadyForQuery, so it stays usable.
+    pub async fn run_own_query(&mut self, sql: &str) -> Result<(), ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 6);
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        let mut first_error = None;
+        loop {
+            let Some((tag, body)) = self.read_message().await? else {
+                continue;
+            };
+            match tag {
+                backend::READY_FOR_QUERY => break,
+                backend::ERROR_RESPONSE if first_error.is_none() => {
+                    first_error = Some(ServerError::from_error_body(&body));
+                }
+                backend::PARAMETER_STATUS => {
+                    if let Some((k, v)) = backend::parse_parameter_status(&body) {
+                        self.params.observe(k, v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// One whole message, or None if more bytes were read but not enough yet.
+    async fn read_message(&mut self) -> Result<Option<(u8, BytesMut)>, ServerError> {
+        if let Some(m) = split_message(&mut self.rbuf, OWN_QUERY_MAX)
+            .map_err(|e| ServerError::Protocol(e.to_string()))?
+        {
+            return Ok(Some(m));
+        }
+        if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            return Err(ServerError::Closed);
+        }
+        Ok(None)
+    }
+
+    /// Polite close: Terminate, so the server logs a clean disconnect.
+    pub async fn terminate(mut self) {
+        let mut out = BytesMut::with_capacity(5);
+        frontend::terminate(&mut out);
+        let _ = self.stream.write_all(&out).await;
+    }
+}

@@ -1,0 +1,82 @@
+//! Signals: SIGHUP reloads, SIGTERM/SIGINT drain. Listeners stop first,
+//! clients finish their transaction (bounded by `shutdown_timeout`), pools
+//! close last.
+
+use crate::app::App;
+use crate::auth::AuthFile;
+use crate::config;
+use crate::listener::ClientSlots;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::task::TaskTracker;
+
+/// Waits for signals until a drain is asked, reloading on SIGHUP.
+pub async fn wait_for_drain(
+    app: &App,
+    config_path: &Path,
+    slots: &ClientSlots,
+) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(app, config_path, slots),
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()) }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); return Ok(()) }
+        }
+    }
+}
+
+/// Re-reads the config and auth file; on any error the old ones stay.
+pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) {
+    let loaded = match config::load(config_path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed, keeping the running config");
+            return;
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let auth = match load_auth(&loaded.config) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed, keeping the running config");
+            return;
+        }
+    };
+    let old_listen = app.config.load().listen.clone();
+    if old_listen != loaded.config.listen {
+        tracing::warn!("listen changed: takes effect on restart only");
+    }
+    slots.resize(loaded.config.max_client_conn);
+    app.reload(loaded.config, auth);
+    tracing::info!("configuration reloaded");
+}
+
+pub fn load_auth(cfg: &config::Config) -> Result<AuthFile, crate::auth::AuthFileError> {
+    match &cfg.auth_file {
+        Some(p) => AuthFile::load(p),
+        None => Ok(AuthFile::default()),
+    }
+}
+
+/// Stops accepting, lets clients finish, then closes pools.
+pub async fn drain(app: Arc<App>, tracker: TaskTracker) {
+    let timeout = app.config.load().shutdown_timeout;
+    app.shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "shutdown_timeout reached, closing remaining clients"
+        );
+    }
+    for pool in app.pools() {
+        pool.close_idle();
+    }
+    tracing::info!("shut down");
+}
