@@ -18,10 +18,10 @@ pub struct AuthFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFileError {
-    #[error("cannot read auth file {}: {source}", path.display())]
+    #[error("cannot read auth file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `line` counts from 1. `reason` is fixed text so that it can never
     /// carry a password.
@@ -61,9 +61,9 @@ impl AuthFile {
 
     /// Reads and parses an auth file.
     pub fn load(path: &Path) -> Result<AuthFile, AuthFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| AuthFileError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text)
     }
