@@ -14,6 +14,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub struct App {
+    /// For callbacks that must not keep the App alive.
+    me: std::sync::Weak<App>,
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<AuthFile>,
     pub cancels: CancelRegistry,
@@ -29,7 +31,8 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, auth: AuthFile) -> Arc<Self> {
-        Arc::new(App {
+        Arc::new_cyclic(|me| App {
+            me: me.clone(),
             config: ArcSwap::from_pointee(config),
             auth: ArcSwap::from_pointee(auth),
             cancels: CancelRegistry::default(),
@@ -143,9 +146,16 @@ impl App {
     fn limits_for(&self, cfg: &Config, db: &str, dbc: &DatabaseConfig, user: &str) -> SharedLimits {
         let db_max = dbc.max_db_connections.unwrap_or(cfg.max_db_connections);
         let user_max = cfg.max_user_connections_for(user);
+        let me = self.me.clone();
+        let evict = move |asking: &PoolKey| {
+            if let Some(app) = me.upgrade() {
+                app.evict_for(asking, db_max > 0, user_max > 0);
+            }
+        };
         SharedLimits {
             db: shared_limit(&self.db_limits, db, db_max),
             user: shared_limit(&self.user_limits, user, user_max),
+            evict: (db_max > 0 || user_max > 0).then(|| Arc::new(evict) as _),
         }
     }
 
@@ -168,6 +178,18 @@ impl App {
                 false
             }
         });
+    }
+
+    /// Frees a connection slot for `asking` by closing an idle connection of
+    /// another pool on the same database (or of the same user).
+    fn evict_for(&self, asking: &PoolKey, by_db: bool, by_user: bool) {
+        for p in self.pools.iter() {
+            let k = p.key();
+            let shares = (by_db && k.db == asking.db) || (by_user && k.user == asking.user);
+            if k != asking && shares && p.value().evict_one() {
+                return;
+            }
+        }
     }
 
     /// Every pool, for maintenance and (later) the admin console.

@@ -53,6 +53,9 @@ impl PoolError {
 pub struct SharedLimits {
     pub db: Option<Arc<Semaphore>>,
     pub user: Option<Arc<Semaphore>>,
+    /// Closes one idle connection of another pool sharing a full cap, so a
+    /// waiting pool gets the slot now rather than after server_idle_timeout.
+    pub evict: Option<Arc<dyn Fn(&PoolKey) + Send + Sync>>,
 }
 
 /// Cheap to clone handle.
@@ -260,6 +263,16 @@ impl Pool {
 
     pub fn idle_count(&self) -> usize {
         self.0.idle.lock().unwrap().len()
+    }
+
+    /// Closes the least recently used idle connection; true if there was one.
+    pub fn evict_one(&self) -> bool {
+        let mut idle = self.0.idle.lock().unwrap();
+        if idle.is_empty() {
+            return false;
+        }
+        idle.remove(0);
+        true
     }
 
     /// Drop every idle connection (shutdown).
