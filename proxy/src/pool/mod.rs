@@ -47,6 +47,9 @@ impl PoolError {
     }
 }
 
+/// See [`SharedLimits::evict`].
+pub type Evictor = Arc<dyn Fn(&PoolKey) + Send + Sync>;
+
 /// Server connection caps shared by several pools (max_db_connections,
 /// max_user_connections). Each open connection holds one permit of each.
 #[derive(Clone, Default)]
@@ -55,7 +58,7 @@ pub struct SharedLimits {
     pub user: Option<Arc<Semaphore>>,
     /// Closes one idle connection of another pool sharing a full cap, so a
     /// waiting pool gets the slot now rather than after server_idle_timeout.
-    pub evict: Option<Arc<dyn Fn(&PoolKey) + Send + Sync>>,
+    pub evict: Option<Evictor>,
 }
 
 /// Cheap to clone handle.
