@@ -3,6 +3,8 @@
 mod auth;
 pub mod cancel;
 mod pump;
+#[cfg(test)]
+mod pump_tests;
 mod session;
 mod startup;
 
