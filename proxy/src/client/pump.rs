@@ -54,6 +54,11 @@ pub struct Track {
     pub outstanding: u32,
     /// Extended-protocol messages sent after the last Sync.
     pub dirty: bool,
+    /// Syncs sent since the last Execute or Query. If that request turns
+    /// out to be a COPY FROM STDIN (the client then sends CopyDone or
+    /// CopyFail), the server ignored these Syncs: it drops Sync in copy-in
+    /// mode, so no ReadyForQuery will answer them.
+    pub syncs_since_execute: u32,
     /// Status byte of the last ReadyForQuery.
     pub status: u8,
     /// Tag of the last message started from the server.
@@ -65,6 +70,7 @@ impl Default for Track {
         Track {
             outstanding: 0,
             dirty: false,
+            syncs_since_execute: 0,
             status: b'I',
             last_server_tag: 0,
         }
@@ -82,16 +88,31 @@ struct ClientSide<'a>(&'a mut Track);
 
 impl Inspect for ClientSide<'_> {
     fn header(&mut self, tag: u8, _len: usize) -> Want {
+        let t = &mut *self.0;
         match tag {
             frontend::TERMINATE => return Want::StopBefore,
-            frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL => {
-                self.0.outstanding += 1;
-                self.0.dirty = false;
+            frontend::SYNC => {
+                t.outstanding += 1;
+                t.syncs_since_execute += 1;
+                t.dirty = false;
             }
-            // COPY data/done/fail belong to the request in progress; Flush
-            // leaves no state behind.
-            b'd' | b'c' | b'f' | frontend::FLUSH => {}
-            _ => self.0.dirty = true,
+            frontend::QUERY | frontend::FUNCTION_CALL => {
+                t.outstanding += 1;
+                t.syncs_since_execute = 0;
+                t.dirty = false;
+            }
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
+                t.outstanding -= t.syncs_since_execute.min(t.outstanding);
+                t.syncs_since_execute = 0;
+            }
+            // CopyData belongs to the request in progress; Flush leaves no
+            // state behind.
+            frontend::COPY_DATA | frontend::FLUSH => {}
+            frontend::EXECUTE => {
+                t.syncs_since_execute = 0;
+                t.dirty = true;
+            }
+            _ => t.dirty = true,
         }
         Want::Pass
     }

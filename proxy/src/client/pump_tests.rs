@@ -194,6 +194,39 @@ async fn copy_in_data_is_part_of_the_query() {
     assert!(matches!(d.outcome, Outcome::Released), "{:?}", d.outcome);
 }
 
+/// tokio-postgres' copy_in: Bind, Execute, Sync, data, CopyDone, Sync. The
+/// server ignores the first Sync (it arrives in copy-in mode) and answers
+/// with one ReadyForQuery.
+#[tokio::test]
+async fn extended_copy_in_with_early_sync_releases() {
+    for fail in [false, true] {
+        let mut e = start(PoolMode::Transaction).await;
+        e.app_sends(&cat(&[
+            msg(b'B', b"\0s0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]))
+        .await;
+        e.db_sends(&cat(&[msg(b'2', b""), msg(b'G', b"\0\0\0")]))
+            .await;
+        let end = if fail {
+            msg(b'f', b"bad\0")
+        } else {
+            msg(b'c', b"")
+        };
+        e.app_sends(&cat(&[msg(b'd', b"1\n"), end, msg(b'S', b"")]))
+            .await;
+        e.db_sends(&cat(&[msg(b'C', b"COPY 1\0"), ready(b'I')]))
+            .await;
+        let d = e.done().await;
+        assert!(
+            matches!(d.outcome, Outcome::Released),
+            "fail={fail}: {:?}",
+            d.outcome
+        );
+    }
+}
+
 #[tokio::test]
 async fn terminate_is_not_forwarded() {
     let Ends {

@@ -8,6 +8,10 @@ pub const FUNCTION_CALL: u8 = b'F';
 pub const TERMINATE: u8 = b'X';
 pub const PASSWORD: u8 = b'p';
 pub const FLUSH: u8 = b'H';
+pub const EXECUTE: u8 = b'E';
+pub const COPY_DATA: u8 = b'd';
+pub const COPY_DONE: u8 = b'c';
+pub const COPY_FAIL: u8 = b'f';
 
 /// A simple Query message.
 pub fn query(out: &mut BytesMut, sql: &str) {

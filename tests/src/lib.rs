@@ -1,0 +1,40 @@
+//! End-to-end test harness: real PostgreSQL 15, the real `pgwolf` binary and
+//! real clients (tokio-postgres, psql, pgbench, JDBC). Nothing is mocked.
+//!
+//! # Layout
+//! - [`ports`]: free loopback ports, never handed out twice in one process.
+//! - [`tools`]: where binaries live (PostgreSQL, cargo's target dir), running
+//!   PostgreSQL as `nobody` when the tests run as root, bounded child processes.
+//! - [`postgres`]: [`PgServer`], a throw-away PostgreSQL cluster copied from a
+//!   template that `initdb` makes once per target dir.
+//! - [`proxy`]: [`Pgwolf`], the `pgwolf` process under test with its config,
+//!   userlist and captured log.
+//! - [`clients`]: tokio-postgres connections, `psql` and `pgbench` runs and the
+//!   pgbench report parser.
+//! - [`fixture`]: [`Fixture`], PostgreSQL + user `app` + database `appdb` +
+//!   pgwolf in front, which most tests start from.
+//! - [`time`]: bounds for awaits, so a hung proxy fails a test instead of
+//!   hanging it.
+//!
+//! Every wait in the harness is bounded. Processes are stopped on `Drop`, and
+//! started with a parent-death signal, so a killed test run leaves no
+//! PostgreSQL or pgwolf behind. Start servers from the test's own thread (the
+//! `#[tokio::test]` body), not from `spawn_blocking`: the parent-death signal
+//! follows the thread that spawned the child.
+
+pub mod clients;
+pub mod fixture;
+pub mod ports;
+pub mod postgres;
+pub mod proxy;
+pub mod time;
+pub mod tools;
+
+pub use clients::{
+    connect, parse_pgbench, pgbench, psql, psql_ok, sqlstate, try_connect, PgbenchRun, PgbenchStats,
+};
+pub use fixture::{userlist, Fixture, FixtureOptions, PoolMode, APP_DB, APP_PASSWORD, APP_USER};
+pub use ports::free_port;
+pub use postgres::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD};
+pub use proxy::{pgwolf_bin, Pgwolf};
+pub use time::within;

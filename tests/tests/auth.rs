@@ -1,0 +1,164 @@
+//! Client authentication at pgwolf: each auth_type, userlist secret forms,
+//! and the SQLSTATEs clients see for bad credentials or unknown databases.
+
+use pgwolf_tests::clients::sqlstate;
+use pgwolf_tests::fixture::userlist;
+use pgwolf_tests::{
+    try_connect, within, Fixture, FixtureOptions, PgServer, Pgwolf, PoolMode, APP_DB, APP_PASSWORD,
+    APP_USER,
+};
+
+async fn current_user(client: &tokio_postgres::Client) -> String {
+    within(
+        15,
+        "SELECT current_user",
+        client.query_one("SELECT current_user::text", &[]),
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_right_password_logs_in() {
+    let fx = Fixture::new(PoolMode::Transaction, 2).await;
+    let client = fx.connect().await;
+    assert_eq!(current_user(&client).await, APP_USER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_28p01() {
+    let fx = Fixture::new(PoolMode::Transaction, 2).await;
+    let err = try_connect(fx.port(), APP_USER, "not-the-password", APP_DB)
+        .await
+        .expect_err("wrong password accepted");
+    assert_eq!(sqlstate(&err), Some("28P01"), "{err:?}");
+    // The proxy keeps serving others.
+    let client = fx.connect().await;
+    assert_eq!(current_user(&client).await, APP_USER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_is_refused() {
+    let fx = Fixture::new(PoolMode::Transaction, 2).await;
+    let err = try_connect(fx.port(), "mallory", "whatever", APP_DB)
+        .await
+        .expect_err("unknown user accepted");
+    let code = sqlstate(&err).unwrap_or_else(|| panic!("no SQLSTATE: {err:?}"));
+    assert!(
+        code.starts_with("28"),
+        "expected class 28 (invalid authorization), got {code}: {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_is_3d000() {
+    let fx = Fixture::new(PoolMode::Transaction, 2).await;
+    let err = try_connect(fx.port(), APP_USER, APP_PASSWORD, "no_such_db")
+        .await
+        .expect_err("unknown database accepted");
+    assert_eq!(sqlstate(&err), Some("3D000"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_auth_type() {
+    let fx = Fixture::with(FixtureOptions::new(PoolMode::Transaction, 2).auth_type("md5")).await;
+    let client = fx.connect().await;
+    assert_eq!(current_user(&client).await, APP_USER);
+    let err = try_connect(fx.port(), APP_USER, "nope", APP_DB)
+        .await
+        .expect_err("wrong md5 password accepted");
+    assert_eq!(sqlstate(&err), Some("28P01"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_auth_type() {
+    let fx = Fixture::with(FixtureOptions::new(PoolMode::Transaction, 2).auth_type("plain")).await;
+    let client = fx.connect().await;
+    assert_eq!(current_user(&client).await, APP_USER);
+    let err = try_connect(fx.port(), APP_USER, "nope", APP_DB)
+        .await
+        .expect_err("wrong cleartext password accepted");
+    assert_eq!(sqlstate(&err), Some("28P01"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_auth_type_asks_no_password() {
+    let fx = Fixture::with(FixtureOptions::new(PoolMode::Transaction, 2).auth_type("trust")).await;
+    let client = try_connect(fx.port(), APP_USER, "anything at all", APP_DB)
+        .await
+        .unwrap();
+    assert_eq!(current_user(&client).await, APP_USER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_hash_in_userlist() {
+    // userlist holds "md5" + md5(password + user), as PgBouncer's does.
+    let pg = PgServer::start();
+    pg.create_user(APP_USER, APP_PASSWORD).await;
+    pg.create_db(APP_DB, APP_USER).await;
+    let admin = pg.superuser("postgres").await;
+    let row = admin
+        .query_one("SELECT 'md5' || md5($1 || $2)", &[&APP_PASSWORD, &APP_USER])
+        .await
+        .unwrap();
+    let hash: String = row.get(0);
+    // The server login needs the password itself: give it in the database entry.
+    let config = format!(
+        "auth_type = \"md5\"\n\n[databases.appdb]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"appdb\"\nuser = \"app\"\npassword = \"{APP_PASSWORD}\"\npool_size = 2\n",
+        pg.port()
+    );
+    let proxy = Pgwolf::start(&config, &userlist(&[(APP_USER, &hash)]));
+    let client = try_connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB)
+        .await
+        .unwrap();
+    assert_eq!(current_user(&client).await, APP_USER);
+    let err = try_connect(proxy.port(), APP_USER, "bad", APP_DB)
+        .await
+        .expect_err("wrong password accepted");
+    assert_eq!(sqlstate(&err), Some("28P01"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_verifier_in_userlist() {
+    // userlist holds the SCRAM verifier from pg_authid, not the password.
+    let pg = PgServer::start();
+    pg.create_user(APP_USER, APP_PASSWORD).await;
+    pg.create_db(APP_DB, APP_USER).await;
+    let verifier = pg.password_verifier(APP_USER).await;
+    let config = format!(
+        "auth_type = \"scram-sha-256\"\n\n[databases.appdb]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"appdb\"\nuser = \"app\"\npassword = \"{APP_PASSWORD}\"\npool_size = 2\n",
+        pg.port()
+    );
+    let proxy = Pgwolf::start(&config, &userlist(&[(APP_USER, &verifier)]));
+    let client = try_connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB)
+        .await
+        .unwrap();
+    assert_eq!(current_user(&client).await, APP_USER);
+    let err = try_connect(proxy.port(), APP_USER, "bad", APP_DB)
+        .await
+        .expect_err("wrong password accepted");
+    assert_eq!(sqlstate(&err), Some("28P01"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_server_user_in_database_entry() {
+    // The database entry's user/password log in to PostgreSQL whoever the client is.
+    let pg = PgServer::start();
+    pg.create_user("owner", "owner-pw").await;
+    pg.create_db(APP_DB, "owner").await;
+    let config = format!(
+        "auth_type = \"scram-sha-256\"\n\n[databases.appdb]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"appdb\"\nuser = \"owner\"\npassword = \"owner-pw\"\npool_size = 2\n",
+        pg.port()
+    );
+    let proxy = Pgwolf::start(
+        &config,
+        &userlist(&[("alice", "alice-pw"), ("bob", "bob-pw")]),
+    );
+    for (user, password) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        let client = try_connect(proxy.port(), user, password, APP_DB)
+            .await
+            .unwrap();
+        assert_eq!(current_user(&client).await, "owner");
+    }
+}
