@@ -18,7 +18,7 @@ pub struct App {
     me: std::sync::Weak<App>,
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<AuthFile>,
-    pub cancels: CancelRegistry,
+    pub cancels: Arc<CancelRegistry>,
     /// Cancelled when SIGTERM/SIGINT asks the process to drain.
     pub shutdown: CancellationToken,
     pools: DashMap<PoolKey, Pool>,
@@ -35,7 +35,7 @@ impl App {
             me: me.clone(),
             config: ArcSwap::from_pointee(config),
             auth: ArcSwap::from_pointee(auth),
-            cancels: CancelRegistry::default(),
+            cancels: Arc::default(),
             shutdown: CancellationToken::new(),
             pools: DashMap::new(),
             db_limits: DashMap::new(),

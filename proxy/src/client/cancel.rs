@@ -42,13 +42,13 @@ pub struct CancelRegistry {
 }
 
 /// Removes the client's key when the client goes away.
-pub struct Registration<'a> {
-    registry: &'a CancelRegistry,
+pub struct Registration {
+    registry: Arc<CancelRegistry>,
     pub key: (i32, i32),
     pub slot: Arc<CancelSlot>,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.map.remove(&self.key);
     }
@@ -57,7 +57,7 @@ impl Drop for Registration<'_> {
 impl CancelRegistry {
     /// A fresh (pid, secret) for a client. The pid is unique among live
     /// clients; the secret is random so keys cannot be guessed.
-    pub fn register(&self) -> Registration<'_> {
+    pub fn register(self: &Arc<Self>) -> Registration {
         let slot = Arc::new(CancelSlot::default());
         loop {
             let pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
@@ -65,7 +65,7 @@ impl CancelRegistry {
             if let dashmap::Entry::Vacant(v) = self.map.entry(key) {
                 v.insert(slot.clone());
                 return Registration {
-                    registry: self,
+                    registry: self.clone(),
                     key,
                     slot,
                 };

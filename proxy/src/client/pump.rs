@@ -165,7 +165,8 @@ pub struct Pump<'a> {
     pub mode: PoolMode,
     pub max_packet: u32,
     pub shutdown: Pin<&'a mut WaitForCancellationFutureOwned>,
-    pub timer: Pin<&'a mut Sleep>,
+    /// None when no idle timeout is configured.
+    pub timer: Option<Pin<&'a mut Sleep>>,
     pub idle_transaction_timeout: Duration,
     pub client_idle_timeout: Duration,
 }
@@ -323,16 +324,16 @@ impl Pump<'_> {
             (true, true) => self.idle_transaction_timeout,
             (true, false) => self.client_idle_timeout,
         };
-        if limit.is_zero() {
+        let Some(timer) = self.timer.as_mut().filter(|_| !limit.is_zero()) else {
             return Poll::Pending;
-        }
+        };
         // The clock is read only here, when the pump is about to sleep.
         let since = *run.last_client.get_or_insert_with(Instant::now);
         let deadline = tokio::time::Instant::from_std(since + limit);
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
         }
-        if self.timer.as_mut().poll(cx).is_ready() {
+        if timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Outcome::IdleTimeout {
                 in_transaction: in_tx,
             });

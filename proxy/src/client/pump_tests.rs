@@ -56,8 +56,6 @@ async fn start(mode: PoolMode) -> Ends {
         let token = CancellationToken::new();
         let shutdown = token.cancelled_owned();
         tokio::pin!(shutdown);
-        let timer = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(timer);
         let (mut cbuf, mut sbuf, mut cscan) = (BytesMut::new(), BytesMut::new(), Scanner::new());
         let (mut server_params, mut client_params) = (ParamSet::default(), ParamSet::default());
         let mut track = Track::default();
@@ -73,7 +71,7 @@ async fn start(mode: PoolMode) -> Ends {
             mode,
             max_packet: 8 << 20,
             shutdown,
-            timer,
+            timer: None,
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
         }

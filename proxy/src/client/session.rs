@@ -1,7 +1,7 @@
 //! One logged-in client: wait for a request, borrow a server, pump until the
 //! transaction (or session) ends, give the server back clean or close it.
 
-use super::cancel::{CancelSlot, CancelTarget};
+use super::cancel::{CancelTarget, Registration};
 use super::pump::{Outcome, Pump, Track, READ_CHUNK};
 use super::{send_error, ClientError};
 use crate::app::App;
@@ -27,16 +27,27 @@ pub struct Session {
     pub mode: PoolMode,
     /// The session parameters this client believes it has.
     pub wanted: ParamSet,
-    pub cancel: Arc<CancelSlot>,
+    /// The client's cancel key; dropping it unregisters the key.
+    pub cancel: Registration,
     pub user: String,
     pub db: String,
+    pub peer: std::net::SocketAddr,
 }
 
 /// Wait futures made once per client, so the per-transaction path
 /// allocates nothing.
 struct Waits {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    timer: Pin<Box<Sleep>>,
+    /// Made only when an idle timeout is configured.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Waits {
+    fn ensure_timer(&mut self) {
+        if self.timer.is_none() {
+            self.timer = Some(Box::pin(tokio::time::sleep(Duration::from_secs(3600))));
+        }
+    }
 }
 
 enum Next {
@@ -45,31 +56,44 @@ enum Next {
 }
 
 impl Session {
-    pub async fn run(mut self) -> Result<(), ClientError> {
+    /// Runs the session to its end and logs how it ended.
+    pub async fn run(mut self) {
+        match self.run_loop().await {
+            Ok(()) => {
+                tracing::info!(peer = %self.peer, db = %self.db, user = %self.user, "client disconnected")
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer, db = %self.db, user = %self.user, error = %e, "client connection ended")
+            }
+        }
+    }
+
+    async fn run_loop(&mut self) -> Result<(), ClientError> {
         let mut waits = Waits {
             shutdown: Box::pin(self.app.shutdown.clone().cancelled_owned()),
-            timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            timer: None,
         };
         let mut cscan = Scanner::new();
         loop {
             if let Next::Leave = self.wait_for_request(&mut waits).await? {
                 return Ok(());
             }
-            let mut lease = match self.pool.checkout().await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(db = %self.db, user = %self.user, error = %e, "no server connection for client");
-                    send_error(
-                        &mut self.client,
-                        Severity::Fatal,
-                        e.sqlstate(),
-                        &e.to_string(),
-                    )
-                    .await;
-                    return Ok(());
-                }
-            };
-            if let Err(e) = self.prepare(&mut lease).await {
+            // Boxed per transaction: a transaction's state (the lease, the
+            // check-out, the pump) is most of a client's future, and an idle
+            // client should not carry it. One allocation per transaction.
+            if !Box::pin(self.transaction(&mut cscan, &mut waits)).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One transaction (or, in session mode, the whole session) on a
+    /// borrowed server. True when the client stays for another.
+    async fn transaction(&mut self, cscan: &mut Scanner, waits: &mut Waits) -> bool {
+        let mut lease = match self.pool.checkout().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(db = %self.db, user = %self.user, error = %e, "no server connection for client");
                 send_error(
                     &mut self.client,
                     Severity::Fatal,
@@ -77,18 +101,24 @@ impl Session {
                     &e.to_string(),
                 )
                 .await;
-                lease.discard();
-                return Ok(());
+                return false;
             }
-            let mut track = Track::default();
-            let outcome = self
-                .pump(&mut lease, &mut cscan, &mut track, &mut waits)
-                .await;
-            self.cancel.set(None);
-            if !self.finish(outcome, lease, &track).await {
-                return Ok(());
-            }
+        };
+        if let Err(e) = self.prepare(&mut lease).await {
+            send_error(
+                &mut self.client,
+                Severity::Fatal,
+                e.sqlstate(),
+                &e.to_string(),
+            )
+            .await;
+            lease.discard();
+            return false;
         }
+        let mut track = Track::default();
+        let outcome = self.pump(&mut lease, cscan, &mut track, waits).await;
+        self.cancel.slot.set(None);
+        self.finish(outcome, lease, &track).await
     }
 
     /// Waits, holding no server, until the client sends something.
@@ -98,10 +128,10 @@ impl Session {
         let idle_timeout = cfg.client_idle_timeout;
         drop(cfg);
         if !idle_timeout.is_zero() {
-            waits
-                .timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + idle_timeout);
+            waits.ensure_timer();
+            if let Some(t) = waits.timer.as_mut() {
+                t.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+            }
         }
         loop {
             if let Some((tag, _)) = frame::header(&self.cbuf, max)? {
@@ -121,10 +151,23 @@ impl Session {
                 .await;
                 return Ok(Next::Leave);
             }
+            if self.cbuf.is_empty() && self.cbuf.capacity() > 0 {
+                // Idle clients hold no buffer: with thousands of them this is
+                // most of the proxy's memory. One is taken when bytes arrive.
+                self.cbuf = BytesMut::new();
+            }
+            let timer = waits.timer.as_mut().filter(|_| !idle_timeout.is_zero());
+            let has_timer = timer.is_some();
+            let idle = async move {
+                match timer {
+                    Some(t) => t.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = self.client.readable() => r?,
                 _ = waits.shutdown.as_mut() => continue,
-                _ = waits.timer.as_mut(), if !idle_timeout.is_zero() => {
+                _ = idle, if has_timer => {
                     send_error(&mut self.client, Severity::Fatal, "57P05", "client_idle_timeout: closing idle connection").await;
                     return Ok(Next::Leave);
                 }
@@ -146,10 +189,11 @@ impl Session {
     async fn prepare(&mut self, lease: &mut Lease) -> Result<(), crate::server::ServerError> {
         let conn = lease.conn();
         if let Some(sql) = conn.params.sync_sql(&self.wanted) {
-            conn.run_own_query(&sql).await?;
+            // Boxed: a parameter change is rare next to plain transactions.
+            Box::pin(conn.run_own_query(&sql)).await?;
             conn.params.adopt(&self.wanted);
         }
-        self.cancel.set(Some(CancelTarget {
+        self.cancel.slot.set(Some(CancelTarget {
             addr: conn.peer,
             pid: conn.pid,
             secret: conn.secret,
@@ -165,6 +209,11 @@ impl Session {
         waits: &mut Waits,
     ) -> Outcome {
         let cfg = self.app.config.load();
+        let timed = !cfg.idle_transaction_timeout.is_zero()
+            || (self.mode == PoolMode::Session && !cfg.client_idle_timeout.is_zero());
+        if timed {
+            waits.ensure_timer();
+        }
         let conn = lease.conn();
         Pump {
             client: &mut self.client,
@@ -178,7 +227,7 @@ impl Session {
             mode: self.mode,
             max_packet: cfg.max_packet_size,
             shutdown: waits.shutdown.as_mut(),
-            timer: waits.timer.as_mut(),
+            timer: waits.timer.as_mut().map(|t| t.as_mut()),
             idle_transaction_timeout: cfg.idle_transaction_timeout,
             client_idle_timeout: cfg.client_idle_timeout,
         }
@@ -189,16 +238,25 @@ impl Session {
     /// Settles the server connection after a pump run. True when the client
     /// stays connected for another transaction.
     async fn finish(&mut self, outcome: Outcome, lease: Lease, track: &Track) -> bool {
+        if let Outcome::Released = outcome {
+            self.pool
+                .stats()
+                .transactions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            lease.release();
+            return true;
+        }
+        // Boxed: the ways a session ends are many and each happens once;
+        // inlined, their state would be part of every client's future.
+        Box::pin(self.end(outcome, lease, track)).await;
+        false
+    }
+
+    /// The session ends: settle the server, tell the client why.
+    async fn end(&mut self, outcome: Outcome, lease: Lease, track: &Track) -> bool {
         use Outcome::*;
         match outcome {
-            Released => {
-                self.pool
-                    .stats()
-                    .transactions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                lease.release();
-                true
-            }
+            Released => unreachable!("handled by finish"),
             ClientClosed => {
                 self.give_back(lease, track).await;
                 false

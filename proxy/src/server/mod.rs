@@ -92,6 +92,29 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
+    /// A connection over `stream` with no login behind it (generation 0, no
+    /// parameters, no cancel key). Exists only for the micro-benchmarks in
+    /// `benches/`, which pool loopback sockets; the proxy must not use it.
+    #[doc(hidden)]
+    pub fn for_bench(stream: TcpStream) -> ServerConn {
+        let now = Instant::now();
+        ServerConn {
+            peer: stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            stream,
+            rbuf: BytesMut::new(),
+            params: ParamSet::default(),
+            reported: Vec::new(),
+            pid: 0,
+            secret: 0,
+            created: now,
+            last_used: now,
+            generation: 0,
+            _limits: Vec::new(),
+        }
+    }
+
     /// False when the server closed the socket or sent something unasked
     /// (e.g. FATAL from pg_terminate_backend) while the connection was idle.
     pub fn is_alive(&mut self) -> bool {
