@@ -134,7 +134,14 @@ impl Session {
             }
         }
         loop {
-            if let Some((tag, _)) = frame::header(&self.cbuf, max)? {
+            let header = match frame::header(&self.cbuf, max) {
+                Ok(h) => h,
+                Err(e) => {
+                    send_error(&mut self.client, Severity::Fatal, "08P01", &e.to_string()).await;
+                    return Err(e.into());
+                }
+            };
+            if let Some((tag, _)) = header {
                 return Ok(if tag == frontend::TERMINATE {
                     Next::Leave
                 } else {

@@ -33,6 +33,8 @@ pub enum PoolError {
     WaitTimeout(Duration),
     #[error("pool is closed")]
     Closed,
+    #[error("max_db_connections or max_user_connections reached")]
+    CapReached,
     #[error(transparent)]
     Server(#[from] ServerError),
 }
@@ -42,6 +44,7 @@ impl PoolError {
         match self {
             PoolError::WaitTimeout(_) => "08004",
             PoolError::Closed => "57P01",
+            PoolError::CapReached => "53300",
             PoolError::Server(e) => e.sqlstate(),
         }
     }
@@ -122,24 +125,21 @@ impl Pool {
     }
 
     /// A server connection for one transaction (or session), waiting at most
-    /// `query_wait_timeout` for a free slot.
+    /// `query_wait_timeout` for a free slot, both the pool's own and, when a
+    /// new connection is needed, the shared max_db/max_user_connections caps.
     pub async fn checkout(&self) -> Result<Lease, PoolError> {
         let settings = self.0.settings.load_full();
+        let wait = settings.query_wait_timeout;
+        let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
         self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = if settings.query_wait_timeout.is_zero() {
-            Ok(self.acquire_slot(&settings).await)
-        } else {
-            tokio::time::timeout(settings.query_wait_timeout, self.acquire_slot(&settings))
-                .await
-                .map_err(|_| PoolError::WaitTimeout(settings.query_wait_timeout))
-        };
+        let permit = bounded(deadline, wait, self.acquire_slot(&settings)).await;
         self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-        let permit = permit??;
+        let permit = permit?;
         let conn = match self.pop_idle(&settings) {
             Some(c) => c,
             // Boxed: connecting is rare and its state is large; inlined it
             // would sit in every client's future.
-            None => Box::pin(self.open(&settings)).await?,
+            None => Box::pin(self.open(&settings, CapWait::Client(deadline))).await?,
         };
         Ok(Lease::new(conn, self.0.clone(), permit))
     }
@@ -174,16 +174,30 @@ impl Pool {
         }
     }
 
-    async fn open(&self, s: &PoolSettings) -> Result<ServerConn, PoolError> {
+    /// Opens a connection once the shared caps allow it.
+    async fn open(&self, s: &PoolSettings, wait: CapWait) -> Result<ServerConn, PoolError> {
         let limits = self.0.limits.load_full();
         let mut held = Vec::with_capacity(2);
         for sem in [&limits.db, &limits.user].into_iter().flatten() {
-            held.push(
-                sem.clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| PoolError::Closed)?,
-            );
+            let permit = match sem.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    let CapWait::Client(deadline) = wait else {
+                        return Err(PoolError::CapReached);
+                    };
+                    if let Some(evict) = &limits.evict {
+                        evict(&self.0.key);
+                    }
+                    let acquire = async {
+                        sem.clone()
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| PoolError::Closed)
+                    };
+                    bounded(deadline, s.query_wait_timeout, acquire).await?
+                }
+            };
+            held.push(permit);
         }
         let generation = self.0.generation.load(Ordering::Acquire);
         match server::connect(&s.target, generation, held).await {
@@ -251,8 +265,9 @@ impl Pool {
         if open < s.min_size as usize {
             // Take a slot so min_pool_size never pushes past the pool size.
             if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
-                match self.open(&s).await {
+                match self.open(&s, CapWait::Upkeep).await {
                     Ok(c) => Lease::new(c, self.0.clone(), permit).release(),
+                    Err(PoolError::CapReached) => {}
                     Err(e) => {
                         tracing::warn!(db = %self.0.key.db, user = %self.0.key.user, error = %e, "min_pool_size: cannot open server connection")
                     }
@@ -305,6 +320,31 @@ impl Inner {
 
     pub(crate) fn push_idle(&self, conn: ServerConn) {
         self.idle.lock().unwrap().push(conn);
+    }
+}
+
+/// How [`Pool::open`] may wait for a max_db/max_user_connections slot.
+enum CapWait {
+    /// A client is waiting: free a slot by evicting an idle connection of a
+    /// sibling pool, then wait until the client's query_wait_timeout
+    /// deadline (none: unbounded).
+    Client(Option<tokio::time::Instant>),
+    /// min_pool_size upkeep: never evict nor wait; clients come first.
+    Upkeep,
+}
+
+/// Runs `wait` until `deadline` (none: unbounded); past it, the client gets
+/// [`PoolError::WaitTimeout`] naming the configured `timeout`.
+async fn bounded<T>(
+    deadline: Option<tokio::time::Instant>,
+    timeout: Duration,
+    wait: impl std::future::Future<Output = Result<T, PoolError>>,
+) -> Result<T, PoolError> {
+    match deadline {
+        None => wait.await,
+        Some(d) => tokio::time::timeout_at(d, wait)
+            .await
+            .map_err(|_| PoolError::WaitTimeout(timeout))?,
     }
 }
 
