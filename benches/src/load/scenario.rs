@@ -1,0 +1,129 @@
+//! The pgbench scenarios: which script, protocol and client count.
+//!
+//! Names are stable (they key the JSON, the CSV and `--only`). A scenario
+//! marked `direct_only` runs only against PostgreSQL itself: named prepared
+//! statements do not survive transaction pooling in PgBouncer 1.18 nor in
+//! pgwolf yet, so the proxies are reported "n/a (unsupported)" there.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scenario {
+    /// Stable key, e.g. `select-simple-c50`.
+    pub name: &'static str,
+    /// What pgbench is told beyond connection, clients and duration.
+    pub args: &'static [&'static str],
+    pub clients: u32,
+    /// The script writes (TPC-B-like): vacuum and truncate before each run.
+    pub writes: bool,
+    /// Only PostgreSQL itself can run it (see the module docs).
+    pub direct_only: bool,
+    /// Part of the TPS-vs-clients plot (`-S`, simple protocol).
+    pub plotted: bool,
+}
+
+impl Scenario {
+    /// The pgbench options as one would type them, e.g. `-S -M extended -c 50`.
+    pub fn label(&self) -> String {
+        let mut parts: Vec<String> = self.args.iter().map(|a| a.to_string()).collect();
+        if parts.is_empty() {
+            parts.push("TPC-B".to_string());
+        }
+        parts.push(format!("-c {}", self.clients));
+        parts.join(" ")
+    }
+}
+
+const fn select_simple(name: &'static str, clients: u32) -> Scenario {
+    Scenario {
+        name,
+        args: &["-S"],
+        clients,
+        writes: false,
+        direct_only: false,
+        plotted: true,
+    }
+}
+
+const fn tpcb(name: &'static str, clients: u32) -> Scenario {
+    Scenario {
+        name,
+        args: &[],
+        clients,
+        writes: true,
+        direct_only: false,
+        plotted: false,
+    }
+}
+
+/// The full set, in the order each round runs them.
+pub fn full() -> Vec<Scenario> {
+    vec![
+        select_simple("select-simple-c10", 10),
+        select_simple("select-simple-c50", 50),
+        select_simple("select-simple-c200", 200),
+        Scenario {
+            name: "select-extended-c50",
+            args: &["-S", "-M", "extended"],
+            clients: 50,
+            writes: false,
+            direct_only: false,
+            plotted: false,
+        },
+        Scenario {
+            name: "select-prepared-c50",
+            args: &["-S", "-M", "prepared"],
+            clients: 50,
+            writes: false,
+            direct_only: true,
+            plotted: false,
+        },
+        tpcb("tpcb-c50", 50),
+        Scenario {
+            name: "select-connect-c20",
+            args: &["-C", "-S"],
+            clients: 20,
+            writes: false,
+            direct_only: false,
+            plotted: false,
+        },
+    ]
+}
+
+/// The CI smoke set: one read-only and one writing scenario.
+pub fn smoke() -> Vec<Scenario> {
+    vec![select_simple("select-simple-c10", 10), tpcb("tpcb-c10", 10)]
+}
+
+/// The scenarios whose name contains any of `only` (all when empty).
+pub fn filter(all: Vec<Scenario>, only: &[String]) -> Vec<Scenario> {
+    if only.is_empty() {
+        return all;
+    }
+    all.into_iter()
+        .filter(|s| only.iter().any(|o| s.name.contains(o.as_str())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_filter_by_substring() {
+        let all = full();
+        let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        let picked = filter(full(), &["simple".to_string()]);
+        assert_eq!(picked.len(), 3);
+        assert!(filter(full(), &[]).len() == all.len());
+    }
+
+    #[test]
+    fn labels_read_like_pgbench_options() {
+        assert_eq!(full()[3].label(), "-S -M extended -c 50");
+        assert_eq!(tpcb("t", 50).label(), "TPC-B -c 50");
+    }
+}

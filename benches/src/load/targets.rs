@@ -1,0 +1,195 @@
+//! What pgbench is pointed at: PostgreSQL itself, PgBouncer, or pgwolf.
+//!
+//! The two proxies get equivalent configs (same pool size, transaction
+//! pooling, SCRAM against the same plaintext userlist, same client limit),
+//! written by the pure functions below so docs/benchmarks.md can show them
+//! verbatim. PgBouncer refuses to run as root, so it runs as `nobody` then;
+//! pgwolf runs as whoever we are. Each proxy has a temp dir for its config,
+//! userlist and log.
+
+use crate::load::cluster::{BENCH_DB, BENCH_PASSWORD, BENCH_USER};
+use crate::load::proc::{self, Daemon};
+use crate::load::stop::Interrupt;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tempfile::TempDir;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Direct,
+    Pgbouncer,
+    Pgwolf,
+}
+
+impl TargetKind {
+    /// The order of every interleaved round.
+    pub const ALL: [TargetKind; 3] = [
+        TargetKind::Direct,
+        TargetKind::Pgbouncer,
+        TargetKind::Pgwolf,
+    ];
+    pub const PROXIES: [TargetKind; 2] = [TargetKind::Pgbouncer, TargetKind::Pgwolf];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Direct => "direct",
+            TargetKind::Pgbouncer => "pgbouncer",
+            TargetKind::Pgwolf => "pgwolf",
+        }
+    }
+}
+
+/// What both proxies are configured from.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    pub pg_port: u16,
+    pub pool_size: u32,
+    pub max_client_conn: u32,
+    pub pgwolf_bin: PathBuf,
+}
+
+/// `userlist.txt` for both proxies: the plaintext password, which PgBouncer
+/// needs to log in to the server with SCRAM on the client's behalf.
+pub fn userlist() -> String {
+    format!("\"{BENCH_USER}\" \"{BENCH_PASSWORD}\"\n")
+}
+
+pub fn pgbouncer_ini(listen_port: u16, auth_file: &Path, s: &ProxySettings) -> String {
+    format!(
+        "[databases]
+{BENCH_DB} = host=127.0.0.1 port={pg_port} dbname={BENCH_DB}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen_port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {auth_file}
+pool_mode = transaction
+default_pool_size = {pool}
+max_client_conn = {max_client}
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+",
+        pg_port = s.pg_port,
+        auth_file = auth_file.display(),
+        pool = s.pool_size,
+        max_client = s.max_client_conn,
+    )
+}
+
+pub fn pgwolf_toml(listen_port: u16, auth_file: &Path, s: &ProxySettings) -> String {
+    format!(
+        "listen = [\"127.0.0.1:{listen_port}\"]
+auth_type = \"scram-sha-256\"
+auth_file = \"{auth_file}\"
+pool_mode = \"transaction\"
+default_pool_size = {pool}
+max_client_conn = {max_client}
+ignore_startup_parameters = [\"extra_float_digits\"]
+
+[databases.{BENCH_DB}]
+host = \"127.0.0.1\"
+port = {pg_port}
+dbname = \"{BENCH_DB}\"
+",
+        pg_port = s.pg_port,
+        auth_file = auth_file.display(),
+        pool = s.pool_size,
+        max_client = s.max_client_conn,
+    )
+}
+
+/// A running proxy.
+pub struct Proxy {
+    kind: TargetKind,
+    port: u16,
+    daemon: Daemon,
+    // Last field: removed after the process is gone.
+    dir: TempDir,
+}
+
+impl Proxy {
+    /// Start PgBouncer or pgwolf (not `Direct`) on a free port; waits until
+    /// it accepts TCP.
+    pub fn start(kind: TargetKind, s: &ProxySettings, stop: &Interrupt) -> Result<Proxy> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("pgwolf-bench-{}-", kind.name()))
+            .tempdir()
+            .context("temp dir for proxy")?;
+        let auth_file = dir.path().join("userlist.txt");
+        std::fs::write(&auth_file, userlist())?;
+        let port = proc::free_port()?;
+        let (cmd, stop_signal) = match kind {
+            TargetKind::Pgbouncer => {
+                let ini = dir.path().join("pgbouncer.ini");
+                std::fs::write(&ini, pgbouncer_ini(port, &auth_file, s))?;
+                proc::give_to_server_user(dir.path())?;
+                let mut cmd = proc::command(&proc::pgbouncer_bin(), true)?;
+                cmd.arg(&ini);
+                // SIGTERM: immediate shutdown (SIGINT would wait for clients).
+                (cmd, "TERM")
+            }
+            TargetKind::Pgwolf => {
+                let toml = dir.path().join("pgwolf.toml");
+                std::fs::write(&toml, pgwolf_toml(port, &auth_file, s))?;
+                let mut cmd = proc::command(&s.pgwolf_bin, false)?;
+                cmd.arg("--config").arg(&toml).env("PGWOLF_LOG", "warn");
+                (cmd, "TERM")
+            }
+            TargetKind::Direct => anyhow::bail!("direct PostgreSQL is not a proxy"),
+        };
+        let mut cmd = cmd;
+        cmd.current_dir(dir.path());
+        let log = dir.path().join(format!("{}.log", kind.name()));
+        let mut daemon = Daemon::spawn(kind.name(), cmd, log, stop_signal)?;
+        daemon.wait_ready(port, Duration::from_secs(15), stop)?;
+        Ok(Proxy {
+            kind,
+            port,
+            daemon,
+            dir,
+        })
+    }
+
+    pub fn kind(&self) -> TargetKind {
+        self.kind
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
+    /// The config file as written.
+    pub fn config_text(&self) -> String {
+        let name = match self.kind {
+            TargetKind::Pgbouncer => "pgbouncer.ini",
+            _ => "pgwolf.toml",
+        };
+        proc::read_lossy(&self.dir.path().join(name))
+    }
+
+    /// Error (with the log tail) if the process has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.daemon.ensure_running()
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        proc::read_lossy(self.daemon.log_path())
+    }
+
+    /// Stop it (bounded) and return its log.
+    pub fn stop(mut self) -> String {
+        self.daemon.stop();
+        self.log()
+    }
+}
