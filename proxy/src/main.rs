@@ -84,9 +84,11 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let auth = shutdown::load_auth(&loaded.config).context("auth_file")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if loaded.config.worker_threads > 0 {
+        rt.worker_threads(loaded.config.worker_threads as usize);
+    }
+    let rt = rt.enable_all().build()?;
     rt.block_on(async move {
         let listeners = listener::bind(&loaded.config.listen).await?;
         let slots = Arc::new(ClientSlots::new(loaded.config.max_client_conn));

@@ -52,6 +52,9 @@ pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) {
     if old_listen != loaded.config.listen {
         tracing::warn!("listen changed: takes effect on restart only");
     }
+    if app.config.load().worker_threads != loaded.config.worker_threads {
+        tracing::warn!("worker_threads changed: takes effect on restart only");
+    }
     slots.resize(loaded.config.max_client_conn);
     app.reload(loaded.config, auth);
     tracing::info!("configuration reloaded");

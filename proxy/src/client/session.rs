@@ -14,9 +14,11 @@ use crate::server::params::ParamSet;
 use bytes::BytesMut;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub struct Session {
@@ -182,11 +184,22 @@ impl Session {
             if self.cbuf.capacity() - self.cbuf.len() < READ_CHUNK / 4 {
                 self.cbuf.reserve(READ_CHUNK);
             }
-            match self.client.try_read_buf(&mut self.cbuf) {
-                Ok(0) => return Ok(Next::Leave),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
+            // poll_read, not try_read: a short read clears tokio's readiness,
+            // so the pump's first read of the client does not cost a recv
+            // that can only say EAGAIN (one syscall of five per transaction).
+            let client = &mut self.client;
+            let cbuf = &mut self.cbuf;
+            let read =
+                std::future::poll_fn(|cx| match poll_read_buf(Pin::new(&mut *client), cx, cbuf) {
+                    Poll::Ready(r) => Poll::Ready(Some(r)),
+                    // Readiness was stale; back to waiting.
+                    Poll::Pending => Poll::Ready(None),
+                })
+                .await;
+            match read {
+                Some(Ok(0)) => return Ok(Next::Leave),
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => return Err(e.into()),
             }
         }
     }

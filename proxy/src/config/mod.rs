@@ -100,6 +100,8 @@ pub struct Config {
     /// A client must finish startup and authentication within this.
     #[serde(with = "humantime_serde")]
     pub client_login_timeout: Duration,
+    /// Threads running client sessions; 0 = one per CPU. Read at start only.
+    pub worker_threads: u32,
     /// How long SIGTERM/SIGINT let transactions finish before closing.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,

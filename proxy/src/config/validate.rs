@@ -17,11 +17,20 @@ const MAX_PACKET_SIZE: u32 = 1 << 30;
 /// Database names kept free for the admin console.
 const RESERVED_DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
 
+/// More threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: u32 = 1024;
+
 pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
     check_listen(&cfg.listen)?;
     check_auth(cfg)?;
     check_pool_limits(cfg)?;
     check_timeouts(cfg)?;
+    if cfg.worker_threads > MAX_WORKER_THREADS {
+        return Err(invalid(
+            "worker_threads",
+            format!("must be 0 (one per CPU) to {MAX_WORKER_THREADS}"),
+        ));
+    }
     if cfg
         .ignore_startup_parameters
         .iter()
@@ -490,6 +499,22 @@ mod tests {
             ..valid()
         };
         assert_eq!(failing_key(&cfg), None);
+    }
+
+    #[test]
+    fn worker_threads_bounded() {
+        let cfg = Config {
+            worker_threads: 5000,
+            ..valid()
+        };
+        assert_eq!(failing_key(&cfg).as_deref(), Some("worker_threads"));
+        for n in [0, 1, 64] {
+            let cfg = Config {
+                worker_threads: n,
+                ..valid()
+            };
+            assert_eq!(failing_key(&cfg), None, "worker_threads = {n}");
+        }
     }
 
     #[test]

@@ -130,16 +130,28 @@ impl Pool {
     pub async fn checkout(&self) -> Result<Lease, PoolError> {
         let settings = self.0.settings.load_full();
         let wait = settings.query_wait_timeout;
-        let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
-        self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = bounded(deadline, wait, self.acquire_slot(&settings)).await;
-        self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-        let permit = permit?;
+        // The usual case, a free slot, reads no clock and touches no
+        // waiting counter. The semaphore hands released permits to waiters
+        // first, so taking a free one here never jumps the queue.
+        let (permit, deadline) = match self.0.slots.clone().try_acquire_owned() {
+            Ok(p) => (p, None),
+            Err(_) => {
+                let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
+                self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
+                let p = bounded(deadline, wait, self.acquire_slot(&settings)).await;
+                self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+                (p?, deadline)
+            }
+        };
         let conn = match self.pop_idle(&settings) {
             Some(c) => c,
             // Boxed: connecting is rare and its state is large; inlined it
             // would sit in every client's future.
-            None => Box::pin(self.open(&settings, CapWait::Client(deadline))).await?,
+            None => {
+                let deadline = deadline
+                    .or_else(|| (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait));
+                Box::pin(self.open(&settings, CapWait::Client(deadline))).await?
+            }
         };
         Ok(Lease::new(conn, self.0.clone(), permit))
     }
