@@ -68,11 +68,7 @@ pub async fn accept_loop(
         };
         match slots.sem.clone().try_acquire_owned() {
             Ok(permit) => {
-                let app = app.clone();
-                tracker.spawn(async move {
-                    client::serve(app, stream, peer).await;
-                    drop(permit);
-                });
+                tracker.spawn(client::serve(app.clone(), stream, peer, permit));
             }
             Err(_) => {
                 tracing::warn!(%peer, "max_client_conn reached, refusing client");

@@ -12,6 +12,7 @@ use crate::protocol::frame::{self, Scanner};
 use crate::protocol::frontend;
 use crate::server::params::ParamSet;
 use bytes::BytesMut;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -58,8 +59,10 @@ enum Next {
 }
 
 impl Session {
-    /// Runs the session to its end and logs how it ended.
-    pub async fn run(mut self) {
+    /// Runs the session to its end and logs how it ended. By reference: an
+    /// async fn stores a by-value argument twice (as the captured argument
+    /// and as its local), and this one is a third of an idle client.
+    pub async fn run(&mut self) {
         match self.run_loop().await {
             Ok(()) => {
                 tracing::info!(peer = %self.peer, db = %self.db, user = %self.user, "client disconnected")
@@ -166,18 +169,17 @@ impl Session {
                 self.cbuf = BytesMut::new();
             }
             let timer = waits.timer.as_mut().filter(|_| !idle_timeout.is_zero());
-            let has_timer = timer.is_some();
-            let idle = async move {
-                match timer {
-                    Some(t) => t.as_mut().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = self.client.readable() => r?,
-                _ = waits.shutdown.as_mut() => continue,
-                _ = idle, if has_timer => {
-                    send_error(&mut self.client, Severity::Fatal, "57P05", "client_idle_timeout: closing idle connection").await;
+            match wake(&self.client, &mut waits.shutdown, timer).await? {
+                Woke::Readable => {}
+                Woke::Shutdown => continue,
+                Woke::IdleTimeout => {
+                    send_error(
+                        &mut self.client,
+                        Severity::Fatal,
+                        "57P05",
+                        "client_idle_timeout: closing idle connection",
+                    )
+                    .await;
                     return Ok(Next::Leave);
                 }
             }
@@ -378,4 +380,36 @@ impl Session {
         }
         lease.release();
     }
+}
+
+/// What ended a wait for the client's next request.
+enum Woke {
+    Readable,
+    Shutdown,
+    IdleTimeout,
+}
+
+/// Waits for the client's socket, shutdown or the idle timer. A `poll_fn`
+/// over `poll_read_ready`, not `select!` over `readable()`: the waker then
+/// sits in tokio's per-socket slot instead of a waiter node inside this
+/// future, and this future is part of every idle client.
+fn wake<'a>(
+    client: &'a TcpStream,
+    shutdown: &'a mut Pin<Box<WaitForCancellationFutureOwned>>,
+    mut timer: Option<&'a mut Pin<Box<Sleep>>>,
+) -> impl Future<Output = std::io::Result<Woke>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(r) = client.poll_read_ready(cx) {
+            return Poll::Ready(r.map(|()| Woke::Readable));
+        }
+        if shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(Woke::Shutdown));
+        }
+        if let Some(t) = timer.as_mut() {
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(Woke::IdleTimeout));
+            }
+        }
+        Poll::Pending
+    })
 }
