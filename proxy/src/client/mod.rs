@@ -279,6 +279,9 @@ mod size_tests {
         let f = super::serve(app, s, peer, slot);
         let size = std::mem::size_of_val(&f);
         println!("client task future: {size} bytes");
-        assert!(size <= MAX_TASK_BYTES, "client task future grew to {size} bytes");
+        assert!(
+            size <= MAX_TASK_BYTES,
+            "client task future grew to {size} bytes"
+        );
     }
 }
