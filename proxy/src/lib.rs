@@ -5,6 +5,8 @@
 //!   messages the proxy encodes, SCRAM and md5 exchanges.
 //! - [`config`]: typed settings, TOML and PgBouncer-ini loading, validation.
 //! - [`auth`]: credential sources (auth file); never logs secrets.
+//! - [`prepared`]: named prepared statements across pooled server
+//!   connections (sans-I/O; not yet driven by the pump).
 
 pub mod app;
 pub mod auth;
@@ -12,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod listener;
 pub mod pool;
+pub mod prepared;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;

@@ -1,0 +1,17 @@
+//! Protocol-level named prepared statements across pooled server
+//! connections (issue 4), sans-I/O: the pieces the pump will drive.
+//!
+//! - [`message`]: Parse/Bind/Describe/Close decoded just far enough to read
+//!   and replace a statement name.
+//! - [`statements`]: each client's names, each server connection's bounded
+//!   LRU cache of statements prepared as `pgwolf_<id>`, pool-wide counters.
+//! - [`responses`]: the queue of answers in flight, which hides the answers
+//!   to pgwolf's own requests and puts pgwolf's answers in their place,
+//!   honouring the server's skip-to-Sync after an error.
+//!
+//! Not wired into the pump yet: until it is, named statements pass through
+//! untouched as before (see the README's known limits).
+
+pub mod message;
+pub mod responses;
+pub mod statements;
