@@ -47,17 +47,50 @@ pub enum Action {
     Answer(u8),
 }
 
-/// Undone if the server skips or refuses the request.
+/// What to put back if the server skips or refuses a request: PostgreSQL
+/// would not have run it, so neither its effect on the client's names nor
+/// its effect on what the server holds took place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Undo {
+    /// The client's name goes back to what it named before.
+    pub client_name: Option<NameWas>,
+    /// The server does not have this statement after all (a Parse failed).
+    pub server_forget: Option<Arc<Statement>>,
+    /// The server still has this statement (a Close for eviction was skipped).
+    pub server_keep: Option<Arc<Statement>>,
+}
+
+/// A client's statement name and what it named before a Parse or Close.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Undo {
-    /// The server does not have this statement after all.
-    ServerForget(Arc<Statement>),
-    /// The client's name goes back to what it named before (PostgreSQL
-    /// would not have run the Parse or Close).
-    ClientRestore {
-        name: Box<[u8]>,
-        previous: Option<Arc<Statement>>,
-    },
+pub struct NameWas {
+    pub name: Box<[u8]>,
+    pub previous: Option<Arc<Statement>>,
+}
+
+impl Undo {
+    pub fn forget(stmt: &Arc<Statement>) -> Self {
+        Undo {
+            server_forget: Some(stmt.clone()),
+            ..Undo::default()
+        }
+    }
+
+    pub fn keep(stmt: &Arc<Statement>) -> Self {
+        Undo {
+            server_keep: Some(stmt.clone()),
+            ..Undo::default()
+        }
+    }
+
+    pub fn restore(name: &[u8], previous: Option<Arc<Statement>>) -> Self {
+        Undo {
+            client_name: Some(NameWas {
+                name: name.into(),
+                previous,
+            }),
+            ..Undo::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -241,11 +274,7 @@ mod tests {
     #[test]
     fn hidden_parse_before_the_clients_bind() {
         let mut r = Responses::default();
-        r.push(
-            Request::Parse,
-            Action::Hide,
-            Some(Undo::ServerForget(stmt())),
-        );
+        r.push(Request::Parse, Action::Hide, Some(Undo::forget(&stmt())));
         r.push(Request::Bind, Action::Forward, None);
         r.push(Request::Execute, Action::Forward, None);
         r.push(Request::Sync, Action::Forward, None);
@@ -293,16 +322,9 @@ mod tests {
         r.push(
             Request::Parse,
             ANSWER_PARSE,
-            Some(Undo::ClientRestore {
-                name: b"S_2"[..].into(),
-                previous: None,
-            }),
+            Some(Undo::restore(b"S_2", None)),
         );
-        r.push(
-            Request::Parse,
-            Action::Hide,
-            Some(Undo::ServerForget(s.clone())),
-        );
+        r.push(Request::Parse, Action::Hide, Some(Undo::forget(&s)));
         r.push(Request::Bind, Action::Forward, None);
         r.push(Request::Sync, Action::Forward, None);
         r.push(Request::Bind, Action::Forward, None);
@@ -312,16 +334,7 @@ mod tests {
         // then serves the second batch.
         let seen = feed(&mut r, b"2EZ2Z", &mut undone);
         assert_eq!(seen, b"2EZ2Z", "no ParseComplete for a skipped Parse");
-        assert_eq!(
-            undone,
-            vec![
-                Undo::ClientRestore {
-                    name: b"S_2"[..].into(),
-                    previous: None
-                },
-                Undo::ServerForget(s)
-            ]
-        );
+        assert_eq!(undone, vec![Undo::restore(b"S_2", None), Undo::forget(&s)]);
         assert!(r.is_empty());
     }
 
@@ -329,16 +342,12 @@ mod tests {
     fn a_hidden_parse_that_fails_shows_its_error() {
         let mut r = Responses::default();
         let s = stmt();
-        r.push(
-            Request::Parse,
-            Action::Hide,
-            Some(Undo::ServerForget(s.clone())),
-        );
+        r.push(Request::Parse, Action::Hide, Some(Undo::forget(&s)));
         r.push(Request::Bind, Action::Forward, None);
         r.push(Request::Sync, Action::Forward, None);
         let mut undone = Vec::new();
         assert_eq!(feed(&mut r, b"EZ", &mut undone), b"EZ");
-        assert_eq!(undone, vec![Undo::ServerForget(s)]);
+        assert_eq!(undone, vec![Undo::forget(&s)]);
     }
 
     #[test]

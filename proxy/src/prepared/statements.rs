@@ -167,6 +167,14 @@ impl ServerStatements {
         }
     }
 
+    /// The server still has it (the Close that was to evict it was
+    /// skipped): track it again, even past capacity, so it is never
+    /// prepared twice under the same name.
+    pub fn keep(&mut self, stmt: &Arc<Statement>) {
+        self.clock += 1;
+        self.insert(stmt);
+    }
+
     pub fn contains(&self, stmt: &Statement) -> bool {
         self.entries
             .get(&stmt.id)
