@@ -1,13 +1,9 @@
 //! Shared by the `frame` and `ready_scan` benches: wire messages shaped like
-//! what PostgreSQL and pgbench send, and inspectors that do what the pump's
-//! do. Each bench target compiles this module on its own and uses part of it.
-//!
-//! The pump's `ClientSide` and `ServerSide` are private to the proxy crate;
-//! the copies here must follow them (proxy/src/client/pump.rs) when those
-//! change, or the figures stop describing the hot path.
+//! what PostgreSQL and pgbench send, and the pump's own inspectors. Each
+//! bench target compiles this module on its own and uses part of it.
 
 use pgwolf::protocol::backend;
-use pgwolf::protocol::frame::{Flow, Inspect, Scanner, Want};
+use pgwolf::protocol::frame::{Inspect, Scanner};
 use pgwolf::protocol::frontend;
 use pgwolf::server::params::ParamSet;
 
@@ -175,101 +171,9 @@ pub fn count_messages(mut buf: &[u8]) -> usize {
     n
 }
 
-/// The pump's `Track`: what the proxy knows of the conversation.
-#[derive(Debug)]
-pub struct Track {
-    pub outstanding: u32,
-    pub dirty: bool,
-    pub syncs_since_execute: u32,
-    pub status: u8,
-    pub last_server_tag: u8,
-}
-
-impl Default for Track {
-    fn default() -> Self {
-        Track {
-            outstanding: 0,
-            dirty: false,
-            syncs_since_execute: 0,
-            status: b'I',
-            last_server_tag: 0,
-        }
-    }
-}
-
-impl Track {
-    pub fn idle(&self) -> bool {
-        self.status == b'I' && self.outstanding == 0 && !self.dirty
-    }
-}
-
-/// The pump's `ClientSide`: counts requests, holds nothing whole.
-pub struct ClientSide<'a>(pub &'a mut Track);
-
-impl Inspect for ClientSide<'_> {
-    fn header(&mut self, tag: u8, _len: usize) -> Want {
-        let t = &mut *self.0;
-        match tag {
-            frontend::TERMINATE => return Want::StopBefore,
-            frontend::SYNC => {
-                t.outstanding += 1;
-                t.syncs_since_execute += 1;
-                t.dirty = false;
-            }
-            frontend::QUERY | frontend::FUNCTION_CALL => {
-                t.outstanding += 1;
-                t.syncs_since_execute = 0;
-                t.dirty = false;
-            }
-            frontend::COPY_DONE | frontend::COPY_FAIL => {
-                t.outstanding -= t.syncs_since_execute.min(t.outstanding);
-                t.syncs_since_execute = 0;
-            }
-            frontend::COPY_DATA | frontend::FLUSH => {}
-            frontend::EXECUTE => {
-                t.syncs_since_execute = 0;
-                t.dirty = true;
-            }
-            _ => t.dirty = true,
-        }
-        Want::Pass
-    }
-
-    fn message(&mut self, _tag: u8, _body: &[u8]) -> Flow {
-        Flow::Continue
-    }
-}
-
-/// The pump's `ServerSide`: holds ReadyForQuery and ParameterStatus whole,
-/// stops after each ReadyForQuery.
-pub struct ServerSide<'a> {
-    pub track: &'a mut Track,
-    pub server_params: &'a mut ParamSet,
-    pub client_params: &'a mut ParamSet,
-}
-
-impl Inspect for ServerSide<'_> {
-    fn header(&mut self, tag: u8, _len: usize) -> Want {
-        self.track.last_server_tag = tag;
-        match tag {
-            backend::READY_FOR_QUERY | backend::PARAMETER_STATUS => Want::Whole,
-            _ => Want::Pass,
-        }
-    }
-
-    fn message(&mut self, tag: u8, body: &[u8]) -> Flow {
-        if tag == backend::READY_FOR_QUERY {
-            self.track.status = body.first().copied().unwrap_or(b'I');
-            self.track.outstanding = self.track.outstanding.saturating_sub(1);
-            return Flow::StopAfter;
-        }
-        if let Some((name, value)) = backend::parse_parameter_status(body) {
-            self.server_params.observe(name, value);
-            self.client_params.observe(name, value);
-        }
-        Flow::Continue
-    }
-}
+// Each bench uses some of these; unused ones are not an error there.
+#[allow(unused_imports)]
+pub use pgwolf::client::pump::{ClientSide, ServerSide, Track};
 
 /// Everything a `ServerSide` borrows, owned.
 #[derive(Default)]

@@ -2,7 +2,7 @@
 
 mod auth;
 pub mod cancel;
-mod pump;
+pub mod pump;
 #[cfg(test)]
 mod pump_tests;
 mod session;

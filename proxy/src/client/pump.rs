@@ -84,7 +84,10 @@ impl Track {
     }
 }
 
-struct ClientSide<'a>(&'a mut Track);
+/// The client direction's inspector. Public only for the micro-benchmarks
+/// in `benches/`, which must measure this code, not a copy of it.
+#[doc(hidden)]
+pub struct ClientSide<'a>(pub &'a mut Track);
 
 impl Inspect for ClientSide<'_> {
     fn header(&mut self, tag: u8, _len: usize) -> Want {
@@ -122,10 +125,12 @@ impl Inspect for ClientSide<'_> {
     }
 }
 
-struct ServerSide<'a> {
-    track: &'a mut Track,
-    server_params: &'a mut ParamSet,
-    client_params: &'a mut ParamSet,
+/// The server direction's inspector; public for the benches as `ClientSide`.
+#[doc(hidden)]
+pub struct ServerSide<'a> {
+    pub track: &'a mut Track,
+    pub server_params: &'a mut ParamSet,
+    pub client_params: &'a mut ParamSet,
 }
 
 impl Inspect for ServerSide<'_> {
