@@ -46,7 +46,6 @@ async fn transaction_mode_extended_protocol() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 4: named prepared statements across pooled server connections are not managed yet"]
 async fn transaction_mode_prepared_protocol() {
     // -M prepared: named statements prepared once per client connection and
     // reused; in transaction mode they must work on any server connection.

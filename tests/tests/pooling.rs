@@ -270,7 +270,6 @@ async fn statement_mode_runs_statements_and_refuses_transactions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 4: named prepared statements across pooled server connections are not managed yet"]
 async fn named_prepared_statements_across_pooled_servers() {
     // tokio-postgres prepares named statements (s0, s1, ...) in one round
     // trip and binds them in later ones; in transaction mode those can land on

@@ -184,11 +184,12 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn inspector(&mut self) -> ServerSide<'_> {
+    pub fn inspector(&mut self) -> ServerSide<'_, 'static> {
         ServerSide {
             track: &mut self.track,
             server_params: &mut self.server_params,
             client_params: &mut self.client_params,
+            prepared: None,
         }
     }
 }

@@ -113,7 +113,7 @@ pub fn summarize(scenarios: &[Scenario], runs: &[RunRecord]) -> Vec<SummaryRow> 
                 median(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
             };
             let tps: Vec<f64> = ok.iter().filter_map(|r| r.tps).collect();
-            let status = if s.direct_only && target != TargetKind::Direct {
+            let status = if s.not_pgbouncer && target == TargetKind::Pgbouncer {
                 "n/a (unsupported)".to_string()
             } else if mine.is_empty() {
                 "not run".to_string()

@@ -93,7 +93,7 @@ impl Rounds<'_> {
             args: &["-S"],
             clients: 10,
             writes: false,
-            direct_only: false,
+            not_pgbouncer: false,
             plotted: false,
         };
         let saved = self.duration_s;
@@ -118,12 +118,12 @@ impl Rounds<'_> {
         let total = reps as usize
             * scenarios
                 .iter()
-                .map(|s| if s.direct_only { 1 } else { 3 })
+                .map(|s| if s.not_pgbouncer { 2 } else { 3 })
                 .sum::<usize>();
         for rep in 1..=reps {
             for scenario in scenarios {
                 for target in TargetKind::ALL {
-                    if scenario.direct_only && target != TargetKind::Direct {
+                    if scenario.not_pgbouncer && target == TargetKind::Pgbouncer {
                         continue;
                     }
                     let rec = self.run_one(rep, scenario, target)?;

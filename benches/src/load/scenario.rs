@@ -1,9 +1,9 @@
 //! The pgbench scenarios: which script, protocol and client count.
 //!
 //! Names are stable (they key the JSON, the CSV and `--only`). A scenario
-//! marked `direct_only` runs only against PostgreSQL itself: named prepared
-//! statements do not survive transaction pooling in PgBouncer 1.18 nor in
-//! pgwolf yet, so the proxies are reported "n/a (unsupported)" there.
+//! marked `not_pgbouncer` skips PgBouncer: named prepared statements do not
+//! survive transaction pooling in PgBouncer 1.18 (1.21 added that), so it
+//! is reported "n/a (unsupported)" there; pgwolf manages them.
 
 use serde::Serialize;
 
@@ -16,8 +16,8 @@ pub struct Scenario {
     pub clients: u32,
     /// The script writes (TPC-B-like): vacuum and truncate before each run.
     pub writes: bool,
-    /// Only PostgreSQL itself can run it (see the module docs).
-    pub direct_only: bool,
+    /// PgBouncer 1.18 cannot run it (see the module docs).
+    pub not_pgbouncer: bool,
     /// Part of the TPS-vs-clients plot (`-S`, simple protocol).
     pub plotted: bool,
 }
@@ -40,7 +40,7 @@ const fn select_simple(name: &'static str, clients: u32) -> Scenario {
         args: &["-S"],
         clients,
         writes: false,
-        direct_only: false,
+        not_pgbouncer: false,
         plotted: true,
     }
 }
@@ -51,7 +51,7 @@ const fn tpcb(name: &'static str, clients: u32) -> Scenario {
         args: &[],
         clients,
         writes: true,
-        direct_only: false,
+        not_pgbouncer: false,
         plotted: false,
     }
 }
@@ -67,7 +67,7 @@ pub fn full() -> Vec<Scenario> {
             args: &["-S", "-M", "extended"],
             clients: 50,
             writes: false,
-            direct_only: false,
+            not_pgbouncer: false,
             plotted: false,
         },
         Scenario {
@@ -75,7 +75,7 @@ pub fn full() -> Vec<Scenario> {
             args: &["-S", "-M", "prepared"],
             clients: 50,
             writes: false,
-            direct_only: true,
+            not_pgbouncer: true,
             plotted: false,
         },
         tpcb("tpcb-c50", 50),
@@ -84,7 +84,7 @@ pub fn full() -> Vec<Scenario> {
             args: &["-C", "-S"],
             clients: 20,
             writes: false,
-            direct_only: false,
+            not_pgbouncer: false,
             plotted: false,
         },
     ]

@@ -3,6 +3,7 @@
 mod auth;
 pub mod cancel;
 pub mod pump;
+mod pump_prepared;
 #[cfg(test)]
 mod pump_tests;
 mod session;
@@ -186,6 +187,7 @@ async fn establish(
         user,
         db,
         peer,
+        prepared: None,
     })
 }
 

@@ -7,7 +7,10 @@
 //! server blocked writing results never stops the client's data from being
 //! read, and vice versa: no deadlock on large pipelines or COPY.
 
+use super::pump_prepared::{self as prepared, Prepared};
 use crate::config::PoolMode;
+use crate::prepared::message::Malformed;
+use crate::prepared::responses::Responses;
 use crate::protocol::backend;
 use crate::protocol::frame::{Flow, FrameError, Inspect, Scanner, Want};
 use crate::protocol::frontend;
@@ -34,6 +37,8 @@ pub enum Outcome {
     ClientClosed,
     ClientIo(std::io::Error),
     ClientProtocol(FrameError),
+    /// A Parse/Bind/Describe/Close pgwolf could not read.
+    ClientMalformed(Malformed),
     ServerClosed,
     ServerIo(std::io::Error),
     ServerProtocol(FrameError),
@@ -87,10 +92,14 @@ impl Track {
 /// The client direction's inspector. Public only for the micro-benchmarks
 /// in `benches/`, which must measure this code, not a copy of it.
 #[doc(hidden)]
-pub struct ClientSide<'a>(pub &'a mut Track);
+pub struct ClientSide<'a>(pub &'a mut Track, pub Option<&'a mut Responses>);
 
 impl Inspect for ClientSide<'_> {
     fn header(&mut self, tag: u8, _len: usize) -> Want {
+        let want = match self.1.as_deref_mut() {
+            Some(r) if tag != frontend::TERMINATE => prepared::client_header(r, tag),
+            _ => None,
+        };
         let t = &mut *self.0;
         match tag {
             frontend::TERMINATE => return Want::StopBefore,
@@ -117,25 +126,36 @@ impl Inspect for ClientSide<'_> {
             }
             _ => t.dirty = true,
         }
-        Want::Pass
+        want.unwrap_or(Want::Pass)
     }
 
-    fn message(&mut self, _tag: u8, _body: &[u8]) -> Flow {
-        Flow::Continue
+    fn message(&mut self, tag: u8, body: &[u8]) -> Flow {
+        match self.1.as_deref_mut() {
+            Some(r) => prepared::client_message(r, tag, body),
+            None => Flow::Continue,
+        }
     }
 }
 
 /// The server direction's inspector; public for the benches as `ClientSide`.
 #[doc(hidden)]
-pub struct ServerSide<'a> {
+pub struct ServerSide<'a, 'p> {
     pub track: &'a mut Track,
     pub server_params: &'a mut ParamSet,
     pub client_params: &'a mut ParamSet,
+    pub prepared: Option<&'a mut Prepared<'p>>,
 }
 
-impl Inspect for ServerSide<'_> {
+impl Inspect for ServerSide<'_, '_> {
     fn header(&mut self, tag: u8, _len: usize) -> Want {
         self.track.last_server_tag = tag;
+        if let Some(want) = self
+            .prepared
+            .as_deref_mut()
+            .and_then(|p| prepared::server_header(p, tag))
+        {
+            return want;
+        }
         match tag {
             backend::READY_FOR_QUERY | backend::PARAMETER_STATUS => Want::Whole,
             _ => Want::Pass,
@@ -143,6 +163,13 @@ impl Inspect for ServerSide<'_> {
     }
 
     fn message(&mut self, tag: u8, body: &[u8]) -> Flow {
+        let managed = self
+            .prepared
+            .as_deref_mut()
+            .and_then(|p| prepared::server_message(p, tag, body));
+        if managed == Some(Flow::Take) {
+            return Flow::Take;
+        }
         if tag == backend::READY_FOR_QUERY {
             self.track.status = body.first().copied().unwrap_or(b'I');
             self.track.outstanding = self.track.outstanding.saturating_sub(1);
@@ -153,7 +180,7 @@ impl Inspect for ServerSide<'_> {
             self.server_params.observe(name, value);
             self.client_params.observe(name, value);
         }
-        Flow::Continue
+        managed.unwrap_or(Flow::Continue)
     }
 }
 
@@ -174,6 +201,8 @@ pub struct Pump<'a> {
     pub timer: Option<Pin<&'a mut Sleep>>,
     pub idle_transaction_timeout: Duration,
     pub client_idle_timeout: Duration,
+    /// Managed prepared statements; None passes them through untouched.
+    pub prepared: Option<Prepared<'a>>,
 }
 
 /// Per-run state that does not outlive the pump.
@@ -182,6 +211,12 @@ struct Run {
     sscan: Scanner,
     c_ready: usize,
     s_ready: usize,
+    /// A client message after the ready bytes, taken for the rewriter.
+    c_taken: usize,
+    /// A server message after the ready bytes, to be dropped.
+    s_taken: usize,
+    /// Scan the server's buffer again once the bytes before are written.
+    s_rescan: bool,
     client_stopped: bool,
     release: bool,
     statement_violation: bool,
@@ -202,11 +237,15 @@ impl Pump<'_> {
     }
 
     fn scan_client(&mut self, run: &mut Run) -> Result<(), FrameError> {
-        let s = self
-            .cscan
-            .scan(self.cbuf, self.max_packet, &mut ClientSide(self.track))?;
+        let responses = self.prepared.as_mut().map(|p| &mut *p.responses);
+        let s = self.cscan.scan(
+            self.cbuf,
+            self.max_packet,
+            &mut ClientSide(self.track, responses),
+        )?;
         run.c_ready = s.ready;
-        run.client_stopped = s.stopped;
+        run.c_taken = s.taken;
+        run.client_stopped = s.stopped && s.taken == 0;
         Ok(())
     }
 
@@ -219,23 +258,65 @@ impl Pump<'_> {
                     track: self.track,
                     server_params: self.server_params,
                     client_params: self.client_params,
+                    prepared: self.prepared.as_mut(),
                 },
             )?;
             run.s_ready = s.ready;
             if !s.stopped {
                 return Ok(());
             }
-            // A ReadyForQuery: is this the end of the client's transaction?
-            if self.mode == PoolMode::Statement && self.track.status != b'I' {
-                run.statement_violation = true;
+            if s.taken > 0 {
+                // Written up to it, dropped, then scanning resumes.
+                run.s_taken = s.taken;
                 return Ok(());
             }
-            let client_quiet = run.c_ready == 0 && self.cscan.at_boundary();
-            if self.mode != PoolMode::Session && self.track.idle() && client_quiet {
-                run.release = true;
+            if self.track.last_server_tag == backend::READY_FOR_QUERY {
+                // Is this the end of the client's transaction?
+                if self.mode == PoolMode::Statement && self.track.status != b'I' {
+                    run.statement_violation = true;
+                    return Ok(());
+                }
+                let nothing_in_flight = self
+                    .prepared
+                    .as_ref()
+                    .is_none_or(|p| p.responses.is_empty() && p.to_server.is_empty());
+                let client_quiet = run.c_ready == 0 && run.c_taken == 0 && self.cscan.at_boundary();
+                if self.mode != PoolMode::Session
+                    && self.track.idle()
+                    && client_quiet
+                    && nothing_in_flight
+                {
+                    run.release = true;
+                    return Ok(());
+                }
+            }
+            if self
+                .prepared
+                .as_ref()
+                .is_some_and(|p| !p.to_client.is_empty())
+            {
+                // pgwolf's own answers go out before the server's next bytes.
+                run.s_rescan = true;
                 return Ok(());
             }
         }
+    }
+
+    /// The client message taken by the scanner goes through the rewriter.
+    fn rewrite_taken(&mut self, run: &mut Run) -> Result<(), Outcome> {
+        let msg = self.cbuf.split_to(run.c_taken);
+        self.cscan.consumed(run.c_taken);
+        run.c_taken = 0;
+        let p = self
+            .prepared
+            .as_mut()
+            .expect("messages are taken only when prepared statements are managed");
+        let mut to_server = std::mem::take(p.to_server);
+        let r = p.rewriter().client_message(&msg, &mut to_server);
+        *p.to_server = to_server;
+        r.map_err(Outcome::ClientMalformed)?;
+        p.responses.answer_due(p.to_client);
+        Ok(())
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Outcome> {
@@ -244,67 +325,18 @@ impl Pump<'_> {
 
             // Client to server, unless the transaction has just ended.
             if !run.release && !run.statement_violation {
-                if run.c_ready > 0 {
-                    match Pin::new(&mut *self.server).poll_write(cx, &self.cbuf[..run.c_ready]) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ServerClosed),
-                        Poll::Ready(Ok(n)) => {
-                            self.cbuf.advance(n);
-                            self.cscan.consumed(n);
-                            run.c_ready -= n;
-                            progress = true;
-                        }
-                        Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ServerIo(e)),
-                        Poll::Pending => {}
-                    }
-                } else if run.client_stopped {
-                    return Poll::Ready(Outcome::ClientClosed);
-                } else {
-                    reserve(self.cbuf);
-                    match poll_read_buf(Pin::new(&mut *self.client), cx, self.cbuf) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ClientClosed),
-                        Poll::Ready(Ok(_)) => {
-                            run.last_client = None;
-                            if let Err(e) = self.scan_client(run) {
-                                return Poll::Ready(Outcome::ClientProtocol(e));
-                            }
-                            progress = true;
-                        }
-                        Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ClientIo(e)),
-                        Poll::Pending => {}
-                    }
+                match self.poll_client(cx, run) {
+                    Poll::Ready(Some(outcome)) => return Poll::Ready(outcome),
+                    Poll::Ready(None) => progress = true,
+                    Poll::Pending => {}
                 }
             }
 
             // Server to client.
-            if run.s_ready > 0 {
-                match Pin::new(&mut *self.client).poll_write(cx, &self.sbuf[..run.s_ready]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ClientClosed),
-                    Poll::Ready(Ok(n)) => {
-                        self.sbuf.advance(n);
-                        run.sscan.consumed(n);
-                        run.s_ready -= n;
-                        progress = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ClientIo(e)),
-                    Poll::Pending => {}
-                }
-            } else if run.release {
-                return Poll::Ready(Outcome::Released);
-            } else if run.statement_violation {
-                return Poll::Ready(Outcome::StatementModeTransaction);
-            } else {
-                reserve(self.sbuf);
-                match poll_read_buf(Pin::new(&mut *self.server), cx, self.sbuf) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Outcome::ServerClosed),
-                    Poll::Ready(Ok(_)) => {
-                        if let Err(e) = self.scan_server(run) {
-                            return Poll::Ready(Outcome::ServerProtocol(e));
-                        }
-                        progress = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Outcome::ServerIo(e)),
-                    Poll::Pending => {}
-                }
+            match self.poll_server(cx, run) {
+                Poll::Ready(Some(outcome)) => return Poll::Ready(outcome),
+                Poll::Ready(None) => progress = true,
+                Poll::Pending => {}
             }
 
             if !progress {
@@ -313,9 +345,126 @@ impl Pump<'_> {
         }
     }
 
+    /// One step client to server: `Ready(None)` when something moved.
+    fn poll_client(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Option<Outcome>> {
+        // Rewritten messages first: they stood before the bytes now ready.
+        if let Some(p) = self.prepared.as_mut().filter(|p| !p.to_server.is_empty()) {
+            return match Pin::new(&mut *self.server).poll_write(cx, p.to_server) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
+                Poll::Ready(Ok(n)) => {
+                    p.to_server.advance(n);
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ServerIo(e))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if run.c_ready > 0 {
+            return match Pin::new(&mut *self.server).poll_write(cx, &self.cbuf[..run.c_ready]) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
+                Poll::Ready(Ok(n)) => {
+                    self.cbuf.advance(n);
+                    self.cscan.consumed(n);
+                    run.c_ready -= n;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ServerIo(e))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if run.c_taken > 0 {
+            if let Err(outcome) = self.rewrite_taken(run) {
+                return Poll::Ready(Some(outcome));
+            }
+            if let Err(e) = self.scan_client(run) {
+                return Poll::Ready(Some(Outcome::ClientProtocol(e)));
+            }
+            return Poll::Ready(None);
+        }
+        if run.client_stopped {
+            return Poll::Ready(Some(Outcome::ClientClosed));
+        }
+        reserve(self.cbuf);
+        match poll_read_buf(Pin::new(&mut *self.client), cx, self.cbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
+            Poll::Ready(Ok(_)) => {
+                run.last_client = None;
+                if let Err(e) = self.scan_client(run) {
+                    return Poll::Ready(Some(Outcome::ClientProtocol(e)));
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ClientIo(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// One step server to client: `Ready(None)` when something moved.
+    fn poll_server(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Option<Outcome>> {
+        if run.s_ready > 0 {
+            return match Pin::new(&mut *self.client).poll_write(cx, &self.sbuf[..run.s_ready]) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
+                Poll::Ready(Ok(n)) => {
+                    self.sbuf.advance(n);
+                    run.sscan.consumed(n);
+                    run.s_ready -= n;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ClientIo(e))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if run.s_taken > 0 {
+            // An answer to pgwolf's own request: the client never sees it.
+            self.sbuf.advance(run.s_taken);
+            run.sscan.consumed(run.s_taken);
+            run.s_taken = 0;
+            run.s_rescan = true;
+        }
+        if let Some(p) = self.prepared.as_mut().filter(|p| !p.to_client.is_empty()) {
+            return match Pin::new(&mut *self.client).poll_write(cx, p.to_client) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
+                Poll::Ready(Ok(n)) => {
+                    p.to_client.advance(n);
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ClientIo(e))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if run.s_rescan {
+            run.s_rescan = false;
+            if let Err(e) = self.scan_server(run) {
+                return Poll::Ready(Some(Outcome::ServerProtocol(e)));
+            }
+            return Poll::Ready(None);
+        }
+        if run.release {
+            return Poll::Ready(Some(Outcome::Released));
+        }
+        if run.statement_violation {
+            return Poll::Ready(Some(Outcome::StatementModeTransaction));
+        }
+        reserve(self.sbuf);
+        match poll_read_buf(Pin::new(&mut *self.server), cx, self.sbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
+            Poll::Ready(Ok(_)) => {
+                if let Err(e) = self.scan_server(run) {
+                    return Poll::Ready(Some(Outcome::ServerProtocol(e)));
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ServerIo(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Nothing moved: check shutdown and idle timeouts, registering wakeups.
     fn poll_waits(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Outcome> {
-        let quiet = run.c_ready == 0 && run.s_ready == 0 && self.cscan.at_boundary();
+        let quiet = run.c_ready == 0
+            && run.s_ready == 0
+            && self.cscan.at_boundary()
+            && self.prepared.as_ref().is_none_or(|p| p.idle());
         if !run.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
             run.shutting_down = true;
         }

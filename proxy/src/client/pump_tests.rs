@@ -74,6 +74,7 @@ async fn start(mode: PoolMode) -> Ends {
             timer: None,
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
+            prepared: None,
         }
         .run()
         .await;

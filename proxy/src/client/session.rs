@@ -3,10 +3,13 @@
 
 use super::cancel::{CancelTarget, Registration};
 use super::pump::{Outcome, Pump, Track, READ_CHUNK};
+use super::pump_prepared::Prepared;
 use super::{send_error, ClientError};
 use crate::app::App;
 use crate::config::PoolMode;
 use crate::pool::{Lease, Pool};
+use crate::prepared::responses::Responses;
+use crate::prepared::statements::ClientStatements;
 use crate::protocol::backend::Severity;
 use crate::protocol::frame::{self, Scanner};
 use crate::protocol::frontend;
@@ -35,6 +38,18 @@ pub struct Session {
     pub user: String,
     pub db: String,
     pub peer: std::net::SocketAddr,
+    /// Named prepared statements, made at the first transaction of a pool
+    /// that manages them (boxed: most of an idle client is this struct).
+    pub prepared: Option<Box<ClientPrepared>>,
+}
+
+/// A client's prepared-statement state between transactions.
+#[derive(Default)]
+pub struct ClientPrepared {
+    names: ClientStatements,
+    responses: Responses,
+    to_server: BytesMut,
+    to_client: BytesMut,
 }
 
 /// Wait futures made once per client, so the per-transaction path
@@ -236,7 +251,32 @@ impl Session {
         if timed {
             waits.ensure_timer();
         }
+        let managed = self.mode != PoolMode::Session && cfg.max_prepared_statements > 0;
+        if managed && self.prepared.is_none() {
+            self.prepared = Some(Box::default());
+        }
+        let counters = &self.pool.stats().prepared;
         let conn = lease.conn();
+        conn.prepared
+            .set_capacity(cfg.max_prepared_statements as usize);
+        let prepared = match self.prepared.as_deref_mut() {
+            Some(p) if managed => {
+                // A run that ended early (an error) leaves nothing behind:
+                // the server connection it used was closed.
+                p.responses = Responses::default();
+                p.to_server.clear();
+                p.to_client.clear();
+                Some(Prepared {
+                    names: &mut p.names,
+                    server: &mut conn.prepared,
+                    responses: &mut p.responses,
+                    counters,
+                    to_server: &mut p.to_server,
+                    to_client: &mut p.to_client,
+                })
+            }
+            _ => None,
+        };
         Pump {
             client: &mut self.client,
             cbuf: &mut self.cbuf,
@@ -252,6 +292,7 @@ impl Session {
             timer: waits.timer.as_mut().map(|t| t.as_mut()),
             idle_transaction_timeout: cfg.idle_transaction_timeout,
             client_idle_timeout: cfg.client_idle_timeout,
+            prepared,
         }
         .run()
         .await
@@ -323,6 +364,11 @@ impl Session {
                 send_error(&mut self.client, Severity::Fatal, "08P01", &e.to_string()).await;
                 false
             }
+            ClientMalformed(e) => {
+                lease.discard();
+                send_error(&mut self.client, Severity::Fatal, "08P01", &e.to_string()).await;
+                false
+            }
             ServerProtocol(e) => {
                 lease.discard();
                 send_error(
@@ -377,6 +423,9 @@ impl Session {
             }
             // RESET ALL is not announced for unreported settings.
             conn.params.forget_unreported();
+            if drops_prepared_statements(&sql) {
+                conn.prepared.clear();
+            }
         }
         lease.release();
     }
@@ -412,4 +461,12 @@ fn wake<'a>(
         }
         Poll::Pending
     })
+}
+
+/// Whether a reset query drops every prepared statement, pgwolf's too. Only
+/// then may the connection's cache be emptied: a cache that forgets a
+/// statement the server still has would make its next Parse fail (42P05).
+fn drops_prepared_statements(sql: &str) -> bool {
+    let sql = sql.to_ascii_lowercase();
+    sql.contains("discard all") || sql.contains("deallocate all")
 }

@@ -37,6 +37,7 @@ impl Default for Config {
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
             client_login_timeout: Duration::from_secs(60),
+            max_prepared_statements: 200,
             worker_threads: 0,
             shutdown_timeout: Duration::from_secs(30),
             ignore_startup_parameters: Vec::new(),

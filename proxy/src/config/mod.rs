@@ -100,6 +100,10 @@ pub struct Config {
     /// A client must finish startup and authentication within this.
     #[serde(with = "humantime_serde")]
     pub client_login_timeout: Duration,
+    /// Named prepared statements kept per server connection in transaction
+    /// and statement mode (pgwolf renames and re-prepares them so they
+    /// survive pooling); 0 passes them through unmanaged.
+    pub max_prepared_statements: u32,
     /// Threads running client sessions; 0 = one per CPU. Read at start only.
     pub worker_threads: u32,
     /// How long SIGTERM/SIGINT let transactions finish before closing.

@@ -29,7 +29,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
     "listen_backlog", "log_connections", "log_disconnections", "log_pooler_errors",
     "log_stats", "logfile", "login_notify_message", "max_db_client_connections",
-    "max_prepared_statements", "max_user_client_connections", "peer_id", "pidfile",
+    "max_user_client_connections", "peer_id", "pidfile",
     "pkt_buf", "pool_idle_timeout", "query_timeout", "query_wait_notify",
     "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_check_delay",
     "server_check_query", "server_fast_close", "server_login_retry",
@@ -402,6 +402,7 @@ impl Import {
             "max_user_connections" => cfg.max_user_connections = whole(v)?,
             "max_client_conn" => cfg.max_client_conn = whole(v)?,
             "max_packet_size" => cfg.max_packet_size = whole(v)?,
+            "max_prepared_statements" => cfg.max_prepared_statements = whole(v)?,
             "server_reset_query" => cfg.server_reset_query = v.to_string(),
             "server_reset_query_always" => cfg.server_reset_query_always = whole::<i64>(v)? != 0,
             // PgBouncer's one timeout covers connect and login; pgwolf times
@@ -592,6 +593,7 @@ reserve_pool_timeout = 0.5
 max_db_connections = 100
 max_user_connections = 80
 max_packet_size = 65536
+max_prepared_statements = 50
 server_lifetime = 1800
 server_idle_timeout = 300
 server_connect_timeout = 5
@@ -634,6 +636,7 @@ pkt_buf = 8192
             (100, 80)
         );
         assert_eq!(cfg.max_packet_size, 65536);
+        assert_eq!(cfg.max_prepared_statements, 50);
         assert_eq!(cfg.server_lifetime, Duration::from_secs(1800));
         assert_eq!(cfg.server_idle_timeout, Duration::from_secs(300));
         assert_eq!(cfg.server_connect_timeout, Duration::from_secs(5));

@@ -17,6 +17,10 @@ const MAX_PACKET_SIZE: u32 = 1 << 30;
 /// Database names kept free for the admin console.
 const RESERVED_DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
 
+/// PostgreSQL keeps each prepared statement in the backend's memory; more
+/// than this per server connection is a typo.
+const MAX_PREPARED_STATEMENTS: u32 = 100_000;
+
 /// More threads than this is a typo, not a machine.
 const MAX_WORKER_THREADS: u32 = 1024;
 
@@ -25,6 +29,12 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
     check_auth(cfg)?;
     check_pool_limits(cfg)?;
     check_timeouts(cfg)?;
+    if cfg.max_prepared_statements > MAX_PREPARED_STATEMENTS {
+        return Err(invalid(
+            "max_prepared_statements",
+            format!("must be 0 (off) to {MAX_PREPARED_STATEMENTS}"),
+        ));
+    }
     if cfg.worker_threads > MAX_WORKER_THREADS {
         return Err(invalid(
             "worker_threads",

@@ -92,6 +92,7 @@ pub struct Stats {
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
     pub transactions: AtomicU64,
+    pub prepared: crate::prepared::statements::Counters,
 }
 
 impl Pool {

@@ -114,6 +114,12 @@ impl ServerStatements {
         }
     }
 
+    /// The configured bound may change on reload; it applies from the next
+    /// admission (entries over it are evicted one per miss).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// Records a use of `stmt` and says whether the server has it. A miss
     /// counts it as prepared from now on: the caller sends the Parse, and
     /// calls [`ServerStatements::forget`] if the server refuses it.

@@ -36,6 +36,9 @@ pub enum Flow {
     Continue,
     /// Stop after this message (it is consumed and forwarded).
     StopAfter,
+    /// Stop; this message is the caller's, not to be forwarded: it lies in
+    /// the buffer right after the ready bytes ([`Scanned::taken`] long).
+    Take,
 }
 
 /// The direction-specific part of scanning: which tags matter.
@@ -55,6 +58,9 @@ pub struct Scanned {
     pub ready: usize,
     /// The inspector asked to stop (before or after a message).
     pub stopped: bool,
+    /// Length of a message taken with [`Flow::Take`], right after the
+    /// ready bytes. The caller removes it and reports it consumed.
+    pub taken: usize,
 }
 
 /// Remembers how much of a streamed message is still to come across reads.
@@ -109,6 +115,7 @@ impl Scanner {
                     return Ok(Scanned {
                         ready: pos,
                         stopped: true,
+                        taken: 0,
                     });
                 }
                 Want::Whole => {
@@ -116,13 +123,24 @@ impl Scanner {
                         break;
                     }
                     let flow = inspect.message(tag, &buf[pos + HEADER_LEN..pos + len]);
-                    pos += len;
-                    if flow == Flow::StopAfter {
-                        self.pending = pos;
-                        return Ok(Scanned {
-                            ready: pos,
-                            stopped: true,
-                        });
+                    match flow {
+                        Flow::Continue => pos += len,
+                        Flow::StopAfter => {
+                            self.pending = pos + len;
+                            return Ok(Scanned {
+                                ready: pos + len,
+                                stopped: true,
+                                taken: 0,
+                            });
+                        }
+                        Flow::Take => {
+                            self.pending = pos + len;
+                            return Ok(Scanned {
+                                ready: pos,
+                                stopped: true,
+                                taken: len,
+                            });
+                        }
                     }
                 }
             }
@@ -131,6 +149,7 @@ impl Scanner {
         Ok(Scanned {
             ready: pos,
             stopped: false,
+            taken: 0,
         })
     }
 
@@ -258,9 +277,46 @@ mod tests {
             s,
             Scanned {
                 ready: q,
-                stopped: true
+                stopped: true,
+                taken: 0
             }
         );
+    }
+
+    /// Takes every 'P' whole; passes the rest.
+    struct Taker;
+    impl Inspect for Taker {
+        fn header(&mut self, tag: u8, _len: usize) -> Want {
+            if tag == b'P' {
+                Want::Whole
+            } else {
+                Want::Pass
+            }
+        }
+        fn message(&mut self, _tag: u8, _body: &[u8]) -> Flow {
+            Flow::Take
+        }
+    }
+
+    #[test]
+    fn take_leaves_the_message_after_the_ready_bytes() {
+        let mut stream = msg(b'B', b"xy");
+        let b = stream.len();
+        let p = msg(b'P', b"name\0");
+        stream.extend(&p);
+        stream.extend(msg(b'S', b""));
+        let mut buf = stream.clone();
+        let mut sc = Scanner::new();
+        let s = sc.scan(&buf, 1 << 20, &mut Taker).unwrap();
+        assert_eq!((s.ready, s.stopped, s.taken), (b, true, p.len()));
+        // The caller forwards the ready bytes, then removes the taken ones.
+        buf.drain(..s.ready);
+        sc.consumed(s.ready);
+        assert_eq!(&buf[..s.taken], &p[..]);
+        buf.drain(..s.taken);
+        sc.consumed(s.taken);
+        let s = sc.scan(&buf, 1 << 20, &mut Taker).unwrap();
+        assert_eq!((s.ready, s.stopped, s.taken), (5, false, 0));
     }
 
     #[test]

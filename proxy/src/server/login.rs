@@ -76,6 +76,7 @@ pub async fn connect(
         created: now,
         last_used: now,
         generation,
+        prepared: crate::prepared::statements::ServerStatements::new(0),
         _limits: limits,
     };
     tokio::time::timeout(target.login_timeout, login(&mut conn, target))

@@ -6,6 +6,7 @@ pub mod params;
 
 pub use login::{connect, ServerTarget};
 
+use crate::prepared::statements::ServerStatements;
 use crate::protocol::backend::{self, parse_error_fields};
 use crate::protocol::frame::split_message;
 use crate::protocol::frontend;
@@ -87,6 +88,8 @@ pub struct ServerConn {
     /// The pool generation this connection was made for; a newer one means
     /// the target changed (reload) and the connection must not be reused.
     pub generation: u64,
+    /// Statements prepared on it under pgwolf's names; kept while pooled.
+    pub prepared: ServerStatements,
     /// Connection-count permits (max_db/max_user_connections), freed on drop.
     pub(crate) _limits: Vec<OwnedSemaphorePermit>,
 }
@@ -111,6 +114,7 @@ impl ServerConn {
             created: now,
             last_used: now,
             generation: 0,
+            prepared: ServerStatements::new(0),
             _limits: Vec::new(),
         }
     }

@@ -1,0 +1,166 @@
+//! What the pump does for managed prepared statements: which client
+//! messages it takes out of the stream for the rewriter, and how the
+//! server's answers are walked through the queue of requests in flight.
+//! Only used when `max_prepared_statements` is on and the pool shares
+//! server connections (transaction and statement mode).
+
+use crate::prepared::message::{self, Bind, Parse, Target, PORTAL, STATEMENT};
+use crate::prepared::responses::{Action, Request, Responses, Undo, Verdict};
+use crate::prepared::rewrite::Rewriter;
+use crate::prepared::statements::{ClientStatements, Counters, ServerStatements};
+use crate::protocol::backend::{COMMAND_COMPLETE, ERROR_RESPONSE};
+use crate::protocol::frame::{Flow, Want};
+use crate::protocol::frontend;
+use bytes::BytesMut;
+
+/// The state borrowed for one pump run.
+pub struct Prepared<'a> {
+    pub names: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+    pub responses: &'a mut Responses,
+    pub counters: &'a Counters,
+    /// Rewritten client messages not yet written to the server.
+    pub to_server: &'a mut BytesMut,
+    /// pgwolf's own answers not yet written to the client.
+    pub to_client: &'a mut BytesMut,
+}
+
+impl Prepared<'_> {
+    pub fn rewriter(&mut self) -> Rewriter<'_> {
+        Rewriter {
+            names: self.names,
+            server: self.server,
+            responses: self.responses,
+            counters: self.counters,
+        }
+    }
+
+    pub fn idle(&self) -> bool {
+        self.responses.is_empty() && self.to_server.is_empty() && self.to_client.is_empty()
+    }
+}
+
+/// Client side, at a message header: requests with no name to rewrite get
+/// their queue entry here; the four that may name a statement are looked
+/// at whole.
+pub fn client_header(responses: &mut Responses, tag: u8) -> Option<Want> {
+    let request = match tag {
+        message::PARSE | message::BIND | message::DESCRIBE | message::CLOSE => {
+            return Some(Want::Whole)
+        }
+        frontend::EXECUTE => Request::Execute,
+        frontend::SYNC => Request::Sync,
+        frontend::QUERY | frontend::FUNCTION_CALL => Request::Query,
+        frontend::COPY_DONE | frontend::COPY_FAIL => {
+            responses.copy_in_ended();
+            return None;
+        }
+        _ => return None,
+    };
+    responses.push(request, Action::Forward, None);
+    None
+}
+
+/// Client side, a whole Parse/Bind/Describe/Close: unnamed ones pass with
+/// their entry; named (or malformed) ones are taken for the rewriter.
+pub fn client_message(responses: &mut Responses, tag: u8, body: &[u8]) -> Flow {
+    let unnamed = match tag {
+        message::PARSE => Parse::decode(body)
+            .ok()
+            .filter(|p| p.name.is_empty())
+            .map(|_| Request::Parse),
+        message::BIND => Bind::decode(body)
+            .ok()
+            .filter(|b| b.statement.is_empty())
+            .map(|_| Request::Bind),
+        message::DESCRIBE => Target::decode(body, "Describe")
+            .ok()
+            .filter(|t| t.kind == PORTAL || t.name.is_empty())
+            .map(|t| {
+                if t.kind == STATEMENT {
+                    Request::DescribeStatement
+                } else {
+                    Request::DescribePortal
+                }
+            }),
+        message::CLOSE => Target::decode(body, "Close")
+            .ok()
+            .filter(|t| t.kind == PORTAL || t.name.is_empty())
+            .map(|_| Request::Close),
+        _ => return Flow::Continue,
+    };
+    match unnamed {
+        Some(request) => {
+            responses.push(request, Action::Forward, None);
+            Flow::Continue
+        }
+        None => Flow::Take,
+    }
+}
+
+// Server messages that end an answer or may be hidden: looked at whole
+// while requests are in flight, so an answer of pgwolf's can follow them.
+const WHOLE: &[u8] = b"123tTnCIsEZ";
+
+/// Server side, at a message header. `None` leaves the decision to the
+/// pump's own rules.
+pub fn server_header(p: &mut Prepared<'_>, tag: u8) -> Option<Want> {
+    if p.responses.is_empty() {
+        return None;
+    }
+    if WHOLE.contains(&tag) {
+        return Some(Want::Whole);
+    }
+    // Rows, notices, COPY traffic: never hidden, never the end of an answer.
+    let mut undone = Vec::new();
+    p.responses.on_server(tag, &mut undone);
+    None
+}
+
+/// Server side, a whole message (only while requests are in flight, or a
+/// ReadyForQuery/ParameterStatus). `Take` drops it; `StopAfter` lets the
+/// pump write pgwolf's answers that are now due.
+pub fn server_message(p: &mut Prepared<'_>, tag: u8, body: &[u8]) -> Option<Flow> {
+    if p.responses.is_empty() && tag != COMMAND_COMPLETE {
+        return None;
+    }
+    let mut undone: Vec<Undo> = Vec::new();
+    let verdict = p.responses.on_server(tag, &mut undone);
+    if tag == ERROR_RESPONSE && sqlstate(body) == Some(b"42P05") {
+        // "already exists": the server has the statement that failed to be
+        // prepared, whatever pgwolf's cache believed; keep it known.
+        if let Some(first) = undone.first_mut() {
+            first.server_forget = None;
+        }
+    }
+    if !undone.is_empty() {
+        p.rewriter().undo(undone);
+    }
+    if tag == COMMAND_COMPLETE && matches!(body, b"DISCARD ALL\0" | b"DEALLOCATE ALL\0") {
+        // The server dropped every statement, pgwolf's among them, and the
+        // client meant to drop all of its own.
+        p.server.clear();
+        p.names.clear();
+    }
+    if verdict == Verdict::Hide {
+        return Some(Flow::Take);
+    }
+    p.responses.answer_due(p.to_client);
+    (!p.to_client.is_empty()).then_some(Flow::StopAfter)
+}
+
+/// The SQLSTATE field of an ErrorResponse body.
+fn sqlstate(body: &[u8]) -> Option<&[u8]> {
+    let mut rest = body;
+    while let Some((&code, tail)) = rest.split_first() {
+        if code == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == 0)?;
+        if code == b'C' {
+            return Some(&tail[..end]);
+        }
+        rest = &tail[end + 1..];
+    }
+    None
+}
