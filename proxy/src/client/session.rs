@@ -263,7 +263,7 @@ impl Session {
             Some(p) if managed => {
                 // A run that ended early (an error) leaves nothing behind:
                 // the server connection it used was closed.
-                p.responses = Responses::default();
+                p.responses.clear();
                 p.to_server.clear();
                 p.to_client.clear();
                 Some(Prepared {

@@ -130,6 +130,11 @@ impl Responses {
         self.queue.is_empty()
     }
 
+    /// Empties the queue, keeping its allocation for the next transaction.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
     /// A request was sent to the server (or, for [`Action::Answer`], is
     /// answered by pgwolf in its turn).
     pub fn push(&mut self, request: Request, action: Action, undo: Option<Undo>) {
