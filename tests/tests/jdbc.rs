@@ -88,6 +88,46 @@ async fn jdbc_transaction_mode_unnamed_statements() {
     assert_smoke(&out, "America/New_York");
 }
 
+/// Three JVMs at once over a pool of two server connections, so each
+/// client's transactions land on either connection in turn, with pgjdbc
+/// naming its statements (`S_1`, ...) after `prepare_threshold` uses.
+async fn jdbc_named_statements_over_a_small_pool(prepare_threshold: u32) {
+    let fx = Fixture::new(PoolMode::Transaction, 2).await;
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/appdb?prepareThreshold={prepare_threshold}",
+        fx.port()
+    );
+    let outs = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            let runs: Vec<_> = ["UTC", "Asia/Kolkata", "America/Sao_Paulo"]
+                .into_iter()
+                .map(|tz| {
+                    let url = &url;
+                    s.spawn(move || (tz, run_smoke(url, tz)))
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("JdbcSmoke thread"))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .unwrap();
+    for (tz, out) in &outs {
+        assert_smoke(out, tz);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_transaction_mode_named_statements_default_threshold() {
+    jdbc_named_statements_over_a_small_pool(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_transaction_mode_named_statements_threshold_1() {
+    jdbc_named_statements_over_a_small_pool(1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jdbc_directly_against_postgres() {
     // The same program straight to PostgreSQL: proves the expectations.
