@@ -347,12 +347,23 @@ impl Pump<'_> {
 
     /// One step client to server: `Ready(None)` when something moved.
     fn poll_client(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Option<Outcome>> {
-        // Rewritten messages first: they stood before the bytes now ready.
+        // Rewritten messages first: they stood before the bytes now ready,
+        // which go in the same write (a renamed Bind and the Execute/Sync
+        // after it: one syscall, as without rewriting).
         if let Some(p) = self.prepared.as_mut().filter(|p| !p.to_server.is_empty()) {
-            return match Pin::new(&mut *self.server).poll_write(cx, p.to_server) {
+            let bufs = [
+                std::io::IoSlice::new(p.to_server),
+                std::io::IoSlice::new(&self.cbuf[..run.c_ready]),
+            ];
+            return match Pin::new(&mut *self.server).poll_write_vectored(cx, &bufs) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
                 Poll::Ready(Ok(n)) => {
-                    p.to_server.advance(n);
+                    let own = n.min(p.to_server.len());
+                    p.to_server.advance(own);
+                    let rest = n - own;
+                    self.cbuf.advance(rest);
+                    self.cscan.consumed(rest);
+                    run.c_ready -= rest;
                     Poll::Ready(None)
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ServerIo(e))),

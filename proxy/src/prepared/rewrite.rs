@@ -34,7 +34,7 @@ impl Rewriter<'_> {
                 match self.known(bind.statement) {
                     Some(stmt) => {
                         self.ensure(&stmt, out);
-                        bind.encode_as(out, &stmt.server_name());
+                        bind.encode_as(out, stmt.server_name());
                     }
                     None => out.extend_from_slice(msg),
                 }
@@ -50,7 +50,7 @@ impl Rewriter<'_> {
                 match self.known_target(target) {
                     Some(stmt) => {
                         self.ensure(&stmt, out);
-                        Target::encode(out, DESCRIBE, STATEMENT, &stmt.server_name());
+                        Target::encode(out, DESCRIBE, STATEMENT, stmt.server_name());
                     }
                     None => out.extend_from_slice(msg),
                 }
@@ -92,7 +92,7 @@ impl Rewriter<'_> {
             // PostgreSQL refuses to redefine a name (42P05). Let the server
             // say so, about the statement the name already holds.
             self.ensure(&existing, out);
-            Parse::encode(out, &existing.server_name(), p.definition);
+            Parse::encode(out, existing.server_name(), p.definition);
             self.responses.push(Request::Parse, Action::Forward, None);
             return;
         }
@@ -107,7 +107,7 @@ impl Rewriter<'_> {
                 .push(Request::Parse, ANSWER_PARSE, Some(undo)),
             Admit::Miss { evict } => {
                 self.evict(evict, out);
-                Parse::encode(out, &stmt.server_name(), p.definition);
+                Parse::encode(out, stmt.server_name(), p.definition);
                 undo.server_forget = Some(stmt);
                 self.responses
                     .push(Request::Parse, Action::Forward, Some(undo));
@@ -122,7 +122,7 @@ impl Rewriter<'_> {
         self.counters.record(&admit);
         if let Admit::Miss { evict } = admit {
             self.evict(evict, out);
-            Parse::encode(out, &stmt.server_name(), &stmt.definition);
+            Parse::encode(out, stmt.server_name(), &stmt.definition);
             self.responses
                 .push(Request::Parse, Action::Hide, Some(Undo::forget(stmt)));
         }
@@ -130,7 +130,7 @@ impl Rewriter<'_> {
 
     fn evict(&mut self, evict: Option<Arc<Statement>>, out: &mut BytesMut) {
         if let Some(old) = evict {
-            Target::encode(out, CLOSE, STATEMENT, &old.server_name());
+            Target::encode(out, CLOSE, STATEMENT, old.server_name());
             self.responses
                 .push(Request::Close, Action::Hide, Some(Undo::keep(&old)));
         }

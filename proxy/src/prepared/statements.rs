@@ -19,6 +19,8 @@ pub struct Statement {
     pub id: u64,
     /// Parse body after the name: query text, NUL, parameter types.
     pub definition: Bytes,
+    /// `pgwolf_<id in hex>`, made once: every Bind of it is renamed.
+    name: [u8; 23],
 }
 
 impl Statement {
@@ -27,18 +29,25 @@ impl Statement {
         // every pool of the process, so servers shared by clients reuse it.
         let mut h = std::collections::hash_map::DefaultHasher::new();
         definition.hash(&mut h);
+        Statement::with_id(h.finish(), definition)
+    }
+
+    /// A statement with a given id (tests forge collisions with it).
+    pub fn with_id(id: u64, definition: Bytes) -> Arc<Self> {
+        let mut name = *b"pgwolf_0000000000000000";
+        for (i, b) in name[7..].iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[(id >> (60 - 4 * i)) as usize & 0xf];
+        }
         Arc::new(Statement {
-            id: h.finish(),
+            id,
             definition,
+            name,
         })
     }
 
     /// The name the statement has on a server connection.
-    pub fn server_name(&self) -> [u8; 23] {
-        let mut name = *b"pgwolf_0000000000000000";
-        let hex = format!("{:016x}", self.id);
-        name[7..].copy_from_slice(hex.as_bytes());
-        name
+    pub fn server_name(&self) -> &[u8] {
+        &self.name
     }
 }
 
@@ -242,7 +251,7 @@ mod tests {
         let name = a.server_name();
         assert!(name.starts_with(b"pgwolf_"));
         assert_eq!(name, b.server_name());
-        assert!(name[7..].iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(&name[7..], format!("{:016x}", a.id).as_bytes());
     }
 
     #[test]
@@ -296,10 +305,7 @@ mod tests {
     fn an_id_collision_is_a_miss_not_the_wrong_query() {
         let mut s = ServerStatements::new(10);
         let a = stmt("SELECT 1");
-        let forged = Arc::new(Statement {
-            id: a.id,
-            definition: Bytes::from_static(b"DELETE FROM t\0\0\0"),
-        });
+        let forged = Statement::with_id(a.id, Bytes::from_static(b"DELETE FROM t\0\0\0"));
         s.admit(&a);
         assert_eq!(
             s.admit(&forged),
