@@ -100,7 +100,9 @@ pub fn client_message(responses: &mut Responses, tag: u8, body: &[u8]) -> Flow {
 
 // Server messages that end an answer or may be hidden: looked at whole
 // while requests are in flight, so an answer of pgwolf's can follow them.
-const WHOLE: &[u8] = b"123tTnCIsEZ";
+// ParameterStatus is whole anyway (the pump reads it): listed so that it
+// reaches the queue once, from `server_message`.
+const WHOLE: &[u8] = b"123tTnCIsEZS";
 
 /// Server side, at a message header. `None` leaves the decision to the
 /// pump's own rules.
