@@ -53,6 +53,12 @@ async fn transaction_mode_prepared_protocol() {
     fx.pgbench_init_direct(1);
     let run = fx.pgbench(&["-c", "50", "-j", "2", "-T", "3", "-S", "-M", "prepared"]);
     run.assert_clean();
+    // The TPC-B-like script: seven prepared statements, writes inside
+    // BEGIN/END. pgbench 15 prepares each with a synchronous PQprepare
+    // while its other clients hold transactions open: that prepare must
+    // not wait for a server (it used to, until query_wait_timeout).
+    let run = fx.pgbench(&["-c", "50", "-j", "2", "-t", "20", "-M", "prepared"]);
+    assert_eq!(run.assert_clean(), 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,3 +166,122 @@ fn sqlstate(body: &[u8]) -> Option<&[u8]> {
     }
     None
 }
+
+/// Answers, with no server, named Parse messages followed by a Sync that a
+/// client sends between transactions (libpq's `PQprepare`): the statements
+/// are only recorded, and prepared on whichever server connection the
+/// client is lent when it first uses them (a bad statement's error then
+/// comes with that use). Without this a client that prepares on one
+/// connection while its process holds a transaction open on another (pgbench
+/// `-M prepared` runs `PQprepare` synchronously) waits for a server that the
+/// other connection can only give back once the first wait ends.
+///
+/// Returns ParseComplete per Parse and ReadyForQuery 'I', and removes the
+/// batch from `cbuf`; None (nothing changed) for any other batch, including
+/// a name already in use (the server must report 42P05).
+pub fn answer_idle_parse(cbuf: &mut BytesMut, names: &mut ClientStatements) -> Option<BytesMut> {
+    use crate::prepared::statements::Statement;
+    use crate::protocol::frame::{self, HEADER_LEN};
+    let mut pos = 0;
+    let mut batch: Vec<(&[u8], &[u8])> = Vec::new();
+    loop {
+        let (tag, len) = frame::header(&cbuf[pos..], u32::MAX >> 1).ok()??;
+        if cbuf.len() - pos < len {
+            return None;
+        }
+        let body = &cbuf[pos + HEADER_LEN..pos + len];
+        pos += len;
+        match tag {
+            message::PARSE => {
+                let p = Parse::decode(body).ok()?;
+                let taken = names.get(p.name).is_some() || batch.iter().any(|(n, _)| *n == p.name);
+                if p.name.is_empty() || taken {
+                    return None;
+                }
+                batch.push((p.name, p.definition));
+            }
+            frontend::SYNC if !batch.is_empty() => break,
+            _ => return None,
+        }
+    }
+    let mut out = BytesMut::with_capacity(batch.len() * 5 + 6);
+    for (name, definition) in &batch {
+        names.define(
+            name,
+            Statement::new(bytes::Bytes::copy_from_slice(definition)),
+        );
+        message::complete(&mut out, message::PARSE_COMPLETE);
+    }
+    out.extend_from_slice(&[crate::protocol::backend::READY_FOR_QUERY, 0, 0, 0, 5, b'I']);
+    drop(batch);
+    bytes::Buf::advance(cbuf, pos);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, query: &str) -> BytesMut {
+        let mut def = query.as_bytes().to_vec();
+        def.extend_from_slice(b"\0\0\0");
+        let mut m = BytesMut::new();
+        Parse::encode(&mut m, name.as_bytes(), &def);
+        m
+    }
+
+    fn batch(parts: &[BytesMut]) -> BytesMut {
+        let mut b = BytesMut::new();
+        for p in parts {
+            b.extend_from_slice(p);
+        }
+        b
+    }
+
+    const SYNC: &[u8] = b"S\0\0\0\x04";
+
+    #[test]
+    fn prepares_between_transactions_are_answered_without_a_server() {
+        let mut names = ClientStatements::default();
+        let mut cbuf = batch(&[parse("P_0", "BEGIN"), parse("P_1", "END"), SYNC.into()]);
+        cbuf.extend_from_slice(b"Q\0\0\0\x0dSELECT 1\0");
+        let out = answer_idle_parse(&mut cbuf, &mut names).expect("answered");
+        assert_eq!(&out[..], b"1\0\0\0\x041\0\0\0\x04Z\0\0\0\x05I");
+        assert_eq!(
+            &cbuf[..],
+            b"Q\0\0\0\x0dSELECT 1\0",
+            "the next request stays"
+        );
+        assert!(names.get(b"P_0").is_some() && names.get(b"P_1").is_some());
+    }
+
+    #[test]
+    fn anything_else_goes_to_a_server() {
+        let mut names = ClientStatements::default();
+        for mut cbuf in [
+            batch(&[parse("", "SELECT 1"), SYNC.into()]),
+            batch(&[parse("a", "SELECT 1")]),
+            batch(&[parse("a", "SELECT 1"), parse("a", "SELECT 2"), SYNC.into()]),
+            batch(&[
+                parse("a", "SELECT 1"),
+                BytesMut::from(&b"H\0\0\0\x04"[..]),
+                SYNC.into(),
+            ]),
+            BytesMut::from(SYNC),
+        ] {
+            let before = cbuf.clone();
+            assert!(
+                answer_idle_parse(&mut cbuf, &mut names).is_none(),
+                "{before:?}"
+            );
+            assert_eq!(cbuf, before, "left untouched");
+        }
+        // A name already in use: the server must say 42P05.
+        names.define(
+            b"b",
+            crate::prepared::statements::Statement::new(bytes::Bytes::from_static(b"x\0\0\0")),
+        );
+        let mut cbuf = batch(&[parse("b", "SELECT 1"), SYNC.into()]);
+        assert!(answer_idle_parse(&mut cbuf, &mut names).is_none());
+    }
+}

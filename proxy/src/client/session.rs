@@ -98,6 +98,9 @@ impl Session {
             if let Next::Leave = self.wait_for_request(&mut waits).await? {
                 return Ok(());
             }
+            if self.answer_idle_parse().await? {
+                continue;
+            }
             // Boxed per transaction: a transaction's state (the lease, the
             // check-out, the pump) is most of a client's future, and an idle
             // client should not carry it. One allocation per transaction.
@@ -139,6 +142,24 @@ impl Session {
         let outcome = self.pump(&mut lease, cscan, &mut track, waits).await;
         self.cancel.slot.set(None);
         self.finish(outcome, lease, &track).await
+    }
+
+    /// A prepare between transactions is answered without a server (see
+    /// [`super::pump_prepared::answer_idle_parse`]). True when it was.
+    async fn answer_idle_parse(&mut self) -> Result<bool, ClientError> {
+        if self.cbuf.first() != Some(&crate::prepared::message::PARSE)
+            || self.mode == PoolMode::Session
+            || self.app.config.load().max_prepared_statements == 0
+        {
+            return Ok(false);
+        }
+        let state = self.prepared.get_or_insert_with(Box::default);
+        let Some(out) = super::pump_prepared::answer_idle_parse(&mut self.cbuf, &mut state.names)
+        else {
+            return Ok(false);
+        };
+        tokio::io::AsyncWriteExt::write_all(&mut self.client, &out).await?;
+        Ok(true)
     }
 
     /// Waits, holding no server, until the client sends something.
