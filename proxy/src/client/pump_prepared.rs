@@ -8,7 +8,7 @@ use crate::prepared::message::{self, Bind, Parse, Target, PORTAL, STATEMENT};
 use crate::prepared::responses::{Action, Request, Responses, Undo, Verdict};
 use crate::prepared::rewrite::Rewriter;
 use crate::prepared::statements::{ClientStatements, Counters, ServerStatements};
-use crate::protocol::backend::{COMMAND_COMPLETE, ERROR_RESPONSE};
+use crate::protocol::backend::{parse_error_fields, COMMAND_COMPLETE, ERROR_RESPONSE};
 use crate::protocol::frame::{Flow, Want};
 use crate::protocol::frontend;
 use bytes::BytesMut;
@@ -128,7 +128,7 @@ pub fn server_message(p: &mut Prepared<'_>, tag: u8, body: &[u8]) -> Option<Flow
     }
     let mut undone: Vec<Undo> = Vec::new();
     let verdict = p.responses.on_server(tag, &mut undone);
-    if tag == ERROR_RESPONSE && sqlstate(body) == Some(b"42P05") {
+    if tag == ERROR_RESPONSE && parse_error_fields(body).code == "42P05" {
         // "already exists": the server has the statement that failed to be
         // prepared, whatever pgwolf's cache believed; keep it known.
         if let Some(first) = undone.first_mut() {
@@ -151,22 +151,6 @@ pub fn server_message(p: &mut Prepared<'_>, tag: u8, body: &[u8]) -> Option<Flow
     (!p.to_client.is_empty()).then_some(Flow::StopAfter)
 }
 
-/// The SQLSTATE field of an ErrorResponse body.
-fn sqlstate(body: &[u8]) -> Option<&[u8]> {
-    let mut rest = body;
-    while let Some((&code, tail)) = rest.split_first() {
-        if code == 0 {
-            return None;
-        }
-        let end = tail.iter().position(|&b| b == 0)?;
-        if code == b'C' {
-            return Some(&tail[..end]);
-        }
-        rest = &tail[end + 1..];
-    }
-    None
-}
-
 /// Answers, with no server, named Parse messages followed by a Sync that a
 /// client sends between transactions (libpq's `PQprepare`): the statements
 /// are only recorded, and prepared on whichever server connection the
@@ -179,13 +163,17 @@ fn sqlstate(body: &[u8]) -> Option<&[u8]> {
 /// Returns ParseComplete per Parse and ReadyForQuery 'I', and removes the
 /// batch from `cbuf`; None (nothing changed) for any other batch, including
 /// a name already in use (the server must report 42P05).
-pub fn answer_idle_parse(cbuf: &mut BytesMut, names: &mut ClientStatements) -> Option<BytesMut> {
+pub fn answer_idle_parse(
+    cbuf: &mut BytesMut,
+    names: &mut ClientStatements,
+    max_packet: u32,
+) -> Option<BytesMut> {
     use crate::prepared::statements::Statement;
     use crate::protocol::frame::{self, HEADER_LEN};
     let mut pos = 0;
     let mut batch: Vec<(&[u8], &[u8])> = Vec::new();
     loop {
-        let (tag, len) = frame::header(&cbuf[pos..], u32::MAX >> 1).ok()??;
+        let (tag, len) = frame::header(&cbuf[pos..], max_packet).ok()??;
         if cbuf.len() - pos < len {
             return None;
         }
@@ -245,7 +233,7 @@ mod tests {
         let mut names = ClientStatements::default();
         let mut cbuf = batch(&[parse("P_0", "BEGIN"), parse("P_1", "END"), SYNC.into()]);
         cbuf.extend_from_slice(b"Q\0\0\0\x0dSELECT 1\0");
-        let out = answer_idle_parse(&mut cbuf, &mut names).expect("answered");
+        let out = answer_idle_parse(&mut cbuf, &mut names, 1 << 20).expect("answered");
         assert_eq!(&out[..], b"1\0\0\0\x041\0\0\0\x04Z\0\0\0\x05I");
         assert_eq!(
             &cbuf[..],
@@ -271,7 +259,7 @@ mod tests {
         ] {
             let before = cbuf.clone();
             assert!(
-                answer_idle_parse(&mut cbuf, &mut names).is_none(),
+                answer_idle_parse(&mut cbuf, &mut names, 1 << 20).is_none(),
                 "{before:?}"
             );
             assert_eq!(cbuf, before, "left untouched");
@@ -282,6 +270,6 @@ mod tests {
             crate::prepared::statements::Statement::new(bytes::Bytes::from_static(b"x\0\0\0")),
         );
         let mut cbuf = batch(&[parse("b", "SELECT 1"), SYNC.into()]);
-        assert!(answer_idle_parse(&mut cbuf, &mut names).is_none());
+        assert!(answer_idle_parse(&mut cbuf, &mut names, 1 << 20).is_none());
     }
 }

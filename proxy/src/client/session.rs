@@ -38,8 +38,8 @@ pub struct Session {
     pub user: String,
     pub db: String,
     pub peer: std::net::SocketAddr,
-    /// Named prepared statements, made at the first transaction of a pool
-    /// that manages them (boxed: most of an idle client is this struct).
+    /// Named prepared statements, made when a pool that manages them first
+    /// needs them (boxed: clients that never prepare carry one pointer).
     pub prepared: Option<Box<ClientPrepared>>,
 }
 
@@ -147,14 +147,18 @@ impl Session {
     /// A prepare between transactions is answered without a server (see
     /// [`super::pump_prepared::answer_idle_parse`]). True when it was.
     async fn answer_idle_parse(&mut self) -> Result<bool, ClientError> {
+        let cfg = self.app.config.load();
+        let (managed, max_packet) = (cfg.max_prepared_statements > 0, cfg.max_packet_size);
+        drop(cfg);
         if self.cbuf.first() != Some(&crate::prepared::message::PARSE)
             || self.mode == PoolMode::Session
-            || self.app.config.load().max_prepared_statements == 0
+            || !managed
         {
             return Ok(false);
         }
         let state = self.prepared.get_or_insert_with(Box::default);
-        let Some(out) = super::pump_prepared::answer_idle_parse(&mut self.cbuf, &mut state.names)
+        let Some(out) =
+            super::pump_prepared::answer_idle_parse(&mut self.cbuf, &mut state.names, max_packet)
         else {
             return Ok(false);
         };
