@@ -112,6 +112,11 @@ pub enum Verdict {
 #[derive(Debug, Default)]
 pub struct Responses {
     queue: VecDeque<Entry>,
+    /// The head Execute started a COPY FROM STDIN (CopyInResponse seen).
+    in_copy: bool,
+    /// That COPY failed before the client ended it: the Execute is gone
+    /// from the queue, the Syncs sent during copy-in mode are at its head.
+    copy_failed: bool,
 }
 
 // Server message tags the queue reads. Kept here: only this file needs them.
@@ -124,6 +129,7 @@ const NO_DATA: u8 = b'n';
 const COMMAND_COMPLETE: u8 = b'C';
 const EMPTY_QUERY: u8 = b'I';
 const PORTAL_SUSPENDED: u8 = b's';
+const COPY_IN_RESPONSE: u8 = b'G';
 
 impl Responses {
     pub fn is_empty(&self) -> bool {
@@ -133,6 +139,8 @@ impl Responses {
     /// Empties the queue, keeping its allocation for the next transaction.
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.in_copy = false;
+        self.copy_failed = false;
     }
 
     /// A request was sent to the server (or, for [`Action::Answer`], is
@@ -164,12 +172,18 @@ impl Responses {
     /// ignored the Syncs it sent during copy-in mode, so none will be
     /// answered.
     pub fn copy_in_ended(&mut self) {
-        if self.queue.front().map(|e| e.request) != Some(Request::Execute) {
-            return;
+        let first_sync = match self.queue.front().map(|e| e.request) {
+            Some(Request::Execute) => 1,
+            // The server reported the COPY's error first; it then ignored
+            // those Syncs as well and waits for the next one.
+            _ if self.copy_failed => 0,
+            _ => return,
+        };
+        while self.queue.get(first_sync).map(|e| e.request) == Some(Request::Sync) {
+            self.queue.remove(first_sync);
         }
-        while self.queue.get(1).map(|e| e.request) == Some(Request::Sync) {
-            self.queue.remove(1);
-        }
+        self.in_copy = false;
+        self.copy_failed = false;
     }
 
     /// One server message, by tag. Undo records of requests the server
@@ -178,6 +192,9 @@ impl Responses {
         let Some(head) = self.queue.front_mut() else {
             return Verdict::Forward;
         };
+        if head.request == Request::Execute && tag == COPY_IN_RESPONSE {
+            self.in_copy = true;
+        }
         let ends = match (head.request, tag) {
             // Simple protocol: an error is part of the answer, which ends at
             // ReadyForQuery.
@@ -216,6 +233,7 @@ impl Responses {
     /// answers in that range are dropped too, as the server would have
     /// skipped those messages.
     fn fail(&mut self, undone: &mut Vec<Undo>) {
+        self.copy_failed = std::mem::take(&mut self.in_copy);
         while let Some(e) = self.queue.front() {
             if e.request == Request::Sync {
                 return;
@@ -409,6 +427,22 @@ mod tests {
         r.push(Request::Sync, Action::Forward, None);
         assert_eq!(feed(&mut r, b"CZ", &mut undone), b"CZ");
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_copy_that_fails_before_copy_done_leaves_no_stale_sync() {
+        let mut r = Responses::default();
+        r.push(Request::Parse, Action::Forward, None);
+        r.push(Request::Bind, Action::Forward, None);
+        r.push(Request::Execute, Action::Forward, None);
+        r.push(Request::Sync, Action::Forward, None);
+        let mut undone = Vec::new();
+        // Bad data: the server errors during copy-in, before CopyDone.
+        assert_eq!(feed(&mut r, b"12GE", &mut undone), b"12GE");
+        r.copy_in_ended();
+        r.push(Request::Sync, Action::Forward, None);
+        assert_eq!(feed(&mut r, b"Z", &mut undone), b"Z");
+        assert!(r.is_empty(), "{r:?}");
     }
 
     #[test]
