@@ -66,7 +66,10 @@ fn frame(input: &Input) -> usize {
         common::frame_stream(black_box(&input.stream), &mut state.inspector())
     } else {
         let mut track = Track::default();
-        common::frame_stream(black_box(&input.stream), &mut ClientSide(&mut track, None))
+        common::frame_stream(
+            black_box(&input.stream),
+            &mut ClientSide(&mut track, None, false),
+        )
     }
 }
 

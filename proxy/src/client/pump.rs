@@ -12,7 +12,7 @@ use crate::config::PoolMode;
 use crate::prepared::message::Malformed;
 use crate::prepared::responses::Responses;
 use crate::protocol::backend;
-use crate::protocol::frame::{Flow, FrameError, Inspect, Scanner, Want};
+use crate::protocol::frame::{Flow, FrameError, Inspect, Scanner, Want, HEADER_LEN};
 use crate::protocol::frontend;
 use crate::server::params::ParamSet;
 use bytes::{Buf, BytesMut};
@@ -92,12 +92,14 @@ impl Track {
 /// The client direction's inspector. Public only for the micro-benchmarks
 /// in `benches/`, which must measure this code, not a copy of it.
 #[doc(hidden)]
-pub struct ClientSide<'a>(pub &'a mut Track, pub Option<&'a mut Responses>);
+/// The bool: the client has named statements (so a simple Query may be a
+/// `DEALLOCATE` pgwolf answers).
+pub struct ClientSide<'a>(pub &'a mut Track, pub Option<&'a mut Responses>, pub bool);
 
 impl Inspect for ClientSide<'_> {
     fn header(&mut self, tag: u8, _len: usize) -> Want {
         let want = match self.1.as_deref_mut() {
-            Some(r) if tag != frontend::TERMINATE => prepared::client_header(r, tag),
+            Some(r) if tag != frontend::TERMINATE => prepared::client_header(r, tag, self.2),
             _ => None,
         };
         let t = &mut *self.0;
@@ -237,11 +239,12 @@ impl Pump<'_> {
     }
 
     fn scan_client(&mut self, run: &mut Run) -> Result<(), FrameError> {
+        let names_known = self.prepared.as_ref().is_some_and(|p| !p.names.is_empty());
         let responses = self.prepared.as_mut().map(|p| &mut *p.responses);
         let s = self.cscan.scan(
             self.cbuf,
             self.max_packet,
-            &mut ClientSide(self.track, responses),
+            &mut ClientSide(self.track, responses, names_known),
         )?;
         run.c_ready = s.ready;
         run.c_taken = s.taken;
@@ -311,6 +314,18 @@ impl Pump<'_> {
             .prepared
             .as_mut()
             .expect("messages are taken only when prepared statements are managed");
+        if msg[0] == frontend::QUERY
+            && crate::prepared::deallocate::answer(
+                p.names,
+                &msg[HEADER_LEN..],
+                self.track.status,
+                p.to_client,
+            )
+        {
+            // Answered with its ReadyForQuery: the server owes none for it.
+            self.track.outstanding -= 1;
+            return Ok(());
+        }
         let mut to_server = std::mem::take(p.to_server);
         let r = p.rewriter().client_message(&msg, &mut to_server);
         *p.to_server = to_server;

@@ -4,6 +4,7 @@
 //! Only used when `max_prepared_statements` is on and the pool shares
 //! server connections (transaction and statement mode).
 
+use crate::prepared::deallocate;
 use crate::prepared::message::{self, Bind, Parse, Target, PORTAL, STATEMENT};
 use crate::prepared::responses::{Action, Request, Responses, Undo, Verdict};
 use crate::prepared::rewrite::Rewriter;
@@ -42,12 +43,14 @@ impl Prepared<'_> {
 
 /// Client side, at a message header: requests with no name to rewrite get
 /// their queue entry here; the four that may name a statement are looked
-/// at whole.
-pub fn client_header(responses: &mut Responses, tag: u8) -> Option<Want> {
+/// at whole, and so is a simple Query of a client with named statements (it
+/// may be a `DEALLOCATE` of one).
+pub fn client_header(responses: &mut Responses, tag: u8, names_known: bool) -> Option<Want> {
     let request = match tag {
         message::PARSE | message::BIND | message::DESCRIBE | message::CLOSE => {
             return Some(Want::Whole)
         }
+        frontend::QUERY if names_known => return Some(Want::Whole),
         frontend::EXECUTE => Request::Execute,
         frontend::SYNC => Request::Sync,
         frontend::QUERY | frontend::FUNCTION_CALL => Request::Query,
@@ -87,6 +90,11 @@ pub fn client_message(responses: &mut Responses, tag: u8, body: &[u8]) -> Flow {
             .ok()
             .filter(|t| t.kind == PORTAL || t.name.is_empty())
             .map(|_| Request::Close),
+        // Only with nothing in flight does pgwolf know the transaction
+        // status its answer must carry; otherwise the server answers.
+        frontend::QUERY => {
+            (!responses.is_empty() || deallocate::target(body).is_none()).then_some(Request::Query)
+        }
         _ => return Flow::Continue,
     };
     match unnamed {
@@ -203,6 +211,27 @@ pub fn answer_idle_parse(
     out.extend_from_slice(&[crate::protocol::backend::READY_FOR_QUERY, 0, 0, 0, 5, b'I']);
     drop(batch);
     bytes::Buf::advance(cbuf, pos);
+    Some(out)
+}
+
+/// Answers, with no server, a simple Query that is a `DEALLOCATE` of one of
+/// the client's names (see [`deallocate`]), between transactions; removes
+/// it from `cbuf`. None for anything else.
+pub fn answer_idle_deallocate(
+    cbuf: &mut BytesMut,
+    names: &mut ClientStatements,
+    max_packet: u32,
+) -> Option<BytesMut> {
+    use crate::protocol::frame::{self, HEADER_LEN};
+    let (tag, len) = frame::header(cbuf, max_packet).ok()??;
+    if tag != frontend::QUERY || cbuf.len() < len {
+        return None;
+    }
+    let mut out = BytesMut::new();
+    if !deallocate::answer(names, &cbuf[HEADER_LEN..len], b'I', &mut out) {
+        return None;
+    }
+    bytes::Buf::advance(cbuf, len);
     Some(out)
 }
 

@@ -144,22 +144,39 @@ impl Session {
         self.finish(outcome, lease, &track).await
     }
 
-    /// A prepare between transactions is answered without a server (see
-    /// [`super::pump_prepared::answer_idle_parse`]). True when it was.
+    /// A prepare or a `DEALLOCATE` of a client's statement between
+    /// transactions is answered without a server (see
+    /// [`super::pump_prepared::answer_idle_parse`] and
+    /// [`super::pump_prepared::answer_idle_deallocate`]). True when it was.
     async fn answer_idle_parse(&mut self) -> Result<bool, ClientError> {
         let cfg = self.app.config.load();
         let (managed, max_packet) = (cfg.max_prepared_statements > 0, cfg.max_packet_size);
         drop(cfg);
-        if self.cbuf.first() != Some(&crate::prepared::message::PARSE)
-            || self.mode == PoolMode::Session
-            || !managed
-        {
+        if self.mode == PoolMode::Session || !managed {
             return Ok(false);
         }
-        let state = self.prepared.get_or_insert_with(Box::default);
-        let Some(out) =
-            super::pump_prepared::answer_idle_parse(&mut self.cbuf, &mut state.names, max_packet)
-        else {
+        let answer = match self.cbuf.first() {
+            Some(&crate::prepared::message::PARSE) => {
+                let state = self.prepared.get_or_insert_with(Box::default);
+                super::pump_prepared::answer_idle_parse(
+                    &mut self.cbuf,
+                    &mut state.names,
+                    max_packet,
+                )
+            }
+            Some(&crate::protocol::frontend::QUERY) => match self.prepared.as_deref_mut() {
+                Some(state) if !state.names.is_empty() => {
+                    super::pump_prepared::answer_idle_deallocate(
+                        &mut self.cbuf,
+                        &mut state.names,
+                        max_packet,
+                    )
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(out) = answer else {
             return Ok(false);
         };
         tokio::io::AsyncWriteExt::write_all(&mut self.client, &out).await?;

@@ -11,10 +11,12 @@
 //! - [`responses`]: the queue of answers in flight, which hides the answers
 //!   to pgwolf's own requests and puts pgwolf's answers in their place,
 //!   honouring the server's skip-to-Sync after an error.
+//! - [`deallocate`]: SQL `DEALLOCATE name` of a protocol-level statement,
+//!   answered by pgwolf.
 //!
-//! Not wired into the pump yet: until it is, named statements pass through
-//! untouched as before (see the README's known limits).
+//! The pump drives them through `client::pump_prepared`.
 
+pub mod deallocate;
 pub mod message;
 pub mod responses;
 pub mod rewrite;
