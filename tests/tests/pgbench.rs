@@ -46,19 +46,19 @@ async fn transaction_mode_extended_protocol() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transaction_mode_prepared_protocol() {
+async fn transaction_mode_prepared_protocol_100_clients_pool_10() {
     // -M prepared: named statements prepared once per client connection and
     // reused; in transaction mode they must work on any server connection.
     let fx = Fixture::new(PoolMode::Transaction, 10).await;
     fx.pgbench_init_direct(1);
-    let run = fx.pgbench(&["-c", "50", "-j", "2", "-T", "3", "-S", "-M", "prepared"]);
+    let run = fx.pgbench(&["-c", "100", "-j", "2", "-T", "3", "-S", "-M", "prepared"]);
     run.assert_clean();
     // The TPC-B-like script: seven prepared statements, writes inside
     // BEGIN/END. pgbench 15 prepares each with a synchronous PQprepare
     // while its other clients hold transactions open: that prepare must
     // not wait for a server (it used to, until query_wait_timeout).
-    let run = fx.pgbench(&["-c", "50", "-j", "2", "-t", "20", "-M", "prepared"]);
-    assert_eq!(run.assert_clean(), 1000);
+    let run = fx.pgbench(&["-c", "100", "-j", "2", "-t", "20", "-M", "prepared"]);
+    assert_eq!(run.assert_clean(), 2000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
