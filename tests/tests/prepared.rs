@@ -171,3 +171,39 @@ async fn sql_deallocate_directly_against_postgres() {
         .unwrap();
     assert_eq!(results, vec![(1, 15)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_outlives_cache_pressure_within_its_transaction() {
+    // max_prepared_statements = 1, a cursor over one statement read in
+    // steps while the transaction prepares and runs others. The protocol
+    // docs say closing a statement closes its portals (PostgreSQL 15 was
+    // seen to keep them, with the eviction forced); pgwolf relies on
+    // neither and evicts nothing the current transaction used.
+    let opts = FixtureOptions::new(PoolMode::Transaction, 1).setting("max_prepared_statements = 1");
+    let fx = Fixture::with(opts).await;
+    let mut client = fx.connect().await;
+    let series = client
+        .prepare("SELECT g FROM generate_series(1, 10) g")
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let portal = tx.bind(&series, &[]).await.unwrap();
+    let mut seen = Vec::new();
+    for step in 0..5i32 {
+        let other = tx
+            .prepare(&format!("SELECT {step}::int4 + $1::int4"))
+            .await
+            .unwrap();
+        let row = tx.query_one(&other, &[&1i32]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), step + 1);
+        for row in tx.query_portal(&portal, 2).await.unwrap() {
+            seen.push(row.get::<_, i32>(0));
+        }
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(seen, (1..=10).collect::<Vec<i32>>());
+    // The next transaction is back within the bound, and still correct.
+    let row = client.query_one(&series, &[]).await;
+    assert!(row.is_err(), "query_one over 10 rows is an error by design");
+    assert_eq!(client.query(&series, &[]).await.unwrap().len(), 10);
+}

@@ -301,6 +301,7 @@ impl Session {
         let conn = lease.conn();
         conn.prepared
             .set_capacity(cfg.max_prepared_statements as usize);
+        conn.prepared.start_lease();
         let prepared = match self.prepared.as_deref_mut() {
             Some(p) if managed => {
                 // A run that ended early (an error) leaves nothing behind:

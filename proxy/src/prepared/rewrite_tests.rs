@@ -210,6 +210,8 @@ fn a_full_cache_closes_the_least_recently_used_first() {
     let mut s = Side::new(1);
     s.send(&[parse_msg("a", "SELECT 'a'"), simple(b'S')]);
     s.answer(b"1Z");
+    // The next transaction on this connection.
+    s.server.start_lease();
     let (to_server, _) = s.send(&[parse_msg("b", "SELECT 'b'"), simple(b'S')]);
     assert_eq!(
         to_server,
@@ -230,9 +232,32 @@ fn a_full_cache_closes_the_least_recently_used_first() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
-    // 'a' is still the client's: used again, it is prepared again.
+    // 'a' is still the client's: used again, in a later transaction, it is
+    // prepared again in place of 'b'.
+    s.server.start_lease();
     let (to_server, _) = s.send(&[bind_msg("a"), simple(b'S')]);
+    assert_eq!(to_server[0], ('C', server_name("SELECT 'b'")));
     assert_eq!(to_server[1], ('P', server_name("SELECT 'a'")));
+}
+
+#[test]
+fn statements_of_one_batch_are_not_evicted_under_its_portals() {
+    // Cap 1, one pipeline: Bind a, then Parse b. Closing a on the server
+    // would close the portal the Execute after it runs.
+    let mut s = Side::new(1);
+    s.server.start_lease();
+    let (to_server, _) = s.send(&[
+        parse_msg("a", "SELECT 'a'"),
+        bind_msg("a"),
+        parse_msg("b", "SELECT 'b'"),
+        simple(b'E'),
+        simple(b'S'),
+    ]);
+    assert!(
+        to_server.iter().all(|(tag, _)| *tag != 'C'),
+        "no Close within the batch: {to_server:?}"
+    );
+    assert_eq!(s.server.len(), 2);
 }
 
 #[test]

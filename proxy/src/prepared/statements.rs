@@ -96,6 +96,9 @@ pub struct ServerStatements {
     capacity: usize,
     entries: HashMap<u64, Entry>,
     clock: u64,
+    /// The clock when the current client was lent this connection: entries
+    /// used since then are not evicted (see [`ServerStatements::start_lease`]).
+    lease_start: u64,
 }
 
 #[derive(Debug)]
@@ -120,7 +123,18 @@ impl ServerStatements {
             capacity,
             entries: HashMap::new(),
             clock: 0,
+            lease_start: 0,
         }
+    }
+
+    /// A client is lent this connection. Until the next lease, statements
+    /// it uses are never evicted: closing a statement on the server closes
+    /// the portals built from it, which the client may still execute (a
+    /// pipeline, or a cursor read in steps within a transaction). The cache
+    /// may then grow past capacity by what one transaction uses; it shrinks
+    /// again one entry per later miss.
+    pub fn start_lease(&mut self) {
+        self.lease_start = self.clock;
     }
 
     /// The configured bound may change on reload; it applies from the next
@@ -166,7 +180,12 @@ impl ServerStatements {
     /// O(capacity), paid only on a miss with a full cache, next to a round
     /// trip to the server; no list to maintain on every hit.
     fn evict_lru(&mut self) -> Option<Arc<Statement>> {
-        let id = *self.entries.iter().min_by_key(|(_, e)| e.last_used)?.0;
+        let id = *self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.last_used <= self.lease_start)
+            .min_by_key(|(_, e)| e.last_used)?
+            .0;
         self.entries.remove(&id).map(|e| e.stmt)
     }
 
@@ -279,6 +298,7 @@ mod tests {
         let (a, b, c) = (stmt("a"), stmt("b"), stmt("c"));
         assert_eq!(s.admit(&a), Admit::Miss { evict: None });
         assert_eq!(s.admit(&b), Admit::Miss { evict: None });
+        s.start_lease();
         assert_eq!(s.admit(&a), Admit::Hit);
         // b is now the least recently used.
         assert_eq!(
@@ -289,6 +309,25 @@ mod tests {
         );
         assert!(s.contains(&a) && s.contains(&c) && !s.contains(&b));
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn what_the_current_lease_used_is_never_evicted() {
+        let mut s = ServerStatements::new(1);
+        let (a, b, c) = (stmt("a"), stmt("b"), stmt("c"));
+        s.start_lease();
+        assert_eq!(s.admit(&a), Admit::Miss { evict: None });
+        // A portal of a's may still be executed: b goes past capacity.
+        assert_eq!(s.admit(&b), Admit::Miss { evict: None });
+        assert_eq!(s.len(), 2);
+        s.start_lease();
+        assert_eq!(
+            s.admit(&c),
+            Admit::Miss {
+                evict: Some(a.clone())
+            }
+        );
+        assert!(s.contains(&b) && s.contains(&c));
     }
 
     #[test]
@@ -321,6 +360,7 @@ mod tests {
         let counters = Counters::default();
         let mut s = ServerStatements::new(1);
         for q in ["a", "a", "b"] {
+            s.start_lease();
             counters.record(&s.admit(&stmt(q)));
         }
         assert_eq!(counters.hits.load(Ordering::Relaxed), 1);
