@@ -42,6 +42,7 @@ fn settings(size: u32) -> PoolSettings {
         lifetime: Duration::from_secs(3600),
         idle_timeout: Duration::from_secs(600),
         reset_query: None,
+        route: None,
     }
 }
 

@@ -3,9 +3,10 @@
 
 use crate::auth::{AuthFile, ScramVerifier, Secret};
 use crate::client::cancel::CancelRegistry;
-use crate::config::{Config, DatabaseConfig, PoolMode};
-use crate::pool::{Pool, PoolKey, PoolSettings, SharedLimits};
+use crate::config::{ClusterConfig, Config, DatabaseConfig, PoolMode, Provider};
+use crate::pool::{Pool, PoolKey, PoolSettings, Route, SharedLimits};
 use crate::server::ServerTarget;
+use crate::topology::Cluster;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct App {
     /// Verifiers derived from plaintext passwords, so a login does not pay
     /// for PBKDF2 every time. Keyed by user; the password checks freshness.
     scram_cache: DashMap<String, (String, ScramVerifier)>,
+    /// Running topology providers, started when a pool first needs one.
+    clusters: DashMap<String, Arc<Cluster>>,
 }
 
 impl App {
@@ -41,6 +44,7 @@ impl App {
             db_limits: DashMap::new(),
             user_limits: DashMap::new(),
             scram_cache: DashMap::new(),
+            clusters: DashMap::new(),
         })
     }
 
@@ -48,7 +52,8 @@ impl App {
     /// use; None when the database is not configured.
     pub fn pool_for(&self, db: &str, user: &str) -> Option<Pool> {
         let cfg = self.config.load();
-        let dbc = cfg.database(db)?;
+        let dbc = cfg.resolve_database(db)?;
+        let dbc = &dbc;
         // A database with a forced server user has one pool for all clients.
         let key = PoolKey {
             db: db.to_string(),
@@ -59,11 +64,19 @@ impl App {
         }
         let settings = self.settings_for(&cfg, db, dbc, &key.user);
         let limits = self.limits_for(&cfg, db, dbc, &key.user);
+        let routed = settings.route.is_some();
+        let mut created = false;
         let pool = self
             .pools
             .entry(key.clone())
-            .or_insert_with(|| Pool::new(key, settings, limits))
+            .or_insert_with(|| {
+                created = true;
+                Pool::new(key, settings, limits)
+            })
             .clone();
+        if created && routed {
+            pool.follow_topology();
+        }
         Some(pool)
     }
 
@@ -90,8 +103,8 @@ impl App {
     /// Pool mode for a client (users may override the database's).
     pub fn pool_mode(&self, db: &str, user: &str) -> PoolMode {
         let cfg = self.config.load();
-        cfg.database(db)
-            .map(|d| cfg.pool_mode_for(d, user))
+        cfg.resolve_database(db)
+            .map(|d| cfg.pool_mode_for(&d, user))
             .unwrap_or(cfg.pool_mode)
     }
 
@@ -140,7 +153,53 @@ impl App {
             lifetime: cfg.server_lifetime,
             idle_timeout: cfg.server_idle_timeout,
             reset_query: reset.then(|| cfg.server_reset_query.clone()),
+            route: dbc
+                .cluster
+                .as_ref()
+                .and_then(|name| self.cluster(cfg, name))
+                .map(|c| Arc::new(Route::new(c, dbc.role.unwrap_or_default()))),
         }
+    }
+
+    /// The running provider of cluster `name`, started on first use and
+    /// restarted when its config changed.
+    fn cluster(&self, cfg: &Config, name: &str) -> Option<Arc<Cluster>> {
+        let c = cfg.clusters.get(name)?;
+        let mut entry = self
+            .clusters
+            .entry(name.to_string())
+            .or_insert_with(|| self.start_cluster(cfg, name, c));
+        if entry.config != *c {
+            entry.stop();
+            *entry = self.start_cluster(cfg, name, c);
+        }
+        Some(entry.clone())
+    }
+
+    fn start_cluster(&self, cfg: &Config, name: &str, c: &ClusterConfig) -> Arc<Cluster> {
+        let probe = (c.provider == Provider::Static).then(|| {
+            let user = c.probe_user.clone().unwrap_or_default();
+            let secret = match &c.probe_password {
+                Some(p) => Some(Secret::Plain(p.clone())),
+                None => self.auth.load().get(&user).cloned(),
+            };
+            ServerTarget {
+                host: String::new(),
+                port: 0,
+                dbname: c.probe_dbname.clone(),
+                user,
+                secret,
+                startup: vec![("application_name".into(), "pgwolf-probe".into())],
+                connect_timeout: c.probe_timeout.min(cfg.server_connect_timeout),
+                login_timeout: c.probe_timeout.min(cfg.server_login_timeout),
+            }
+        });
+        Cluster::start(name, c.clone(), probe)
+    }
+
+    /// Topology snapshots of every running cluster (admin console, tests).
+    pub fn clusters(&self) -> Vec<Arc<Cluster>> {
+        self.clusters.iter().map(|c| c.value().clone()).collect()
     }
 
     fn limits_for(&self, cfg: &Config, db: &str, dbc: &DatabaseConfig, user: &str) -> SharedLimits {
@@ -165,19 +224,28 @@ impl App {
         self.config.store(Arc::new(config));
         self.auth.store(Arc::new(auth));
         let cfg = self.config.load();
-        self.pools.retain(|key, pool| match cfg.database(&key.db) {
-            Some(dbc) => {
-                let settings = self.settings_for(&cfg, &key.db, dbc, &key.user);
-                let limits = self.limits_for(&cfg, &key.db, dbc, &key.user);
-                pool.update(settings, limits);
-                true
+        self.clusters.retain(|name, c| {
+            let keep = cfg.clusters.get(name) == Some(&c.config);
+            if !keep {
+                c.stop();
             }
-            None => {
-                // Clients still holding this pool finish with it; no new ones.
-                pool.close_idle();
-                false
-            }
+            keep
         });
+        self.pools
+            .retain(|key, pool| match cfg.resolve_database(&key.db) {
+                Some(dbc) => {
+                    let dbc = &dbc;
+                    let settings = self.settings_for(&cfg, &key.db, dbc, &key.user);
+                    let limits = self.limits_for(&cfg, &key.db, dbc, &key.user);
+                    pool.update(settings, limits);
+                    true
+                }
+                None => {
+                    // Clients still holding this pool finish with it; no new ones.
+                    pool.close_idle();
+                    false
+                }
+            });
     }
 
     /// Frees a connection slot for `asking` by closing an idle connection of

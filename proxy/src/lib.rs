@@ -6,7 +6,9 @@
 //! - [`config`]: typed settings, TOML and PgBouncer-ini loading, validation.
 //! - [`auth`]: credential sources (auth file); never logs secrets.
 //! - [`prepared`]: named prepared statements across pooled server
-//!   connections (sans-I/O; not yet driven by the pump).
+//!   connections (sans-I/O, driven by the client pump).
+//! - [`topology`]: each cluster's members and roles, from Patroni's REST API
+//!   or a SQL probe, in a `watch` channel the pools follow.
 
 pub mod app;
 pub mod auth;
@@ -18,3 +20,4 @@ pub mod prepared;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod topology;

@@ -385,15 +385,21 @@ impl Session {
             }
             ref outcome @ (ServerClosed | ServerIo(_)) => {
                 lease.discard();
+                let route = self.pool.settings().route.clone();
+                if let Some(r) = &route {
+                    // Maybe the member died: have the provider look now.
+                    r.cluster.nudge();
+                }
                 // The server usually says why (e.g. FATAL 57P01) before closing.
                 if track.last_server_tag != b'E' {
-                    send_error(
-                        &mut self.client,
-                        Severity::Fatal,
-                        "08006",
-                        "server connection lost",
-                    )
-                    .await;
+                    let message = match &route {
+                        Some(r) => format!(
+                            "server connection lost; cluster \"{}\" may be failing over: reconnect and retry",
+                            r.cluster.name
+                        ),
+                        None => "server connection lost".to_string(),
+                    };
+                    send_error(&mut self.client, Severity::Fatal, "08006", &message).await;
                 }
                 let error = match &outcome {
                     ServerIo(e) => e.to_string(),

@@ -43,6 +43,7 @@ impl Default for Config {
             ignore_startup_parameters: Vec::new(),
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
+            clusters: BTreeMap::new(),
         }
     }
 }

@@ -160,6 +160,8 @@ mod tests {
                 client_encoding: Some("UTF8".into()),
                 datestyle: Some("ISO, MDY".into()),
                 timezone: Some("UTC".into()),
+                cluster: None,
+                role: None,
             },
         );
         let fallback: DatabaseConfig = toml::from_str("").unwrap();

@@ -4,11 +4,13 @@
 //! whole on reload. Parsing (TOML natively, PgBouncer's ini as an import) and
 //! validation live in their own files; nothing here does I/O except `load`.
 
+mod cluster;
 mod defaults;
 mod load;
 mod pgbouncer_ini;
 mod validate;
 
+pub use cluster::{split_host_port, ClusterConfig, Provider, TargetRole};
 pub use load::{load, ConfigError, Loaded};
 
 use serde::{Deserialize, Serialize};
@@ -117,6 +119,9 @@ pub struct Config {
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// Per-user overrides.
     pub users: BTreeMap<String, UserConfig>,
+    /// Clusters whose primary pgwolf follows; a database names one with
+    /// `cluster` instead of a `host`.
+    pub clusters: BTreeMap<String, ClusterConfig>,
 }
 
 /// A logical database: where its server is and optional per-database overrides.
@@ -143,6 +148,10 @@ pub struct DatabaseConfig {
     pub client_encoding: Option<String>,
     pub datestyle: Option<String>,
     pub timezone: Option<String>,
+    /// Route to this cluster's members instead of `host`/`port`.
+    pub cluster: Option<String>,
+    /// With `cluster`: which members serve this database.
+    pub role: Option<TargetRole>,
 }
 
 /// Per-user overrides.
@@ -158,6 +167,29 @@ impl Config {
     /// The database entry for a requested name, falling back to "*".
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
         self.databases.get(name).or_else(|| self.databases.get("*"))
+    }
+
+    /// The entry a client's database name routes to: a configured name, else
+    /// the read-only alias (`<db><read_only_suffix>`) of a database on a
+    /// cluster, as that database with role replica, else "*". The entry's
+    /// `dbname` is the server's database name.
+    pub fn resolve_database(&self, name: &str) -> Option<DatabaseConfig> {
+        if let Some(d) = self.databases.get(name) {
+            return Some(d.clone());
+        }
+        for (base, d) in &self.databases {
+            let Some(c) = d.cluster.as_ref().and_then(|c| self.clusters.get(c)) else {
+                continue;
+            };
+            let suffix = &c.read_only_suffix;
+            if !suffix.is_empty() && name.strip_suffix(suffix.as_str()) == Some(base.as_str()) {
+                let mut alias = d.clone();
+                alias.dbname = Some(d.dbname.clone().unwrap_or_else(|| base.clone()));
+                alias.role = Some(TargetRole::Replica);
+                return Some(alias);
+            }
+        }
+        self.databases.get("*").cloned()
     }
 
     pub fn pool_mode_for(&self, db: &DatabaseConfig, user: &str) -> PoolMode {

@@ -442,6 +442,8 @@ impl Import {
             client_encoding: None,
             datestyle: None,
             timezone: None,
+            cluster: None,
+            role: None,
         };
         let mut has_host = false;
         for (key, value) in parse_connstr(line.value).map_err(|m| line.err(m))? {

@@ -6,7 +6,10 @@
 //! the same file always gives the same error. Keys are dotted as in TOML
 //! (`databases.app.port`), which also reads well for an imported ini file.
 
-use super::{AuthType, Config, ConfigError, DatabaseConfig, UserConfig};
+use super::{
+    split_host_port, AuthType, ClusterConfig, Config, ConfigError, DatabaseConfig, Provider,
+    UserConfig,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -50,6 +53,9 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             "ignore_startup_parameters",
             "entries must not be empty",
         ));
+    }
+    for (name, cluster) in &cfg.clusters {
+        check_cluster(name, cluster)?;
     }
     for (name, db) in &cfg.databases {
         check_database(cfg, name, db)?;
@@ -238,6 +244,21 @@ fn check_database(cfg: &Config, name: &str, db: &DatabaseConfig) -> Result<(), C
             format!("the name `{name}` is reserved for the admin console"),
         ));
     }
+    match &db.cluster {
+        Some(c) if !cfg.clusters.contains_key(c) => {
+            return Err(invalid(
+                k("cluster"),
+                format!("no cluster `{c}` is configured (add a [clusters.{c}] table)"),
+            ));
+        }
+        None if db.role.is_some() => {
+            return Err(invalid(
+                k("role"),
+                "needs `cluster`: a single host has no roles",
+            ));
+        }
+        _ => {}
+    }
     check_server_host(&db.host).map_err(|m| invalid(k("host"), m))?;
     if db.port == 0 {
         return Err(invalid(k("port"), "must be a port from 1 to 65535"));
@@ -274,6 +295,62 @@ fn check_database(cfg: &Config, name: &str, db: &DatabaseConfig) -> Result<(), C
         ));
     }
     Ok(())
+}
+
+fn check_cluster(name: &str, c: &ClusterConfig) -> Result<(), ConfigError> {
+    let k = |field: &str| key("clusters", name, field);
+    match c.provider {
+        Provider::Static => {
+            if c.hosts.is_empty() {
+                return Err(invalid(
+                    k("hosts"),
+                    "the static provider needs at least one `host:port`",
+                ));
+            }
+            if let Some(bad) = c.hosts.iter().find(|h| split_host_port(h).is_none()) {
+                return Err(invalid(k("hosts"), format!("`{bad}` is not `host:port`")));
+            }
+            if c.probe_user.as_deref().unwrap_or("").is_empty() {
+                return Err(invalid(
+                    k("probe_user"),
+                    "the static provider logs in to probe pg_is_in_recovery(): name a user",
+                ));
+            }
+        }
+        Provider::Patroni => {
+            if c.patroni_urls.is_empty() {
+                return Err(invalid(
+                    k("patroni_urls"),
+                    "the patroni provider needs at least one REST API URL (http://host:8008)",
+                ));
+            }
+            if let Some(bad) = c.patroni_urls.iter().find(|u| !is_http_url(u)) {
+                return Err(invalid(
+                    k("patroni_urls"),
+                    format!("`{bad}` is not `http://host:port`"),
+                ));
+            }
+        }
+    }
+    if c.poll_interval < Duration::from_millis(10) {
+        return Err(invalid(k("poll_interval"), "must be at least 10ms"));
+    }
+    if c.probe_timeout.is_zero() {
+        return Err(invalid(k("probe_timeout"), "must be more than 0"));
+    }
+    if c.read_only_suffix.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            k("read_only_suffix"),
+            "must not contain whitespace",
+        ));
+    }
+    Ok(())
+}
+
+fn is_http_url(u: &str) -> bool {
+    u.strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .is_some_and(|a| !a.contains('/') && split_host_port(a).is_some())
 }
 
 /// pgwolf connects over TCP to one host; PgBouncer's Unix-socket and

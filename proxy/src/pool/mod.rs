@@ -5,13 +5,16 @@
 //! idle stack is behind a std `Mutex` that is never held across `.await`:
 //! every critical section is a push or a pop.
 
+mod follow;
 mod lease;
+mod route;
 mod settings;
 
 pub use lease::Lease;
+pub use route::Route;
 pub use settings::PoolSettings;
 
-use crate::server::{self, ServerConn, ServerError};
+use crate::server::{self, ServerConn, ServerError, ServerTarget};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,8 +38,22 @@ pub enum PoolError {
     Closed,
     #[error("max_db_connections or max_user_connections reached")]
     CapReached,
+    #[error("no {} of cluster \"{cluster}\" could be used within failover_wait_timeout ({waited:?}); a failover may be in progress (last: {last})", role_name(*role))]
+    NoMember {
+        cluster: String,
+        role: crate::config::TargetRole,
+        waited: Duration,
+        last: String,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
+}
+
+fn role_name(role: crate::config::TargetRole) -> &'static str {
+    match role {
+        crate::config::TargetRole::Primary => "primary",
+        crate::config::TargetRole::Replica => "replica",
+    }
 }
 
 impl PoolError {
@@ -45,6 +62,7 @@ impl PoolError {
             PoolError::WaitTimeout(_) => "08004",
             PoolError::Closed => "57P01",
             PoolError::CapReached => "53300",
+            PoolError::NoMember { .. } => "08006",
             PoolError::Server(e) => e.sqlstate(),
         }
     }
@@ -117,6 +135,12 @@ impl Pool {
         &self.0.key
     }
 
+    /// For a pool on a cluster: close connections to a member that lost
+    /// the pool's role (see `follow.rs`). Call once, after creating it.
+    pub fn follow_topology(&self) {
+        tokio::spawn(follow::follow(Arc::downgrade(&self.0)));
+    }
+
     pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
         self.0.settings.load()
     }
@@ -187,8 +211,29 @@ impl Pool {
         }
     }
 
-    /// Opens a connection once the shared caps allow it.
+    /// Opens a connection: to the configured host, or to the cluster member
+    /// of the pool's role (see [`Route::connect`]).
     async fn open(&self, s: &PoolSettings, wait: CapWait) -> Result<ServerConn, PoolError> {
+        match &s.route {
+            None => self.open_at(s, &s.target, wait).await,
+            Some(route) => {
+                route
+                    .connect(
+                        &s.target,
+                        |t| async move { self.open_at(s, &t, wait).await },
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Opens a connection to `target` once the shared caps allow it.
+    async fn open_at(
+        &self,
+        s: &PoolSettings,
+        target: &ServerTarget,
+        wait: CapWait,
+    ) -> Result<ServerConn, PoolError> {
         let limits = self.0.limits.load_full();
         let mut held = Vec::with_capacity(2);
         for sem in [&limits.db, &limits.user].into_iter().flatten() {
@@ -213,7 +258,7 @@ impl Pool {
             held.push(permit);
         }
         let generation = self.0.generation.load(Ordering::Acquire);
-        match server::connect(&s.target, generation, held).await {
+        match server::connect(target, generation, held).await {
             Ok(c) => {
                 self.0.stats.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(db = %self.0.key.db, user = %self.0.key.user, server = %c.peer, "server connection opened");
@@ -337,6 +382,7 @@ impl Inner {
 }
 
 /// How [`Pool::open`] may wait for a max_db/max_user_connections slot.
+#[derive(Clone, Copy)]
 enum CapWait {
     /// A client is waiting: free a slot by evicting an idle connection of a
     /// sibling pool, then wait until the client's query_wait_timeout

@@ -1,7 +1,9 @@
 //! What one pool needs from the config, resolved for its (database, user).
 
+use super::Route;
 use crate::config::PoolMode;
 use crate::server::{ServerConn, ServerTarget};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
@@ -17,6 +19,9 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Run before a server connection goes back to the pool, if any.
     pub reset_query: Option<String>,
+    /// On a cluster: `target`'s host and port are replaced by the member
+    /// of this role at each connect.
+    pub route: Option<Arc<Route>>,
 }
 
 impl PoolSettings {
@@ -33,5 +38,10 @@ impl PoolSettings {
             && a.user == b.user
             && a.secret == b.secret
             && a.startup == b.startup
+            && match (&self.route, &other.route) {
+                (None, None) => true,
+                (Some(x), Some(y)) => x.same(y),
+                _ => false,
+            }
     }
 }

@@ -160,6 +160,36 @@ impl ServerConn {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// The first column of the first row of a simple query of the proxy's
+    /// own (the topology probe's `pg_is_in_recovery()`), as text; None for
+    /// no row or NULL.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 6);
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        let (mut value, mut first_error) = (None, None);
+        let mut rows = 0u32;
+        loop {
+            let Some((tag, body)) = self.read_message().await? else {
+                continue;
+            };
+            match tag {
+                backend::READY_FOR_QUERY => break,
+                backend::ERROR_RESPONSE if first_error.is_none() => {
+                    first_error = Some(ServerError::from_error_body(&body));
+                }
+                backend::DATA_ROW => {
+                    rows += 1;
+                    if rows == 1 {
+                        value = first_column(&body)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        first_error.map_or(Ok(value), Err)
+    }
+
     /// One whole message, or None if more bytes were read but not enough yet.
     async fn read_message(&mut self) -> Result<Option<(u8, BytesMut)>, ServerError> {
         if let Some(m) = split_message(&mut self.rbuf, OWN_QUERY_MAX)
@@ -179,4 +209,19 @@ impl ServerConn {
         frontend::terminate(&mut out);
         let _ = self.stream.write_all(&out).await;
     }
+}
+
+/// Column 0 of a DataRow body: Int16 count, then Int32 length (-1: NULL)
+/// and the bytes.
+fn first_column(body: &[u8]) -> Result<Option<String>, ServerError> {
+    let bad = || ServerError::Protocol("malformed DataRow".into());
+    if body.len() < 6 || body[..2] == [0, 0] {
+        return Err(bad());
+    }
+    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+    if len < 0 {
+        return Ok(None);
+    }
+    let value = body.get(6..6 + len as usize).ok_or_else(bad)?;
+    Ok(Some(String::from_utf8_lossy(value).into_owned()))
 }

@@ -1,0 +1,61 @@
+//! A pool on a cluster follows its topology: when the member its role
+//! points at changes (a new primary, a replica gone or lagging), the idle
+//! connections close at once and the checked-out ones at check-in, by the
+//! same generation bump a reload uses.
+
+use super::{Inner, Route};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Also how often a reload that changed the pool's route is noticed here.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Runs until the pool is dropped or stops being on a cluster.
+pub(super) async fn follow(pool: Weak<Inner>) {
+    let mut route: Option<Arc<Route>> = None;
+    let mut rx = None;
+    let mut key = Vec::new();
+    loop {
+        {
+            let Some(inner) = pool.upgrade() else { return };
+            let Some(current) = inner.settings.load().route.clone() else {
+                return;
+            };
+            if !route.as_ref().is_some_and(|r| Arc::ptr_eq(r, &current)) {
+                let mut fresh = current.cluster.subscribe();
+                key = current.members_key(&fresh.borrow_and_update());
+                rx = Some(fresh);
+                route = Some(current);
+            }
+        }
+        let (Some(r), Some(watch)) = (route.as_ref(), rx.as_mut()) else {
+            return;
+        };
+        tokio::select! {
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    // The provider stopped (a reload replaced the cluster):
+                    // pick up the new route at the next check.
+                    tokio::time::sleep(RECHECK).await;
+                    route = None;
+                    continue;
+                }
+            }
+            _ = tokio::time::sleep(RECHECK) => continue,
+        }
+        let next = r.members_key(&watch.borrow_and_update());
+        if next != key {
+            let Some(inner) = pool.upgrade() else { return };
+            if !key.is_empty() {
+                inner.generation.fetch_add(1, Ordering::AcqRel);
+                let closed = {
+                    let mut idle = inner.idle.lock().unwrap();
+                    std::mem::take(&mut *idle).len()
+                };
+                tracing::info!(db = %inner.key.db, user = %inner.key.user, cluster = %r.cluster.name, from = ?key, to = ?next, closed_idle = closed, "pool follows the topology");
+            }
+            key = next;
+        }
+    }
+}
