@@ -95,6 +95,67 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load::from_toml_str;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn check(toml: &str) -> Result<Config, String> {
+        let cfg = from_toml_str(
+            &format!("auth_type = \"trust\"\n{toml}"),
+            Path::new("t.toml"),
+        )
+        .map_err(|e| e.to_string())?;
+        super::super::validate::validate(&cfg).map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn a_patroni_cluster_with_defaults_and_its_read_only_alias() {
+        let cfg = check(
+            "[clusters.main]\nprovider = \"patroni\"\npatroni_urls = [\"http://10.0.0.1:8008\"]\n\
+             [databases.app]\ncluster = \"main\"\n",
+        )
+        .unwrap();
+        let c = &cfg.clusters["main"];
+        assert_eq!(c.poll_interval, Duration::from_millis(500));
+        assert_eq!(c.failover_wait_timeout, Duration::from_secs(30));
+        assert_eq!(c.read_only_suffix, "_ro");
+        let app = cfg.resolve_database("app").unwrap();
+        assert_eq!(app.role, None);
+        let ro = cfg.resolve_database("app_ro").unwrap();
+        assert_eq!(ro.role, Some(TargetRole::Replica));
+        assert_eq!(ro.dbname.as_deref(), Some("app"), "the server's database");
+        assert!(cfg.resolve_database("other_ro").is_none());
+    }
+
+    #[test]
+    fn bad_clusters_name_the_key() {
+        let cases = [
+            ("[clusters.c]\nprovider = \"patroni\"\n", "clusters.c.patroni_urls"),
+            (
+                "[clusters.c]\nprovider = \"patroni\"\npatroni_urls = [\"https://h:1\"]\n",
+                "clusters.c.patroni_urls",
+            ),
+            ("[clusters.c]\nprovider = \"static\"\nprobe_user = \"u\"\n", "clusters.c.hosts"),
+            (
+                "[clusters.c]\nprovider = \"static\"\nhosts = [\"h\"]\nprobe_user = \"u\"\n",
+                "clusters.c.hosts",
+            ),
+            ("[clusters.c]\nprovider = \"static\"\nhosts = [\"h:1\"]\n", "clusters.c.probe_user"),
+            (
+                "[clusters.c]\nprovider = \"static\"\nhosts = [\"h:1\"]\nprobe_user = \"u\"\npoll_interval = \"0s\"\n",
+                "clusters.c.poll_interval",
+            ),
+            ("[databases.a]\ncluster = \"nope\"\n", "databases.a.cluster"),
+            ("[databases.a]\nrole = \"replica\"\n", "databases.a.role"),
+        ];
+        for (toml, key) in cases {
+            let err = check(toml).unwrap_err();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let err = check("[clusters.c]\nprovider = \"kubernetes\"\n").unwrap_err();
+        assert!(err.contains("unknown variant `kubernetes`"), "{err}");
+    }
 
     #[test]
     fn host_port_forms() {
