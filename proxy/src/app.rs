@@ -197,6 +197,13 @@ impl App {
         Cluster::start(name, c.clone(), probe)
     }
 
+    /// The configured cluster `name`, its provider started if no pool has
+    /// needed it yet.
+    pub fn cluster_named(&self, name: &str) -> Option<Arc<Cluster>> {
+        let cfg = self.config.load();
+        self.cluster(&cfg, name)
+    }
+
     /// Topology snapshots of every running cluster (admin console, tests).
     pub fn clusters(&self) -> Vec<Arc<Cluster>> {
         self.clusters.iter().map(|c| c.value().clone()).collect()

@@ -10,10 +10,12 @@
 //! - [`topology`]: each cluster's members and roles, from Patroni's REST API
 //!   or a SQL probe, in a `watch` channel the pools follow.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod listener;
 pub mod pool;
 pub mod prepared;

@@ -46,6 +46,8 @@ pub enum ClientError {
     UnsupportedParameter(String),
     #[error("timeout during startup and authentication (client_login_timeout)")]
     LoginTimeout,
+    #[error("user \"{0}\" is not allowed on the admin console (admin_users, stats_users)")]
+    NotAdmin(String),
     #[error(transparent)]
     Pool(#[from] PoolError),
 }
@@ -58,6 +60,7 @@ impl ClientError {
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedParameter(_) => "08P01",
             ClientError::LoginTimeout => "08006",
+            ClientError::NotAdmin(_) => "28000",
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Startup(StartupError::Protocol { .. }) => "0A000",
             ClientError::Startup(StartupError::NoUser) => "28000",
@@ -147,6 +150,25 @@ async fn establish(
         .unwrap_or(&user)
         .to_string();
     let registration = app.cancels.register();
+    if crate::admin::DATABASES.contains(&db.as_str()) {
+        let login = admin_login(&app, &mut stream, &mut buf, &user);
+        match tokio::time::timeout(login_timeout, login).await {
+            Ok(Ok(access)) => {
+                tracing::info!(%peer, %user, ?access, "admin console login");
+                crate::admin::serve(app, stream, buf, access, registration.key).await;
+            }
+            Ok(Err(ClientError::Eof)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(%peer, %db, %user, error = %e, "admin console login refused");
+                send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+            }
+            Err(_) => {
+                let e = ClientError::LoginTimeout;
+                send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+            }
+        }
+        return None;
+    }
     let login = login(
         &app,
         &mut stream,
@@ -189,6 +211,25 @@ async fn establish(
         peer,
         prepared: None,
     })
+}
+
+/// Authenticates an admin console user; only `admin_users` and
+/// `stats_users` get in.
+async fn admin_login(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    user: &str,
+) -> Result<crate::admin::Access, ClientError> {
+    auth::authenticate(app, stream, buf, user).await?;
+    let cfg = app.config.load();
+    if cfg.admin_users.iter().any(|u| u == user) {
+        Ok(crate::admin::Access::Admin)
+    } else if cfg.stats_users.iter().any(|u| u == user) {
+        Ok(crate::admin::Access::Stats)
+    } else {
+        Err(ClientError::NotAdmin(user.to_string()))
+    }
 }
 
 /// Authenticates, finds the pool, and sends the welcome.

@@ -41,6 +41,8 @@ impl Default for Config {
             worker_threads: 0,
             shutdown_timeout: Duration::from_secs(30),
             ignore_startup_parameters: Vec::new(),
+            admin_users: Vec::new(),
+            stats_users: Vec::new(),
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
             clusters: BTreeMap::new(),

@@ -114,6 +114,10 @@ pub struct Config {
     /// Startup parameters clients may not set (they are dropped, as PgBouncer's
     /// `ignore_startup_parameters`), e.g. "extra_float_digits".
     pub ignore_startup_parameters: Vec<String>,
+    /// Users who may run every admin console command (database `pgwolf`).
+    pub admin_users: Vec<String>,
+    /// Users who may run the admin console's SHOW commands.
+    pub stats_users: Vec<String>,
     /// Logical databases clients may connect to. The key "*" is a fallback
     /// for any other name (its `dbname` defaults to the requested name).
     pub databases: BTreeMap<String, DatabaseConfig>,

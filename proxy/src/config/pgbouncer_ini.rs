@@ -20,7 +20,7 @@ use std::time::Duration;
 /// (Tables are kept dense by hand; rustfmt would put one key per line.)
 #[rustfmt::skip]
 const UNSUPPORTED_GLOBAL: &[&str] = &[
-    "admin_users", "application_name_add_host", "auth_dbname", "auth_hba_file",
+    "application_name_add_host", "auth_dbname", "auth_hba_file",
     "auth_ident_file", "auth_ldap_options", "auth_query", "auth_user",
     "autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
     "client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
@@ -36,7 +36,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
     "server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
     "server_tls_protocols", "server_tls_sslmode", "service_name", "so_reuseport",
-    "stats_period", "stats_users", "suspend_timeout", "syslog", "syslog_facility",
+    "stats_period", "suspend_timeout", "syslog", "syslog_facility",
     "syslog_ident", "tcp_defer_accept", "tcp_keepalive", "tcp_keepcnt",
     "tcp_keepidle", "tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
     "track_extra_parameters", "transaction_timeout", "unix_socket_dir",
@@ -420,6 +420,8 @@ impl Import {
             "ignore_startup_parameters" => {
                 cfg.ignore_startup_parameters = comma_list(v).map(String::from).collect();
             }
+            "admin_users" => cfg.admin_users = comma_list(v).map(String::from).collect(),
+            "stats_users" => cfg.stats_users = comma_list(v).map(String::from).collect(),
             k if UNSUPPORTED_GLOBAL.contains(&k) => self.unsupported.global.push(k.to_string()),
             _ => return Err("not a PgBouncer setting".into()),
         }
@@ -683,12 +685,14 @@ pkt_buf = 8192
             (Some(2), Some(4))
         );
         assert_eq!(cfg.users["slow"], UserConfig::default());
+        assert_eq!(cfg.admin_users, ["postgres"]);
+        assert_eq!(cfg.stats_users, ["stats", "postgres"]);
 
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(
             warnings[0],
             "pgbouncer.ini: ignored PgBouncer settings that pgwolf does not support: \
-             [pgbouncer] logfile, pidfile, admin_users, stats_users, server_tls_sslmode, pkt_buf; \
+             [pgbouncer] logfile, pidfile, server_tls_sslmode, pkt_buf; \
              [databases] legacy.connect_query; [users] slow.query_timeout"
         );
         super::super::validate::validate(&cfg).unwrap();

@@ -99,6 +99,9 @@ pub(crate) struct Inner {
     limits: ArcSwap<SharedLimits>,
     /// Server parameters from the first login, sent to clients at theirs.
     welcome: Mutex<Option<Welcome>>,
+    /// PAUSE: check-outs wait (within query_wait_timeout) until RESUME.
+    paused: std::sync::atomic::AtomicBool,
+    resumed: tokio::sync::Notify,
     pub(crate) stats: Stats,
 }
 
@@ -127,12 +130,60 @@ impl Pool {
             size: AtomicU32::new(size),
             limits: ArcSwap::from_pointee(limits),
             welcome: Mutex::new(None),
+            paused: std::sync::atomic::AtomicBool::new(false),
+            resumed: tokio::sync::Notify::new(),
             stats: Stats::default(),
         }))
     }
 
     pub fn key(&self) -> &PoolKey {
         &self.0.key
+    }
+
+    /// New transactions wait until [`Pool::resume`]; running ones go on.
+    pub fn pause(&self) {
+        self.0.paused.store(true, Ordering::Release);
+    }
+
+    pub fn resume(&self) {
+        self.0.paused.store(false, Ordering::Release);
+        self.0.resumed.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.0.paused.load(Ordering::Acquire)
+    }
+
+    /// Server connections checked out now (transactions in flight).
+    pub fn active(&self) -> u32 {
+        self.0.stats.active.load(Ordering::Relaxed)
+    }
+
+    /// Closes the idle connections now and the checked-out ones when they
+    /// come back (a switchover moved the primary).
+    pub fn reconnect(&self) {
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+        self.0.idle.lock().unwrap().clear();
+    }
+
+    async fn wait_resumed(&self, wait: Duration) -> Result<(), PoolError> {
+        let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
+        self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let r = bounded(deadline, wait, async {
+            loop {
+                let resumed = self.0.resumed.notified();
+                tokio::pin!(resumed);
+                // Registered before the check, so a RESUME in between is seen.
+                resumed.as_mut().enable();
+                if !self.0.paused.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                resumed.await;
+            }
+        })
+        .await;
+        self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+        r
     }
 
     /// For a pool on a cluster: close connections to a member that lost
@@ -155,6 +206,9 @@ impl Pool {
     pub async fn checkout(&self) -> Result<Lease, PoolError> {
         let settings = self.0.settings.load_full();
         let wait = settings.query_wait_timeout;
+        if self.0.paused.load(Ordering::Acquire) {
+            self.wait_resumed(wait).await?;
+        }
         // The usual case, a free slot, reads no clock and touches no
         // waiting counter. The semaphore hands released permits to waiters
         // first, so taking a free one here never jumps the queue.

@@ -1,0 +1,257 @@
+//! The admin console: the virtual database `pgwolf` (or `pgbouncer`, for
+//! existing tooling), for users in `admin_users` (every command) or
+//! `stats_users` (SHOW only), in the simple query protocol.
+//!
+//! Commands so far: `SHOW TOPOLOGY`, `PAUSE [db]`, `RESUME [db]`,
+//! `SWITCHOVER [cluster] [TO member]`. The PgBouncer-compatible SHOW
+//! commands are the admin-console issue's.
+
+mod rows;
+
+use crate::app::App;
+use crate::control;
+use crate::protocol::backend::{self, Severity};
+use crate::protocol::frame::split_message;
+use crate::protocol::frontend;
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The database names that reach the console.
+pub const DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
+
+/// Console commands are short; anything longer is a mistake.
+const MAX_MESSAGE: u32 = 64 * 1024;
+
+/// PAUSE returns once the paused pools' transactions ended (as PgBouncer's
+/// does), or after this with an error naming how many are still running.
+const PAUSE_DRAIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Admin,
+    Stats,
+}
+
+/// After authentication: the welcome, then one command per Query until
+/// the client leaves.
+pub async fn serve(
+    app: Arc<App>,
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    access: Access,
+    key: (i32, i32),
+) {
+    let mut out = BytesMut::with_capacity(256);
+    backend::auth_ok(&mut out);
+    for (k, v) in [
+        ("server_version", "15.0"),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("application_name", "pgwolf"),
+    ] {
+        backend::parameter_status(&mut out, k, v);
+    }
+    backend::backend_key_data(&mut out, key.0, key.1);
+    backend::ready_for_query(&mut out, b'I');
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    loop {
+        let (tag, body) = match split_message(&mut buf, MAX_MESSAGE) {
+            Ok(Some(m)) => m,
+            Ok(None) => match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+            Err(e) => {
+                let mut out = BytesMut::new();
+                backend::error_response(&mut out, Severity::Fatal, "08P01", &e.to_string());
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+        };
+        let mut out = BytesMut::new();
+        match tag {
+            frontend::QUERY => {
+                let sql = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body));
+                if let Err((code, message)) = run(&app, access, &sql, &mut out).await {
+                    out.clear();
+                    backend::error_response(&mut out, Severity::Error, code, &message);
+                }
+                backend::ready_for_query(&mut out, b'I');
+            }
+            frontend::TERMINATE => return,
+            _ => {
+                backend::error_response(
+                    &mut out,
+                    Severity::Fatal,
+                    "08P01",
+                    "the admin console speaks the simple query protocol only",
+                );
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+type Failure = (&'static str, String);
+
+async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result<(), Failure> {
+    let words: Vec<&str> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+    let admin = || {
+        (access == Access::Admin).then_some(()).ok_or((
+            "42501",
+            "admin console: only admin_users may run this command".to_string(),
+        ))
+    };
+    match upper.as_slice() {
+        ["SHOW", "TOPOLOGY"] => show_topology(app, out),
+        ["PAUSE", rest @ ..] if rest.len() <= 1 => {
+            admin()?;
+            let db = words.get(1).copied();
+            pause(app, db).await?;
+            rows::command_complete(out, "PAUSE");
+        }
+        ["RESUME", rest @ ..] if rest.len() <= 1 => {
+            admin()?;
+            let n = control::resume(app, words.get(1).copied());
+            if n == 0 && words.len() > 1 {
+                return Err(("3D000", format!("no pool of database \"{}\"", words[1])));
+            }
+            rows::command_complete(out, "RESUME");
+        }
+        ["SWITCHOVER", ..] => {
+            admin()?;
+            switchover(app, &words[1..], &upper[1..], out).await?;
+        }
+        [] => rows::command_complete(out, ""),
+        _ => {
+            return Err((
+                "42601",
+                format!(
+                    "unknown admin command `{}`; this console knows SHOW TOPOLOGY, PAUSE [db], RESUME [db], SWITCHOVER [cluster] [TO member]",
+                    sql.trim()
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+async fn pause(app: &App, db: Option<&str>) -> Result<(), Failure> {
+    if control::pause(app, db) == 0 && db.is_some() {
+        return Err((
+            "3D000",
+            format!("no pool of database \"{}\"", db.unwrap_or("")),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + PAUSE_DRAIN;
+    loop {
+        let busy: u32 = app
+            .pools()
+            .iter()
+            .filter(|p| db.is_none_or(|d| p.key().db == d))
+            .map(|p| p.active())
+            .sum();
+        if busy == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err((
+                "57014",
+                format!("paused, but {busy} transaction(s) still running after {PAUSE_DRAIN:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn switchover(
+    app: &App,
+    words: &[&str],
+    upper: &[&str],
+    out: &mut BytesMut,
+) -> Result<(), Failure> {
+    let (cluster, candidate) = match upper {
+        [] => (None, None),
+        ["TO", _] => (None, Some(words[1])),
+        [_] => (Some(words[0]), None),
+        [_, "TO", _] => (Some(words[0]), Some(words[2])),
+        _ => return Err(("42601", "usage: SWITCHOVER [cluster] [TO member]".into())),
+    };
+    let cluster =
+        match cluster {
+            Some(c) => c.to_string(),
+            None => {
+                let cfg = app.config.load();
+                let mut names = cfg.clusters.keys();
+                match (names.next(), names.next()) {
+                    (Some(only), None) => only.clone(),
+                    _ => return Err((
+                        "42601",
+                        "several clusters (or none) are configured: name one, SWITCHOVER cluster"
+                            .into(),
+                    )),
+                }
+            }
+        };
+    let old = app
+        .cluster_named(&cluster)
+        .and_then(|c| c.current().primary().map(|m| m.name.clone()));
+    let new = control::switchover(
+        app,
+        &cluster,
+        candidate,
+        control::SwitchoverLimits::default(),
+    )
+    .await
+    .map_err(|e| ("55000", e))?;
+    rows::row_description(out, &["new_primary", "old_primary", "cluster"]);
+    rows::data_row(out, &[Some(new), old, Some(cluster)]);
+    rows::command_complete(out, "SWITCHOVER");
+    Ok(())
+}
+
+fn show_topology(app: &App, out: &mut BytesMut) {
+    rows::row_description(
+        out,
+        &["cluster", "member", "host", "port", "role", "lag", "error"],
+    );
+    let mut n = 0;
+    let names: Vec<String> = app.config.load().clusters.keys().cloned().collect();
+    for c in names.iter().filter_map(|n| app.cluster_named(n)) {
+        let t = c.current();
+        for m in &t.members {
+            rows::data_row(
+                out,
+                &[
+                    Some(c.name.clone()),
+                    Some(m.name.clone()),
+                    Some(m.host.clone()),
+                    Some(m.port.to_string()),
+                    Some(m.role.as_str().to_string()),
+                    m.lag.map(|l| l.to_string()),
+                    t.error.clone(),
+                ],
+            );
+            n += 1;
+        }
+    }
+    rows::command_complete(out, &format!("SHOW {n}"));
+}
