@@ -32,6 +32,24 @@ enum Command {
     Run,
     /// Validate the config file and exit non-zero naming the first problem.
     Check,
+    /// Planned switchover of a Patroni cluster through a running pgwolf's
+    /// admin console: new transactions wait, running ones finish, Patroni
+    /// switches over, and they resume on the new primary with no error.
+    /// The password is read from PGPASSWORD.
+    Switchover {
+        /// The cluster (`[clusters.NAME]`); optional when only one is configured.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The member to promote; Patroni picks one when omitted.
+        #[arg(long)]
+        to: Option<String>,
+        /// pgwolf's listen address; defaults to the config's first `listen`.
+        #[arg(long)]
+        admin: Option<String>,
+        /// An `admin_users` user.
+        #[arg(long, env = "PGUSER", default_value = "postgres")]
+        user: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -46,6 +64,12 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::Run => run(cli.config),
+        Command::Switchover {
+            cluster,
+            to,
+            admin,
+            user,
+        } => switchover(&cli.config, cluster, to, admin, user),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -76,6 +100,63 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     shutdown::load_auth(&loaded.config).context("auth_file")?;
     println!("{}: OK", path.display());
     Ok(())
+}
+
+fn switchover(
+    config_path: &std::path::Path,
+    cluster: Option<String>,
+    to: Option<String>,
+    admin: Option<String>,
+    user: String,
+) -> anyhow::Result<()> {
+    let addr = match admin {
+        Some(a) => a,
+        None => config::load(config_path)?
+            .config
+            .listen
+            .first()
+            .cloned()
+            .context("no listen address in the config; pass --admin host:port")?,
+    };
+    let (host, port) = config::split_host_port(&addr)
+        .with_context(|| format!("--admin `{addr}` is not host:port"))?;
+    let secret = std::env::var("PGPASSWORD")
+        .ok()
+        .map(pgwolf::auth::Secret::Plain);
+    let mut command = String::from("SWITCHOVER");
+    if let Some(c) = &cluster {
+        command.push(' ');
+        command.push_str(c);
+    }
+    if let Some(m) = &to {
+        command.push_str(" TO ");
+        command.push_str(m);
+    }
+    let target = pgwolf::server::ServerTarget {
+        host,
+        port,
+        dbname: "pgwolf".into(),
+        user,
+        secret,
+        startup: vec![("application_name".into(), "pgwolf switchover".into())],
+        connect_timeout: std::time::Duration::from_secs(10),
+        login_timeout: std::time::Duration::from_secs(10),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut conn = pgwolf::server::connect(&target, 0, Vec::new())
+            .await
+            .with_context(|| format!("admin console at {addr}"))?;
+        let new = conn.query_value(&command).await?;
+        println!(
+            "switched over: the primary is now {}",
+            new.as_deref().unwrap_or("?")
+        );
+        conn.terminate().await;
+        Ok(())
+    })
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
