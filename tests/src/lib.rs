@@ -11,6 +11,8 @@
 //!   userlist and captured log.
 //! - [`clients`]: tokio-postgres connections, `psql` and `pgbench` runs and the
 //!   pgbench report parser.
+//! - [`ha`]: [`HaCluster`], a local high-availability cluster (etcd, Patroni
+//!   and 2–3 PostgreSQL members) for failover tests, with a small REST client.
 //! - [`fixture`]: [`Fixture`], PostgreSQL + user `app` + database `appdb` +
 //!   pgwolf in front, which most tests start from.
 //! - [`time`]: bounds for awaits, so a hung proxy fails a test instead of
@@ -24,6 +26,7 @@
 
 pub mod clients;
 pub mod fixture;
+pub mod ha;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
@@ -34,6 +37,7 @@ pub use clients::{
     connect, parse_pgbench, pgbench, psql, psql_ok, sqlstate, try_connect, PgbenchRun, PgbenchStats,
 };
 pub use fixture::{userlist, Fixture, FixtureOptions, PoolMode, APP_DB, APP_PASSWORD, APP_USER};
+pub use ha::{HaCluster, HaOptions, MemberInfo, MemberStatus};
 pub use ports::free_port;
 pub use postgres::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD};
 pub use proxy::{pgwolf_bin, Pgwolf};

@@ -99,12 +99,10 @@ async fn stats_users_may_not_pause_and_others_may_not_enter() {
     let fx = Fixture::new(PoolMode::Transaction, 2).await;
     let err = try_connect(fx.port(), APP_USER, APP_PASSWORD, "pgwolf")
         .await
-        .err()
-        .expect("not in admin_users or stats_users");
+        .expect_err("not in admin_users or stats_users");
     assert_eq!(code(&err), "28000");
     let err = try_connect(fx.port(), APP_USER, "wrong", "pgwolf")
         .await
-        .err()
-        .expect("wrong password");
+        .expect_err("wrong password");
     assert_eq!(code(&err), "28P01");
 }

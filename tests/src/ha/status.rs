@@ -1,0 +1,139 @@
+//! Reading the cluster's state: Patroni's and etcd's REST answers, the
+//! readiness conditions, and a real write.
+
+use super::http;
+use super::{MemberInfo, MemberStatus, HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
+use crate::clients::psql_command;
+use crate::tools::run_bounded;
+use serde_json::Value;
+use std::time::Duration;
+
+const HTTP_LIMIT: Duration = Duration::from_secs(2);
+const WRITE_LIMIT: Duration = Duration::from_secs(10);
+
+/// One pass over the readiness conditions for the members in `up`;
+/// `Ok(leader)`, or `Err` saying which condition failed.
+pub fn ready_check(etcd_port: u16, up: &[&MemberInfo]) -> Result<String, String> {
+    if !etcd_healthy(etcd_port) {
+        return Err("etcd /health is not true".into());
+    }
+    let mut statuses = Vec::new();
+    for m in up {
+        let status = get_json(m.rest_port, "/patroni")?;
+        if status["state"] != "running" {
+            return Err(format!("{}: /patroni state {}", m.name, status["state"]));
+        }
+        statuses.push(status);
+    }
+    let mut primaries = Vec::new();
+    for (m, status) in up.iter().zip(&statuses) {
+        if get_status(m.rest_port, "/primary")? == 200 {
+            primaries.push((*m, status));
+        }
+    }
+    let [(leader, leader_status)] = primaries[..] else {
+        let names: Vec<&str> = primaries.iter().map(|(m, _)| m.name.as_str()).collect();
+        return Err(format!("/primary answers 200 on {names:?}"));
+    };
+    // Patroni 3.0 says "master", later releases "primary".
+    let role = &leader_status["role"];
+    if role != "master" && role != "primary" {
+        return Err(format!("{}: /primary 200 but role {role}", leader.name));
+    }
+    let view = cluster(leader.rest_port).ok_or("no parsable /cluster")?;
+    let leaders: Vec<&str> = view
+        .iter()
+        .filter(|s| s.role == "leader")
+        .map(|s| s.name.as_str())
+        .collect();
+    if leaders != [leader.name.as_str()] {
+        return Err(format!(
+            "/primary on {} but /cluster leaders {leaders:?}",
+            leader.name
+        ));
+    }
+    let streaming: Vec<&str> = leader_status["replication"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["state"] == "streaming")
+        .filter_map(|r| r["application_name"].as_str())
+        .collect();
+    for m in up.iter().filter(|m| m.name != leader.name) {
+        if get_status(m.rest_port, "/replica")? != 200 {
+            return Err(format!("{}: /replica is not 200", m.name));
+        }
+        if !streaming.contains(&m.name.as_str()) {
+            return Err(format!(
+                "{} not streaming from {} ({streaming:?})",
+                m.name, leader.name
+            ));
+        }
+    }
+    probe_write(leader)?;
+    Ok(leader.name.clone())
+}
+
+/// `GET /cluster` from the member whose REST API is on `port`.
+pub fn cluster(port: u16) -> Option<Vec<MemberStatus>> {
+    let r = http::get(port, "/cluster", HTTP_LIMIT).ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    let json = r.json()?;
+    let members = json["members"].as_array()?;
+    Some(
+        members
+            .iter()
+            .map(|m| MemberStatus {
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                role: m["role"].as_str().unwrap_or_default().to_string(),
+                state: m["state"].as_str().unwrap_or_default().to_string(),
+                timeline: m["timeline"].as_u64(),
+                lag: m["lag"].as_u64(),
+            })
+            .collect(),
+    )
+}
+
+fn get_status(port: u16, path: &str) -> Result<u16, String> {
+    http::get(port, path, HTTP_LIMIT)
+        .map(|r| r.status)
+        .map_err(|e| format!("GET 127.0.0.1:{port}{path}: {e}"))
+}
+
+fn get_json(port: u16, path: &str) -> Result<Value, String> {
+    let r = http::get(port, path, HTTP_LIMIT)
+        .map_err(|e| format!("GET 127.0.0.1:{port}{path}: {e}"))?;
+    r.json()
+        .ok_or_else(|| format!("GET 127.0.0.1:{port}{path}: {} {:?}", r.status, r.body))
+}
+
+pub fn etcd_healthy(port: u16) -> bool {
+    http::get(port, "/health", HTTP_LIMIT)
+        .ok()
+        .and_then(|r| r.json())
+        .is_some_and(|j| j["health"] == "true")
+}
+
+/// A real write, over TCP with SCRAM like an application: `/primary` 200
+/// alone also answers while the leader is still read-only.
+pub fn probe_write(m: &MemberInfo) -> Result<(), String> {
+    let mut cmd = psql_command(m.pg_port, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB);
+    cmd.arg("-c").arg(format!(
+        "INSERT INTO probe (node) VALUES ('{}') RETURNING inet_server_port()",
+        m.name
+    ));
+    let out = run_bounded(&mut cmd, WRITE_LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && stdout.trim() == m.pg_port.to_string() {
+        Ok(())
+    } else {
+        Err(format!(
+            "write on {} failed: {}{}",
+            m.name,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
