@@ -12,6 +12,9 @@ pub enum Provider {
     Static,
     /// Patroni's REST API (`GET /cluster`) at any of `patroni_urls`.
     Patroni,
+    /// The Kubernetes objects Patroni's Kubernetes DCS maintains: the
+    /// leader Endpoints and the member Pods' role label, watched.
+    Kubernetes,
 }
 
 /// Which members a database's connections go to.
@@ -57,6 +60,25 @@ pub struct ClusterConfig {
     pub probe_password: Option<String>,
     #[serde(default = "probe_dbname")]
     pub probe_dbname: String,
+    /// `kubernetes`: the namespace; default the kubeconfig's (or the pod's).
+    pub namespace: Option<String>,
+    /// `kubernetes`: the Endpoints whose address is the leader (Patroni's
+    /// scope); default the cluster's name.
+    pub endpoints: Option<String>,
+    /// `kubernetes`: label selector of the member Pods; default
+    /// `cluster-name=<endpoints>`.
+    pub pod_selector: Option<String>,
+    /// `kubernetes`: the Pod label Patroni sets to the member's role
+    /// (`role`; Spilo images use `spilo-role`).
+    #[serde(default = "role_label")]
+    pub role_label: String,
+    /// `kubernetes`: PostgreSQL's port on the members, where the Endpoints
+    /// does not name one.
+    #[serde(default = "pg_port")]
+    pub port: u16,
+    /// `kubernetes`: a kubeconfig file; default in-cluster config, then
+    /// `$KUBECONFIG` / `~/.kube/config`.
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 fn poll_interval() -> Duration {
@@ -76,6 +98,12 @@ fn replica_fallback() -> bool {
 }
 fn read_only_suffix() -> String {
     "_ro".to_string()
+}
+fn role_label() -> String {
+    "role".to_string()
+}
+fn pg_port() -> u16 {
+    5432
 }
 fn probe_dbname() -> String {
     "postgres".to_string()
@@ -153,8 +181,8 @@ mod tests {
             let err = check(toml).unwrap_err();
             assert!(err.contains(key), "{toml}: {err}");
         }
-        let err = check("[clusters.c]\nprovider = \"kubernetes\"\n").unwrap_err();
-        assert!(err.contains("unknown variant `kubernetes`"), "{err}");
+        let err = check("[clusters.c]\nprovider = \"etcd\"\n").unwrap_err();
+        assert!(err.contains("unknown variant `etcd`"), "{err}");
     }
 
     #[test]

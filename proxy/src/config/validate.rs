@@ -317,6 +317,16 @@ fn check_cluster(name: &str, c: &ClusterConfig) -> Result<(), ConfigError> {
                 ));
             }
         }
+        Provider::Kubernetes => {
+            if c.port == 0 {
+                return Err(invalid(k("port"), "must be a port from 1 to 65535"));
+            }
+            for (field, v) in [("endpoints", &c.endpoints), ("namespace", &c.namespace)] {
+                if v.as_deref() == Some("") {
+                    return Err(invalid(k(field), "must not be empty; omit it instead"));
+                }
+            }
+        }
         Provider::Patroni => {
             if c.patroni_urls.is_empty() {
                 return Err(invalid(

@@ -5,9 +5,12 @@
 //!
 //! - [`patroni`]: Patroni's REST API (`GET /cluster`), polled.
 //! - [`probe`]: a static host list, roles found with `pg_is_in_recovery()`.
+//! - [`kubernetes`]: the leader Endpoints and member Pods Patroni's
+//!   Kubernetes DCS maintains, watched with kube-rs.
 //! - [`http`]: the one-request HTTP client the Patroni provider uses.
 
 pub mod http;
+pub mod kubernetes;
 pub mod patroni;
 pub mod probe;
 
@@ -106,6 +109,9 @@ impl Cluster {
         match config.provider {
             Provider::Patroni => {
                 tokio::spawn(patroni::run(cluster, cfg, tx, task_nudge, task_stop));
+            }
+            Provider::Kubernetes => {
+                tokio::spawn(kubernetes::run(cluster, cfg, tx, task_nudge, task_stop));
             }
             Provider::Static => {
                 let target = probe_target.expect("validated: static clusters have a probe login");
