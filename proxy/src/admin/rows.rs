@@ -1,7 +1,7 @@
 //! Result sets of the admin console, all columns text, in the simple
 //! query protocol.
 
-use crate::protocol::backend::{COMMAND_COMPLETE, DATA_ROW, ROW_DESCRIPTION};
+use crate::protocol::backend::{message as frame, COMMAND_COMPLETE, DATA_ROW, ROW_DESCRIPTION};
 use bytes::{BufMut, BytesMut};
 
 /// `text`'s type OID: every console column is sent as text.
@@ -44,15 +44,6 @@ pub fn command_complete(out: &mut BytesMut, tag: &str) {
         b.extend_from_slice(tag.as_bytes());
         b.put_u8(0);
     });
-}
-
-fn frame(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    out.put_u8(tag);
-    let at = out.len();
-    out.put_u32(0);
-    body(out);
-    let len = (out.len() - at) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 #[cfg(test)]

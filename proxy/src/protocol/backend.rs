@@ -22,7 +22,7 @@ const AUTH_SASL_CONTINUE: i32 = 11;
 const AUTH_SASL_FINAL: i32 = 12;
 
 /// Writes `tag`, a length placeholder, the body from `f`, then the length.
-fn message(out: &mut BytesMut, tag: u8, f: impl FnOnce(&mut BytesMut)) {
+pub fn message(out: &mut BytesMut, tag: u8, f: impl FnOnce(&mut BytesMut)) {
     out.put_u8(tag);
     let at = out.len();
     out.put_i32(0);

@@ -136,10 +136,21 @@ impl ServerConn {
     /// ReadyForQuery. The server's first error is returned after the
     /// connection is back at ReadyForQuery, so it stays usable.
     pub async fn run_own_query(&mut self, sql: &str) -> Result<(), ServerError> {
+        self.own_query(sql).await.map(drop)
+    }
+
+    /// The first column of the first row of a simple query of the proxy's
+    /// own (the topology probe's `pg_is_in_recovery()`), as text; None for
+    /// no row or NULL. Errors as for [`ServerConn::run_own_query`].
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
+        self.own_query(sql).await
+    }
+
+    async fn own_query(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
         let mut out = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut out, sql);
         self.stream.write_all(&out).await?;
-        let mut first_error = None;
+        let (mut value, mut first_error, mut rows) = (None, None, 0u32);
         loop {
             let Some((tag, body)) = self.read_message().await? else {
                 continue;
@@ -153,30 +164,6 @@ impl ServerConn {
                     if let Some((k, v)) = backend::parse_parameter_status(&body) {
                         self.params.observe(k, v);
                     }
-                }
-                _ => {}
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// The first column of the first row of a simple query of the proxy's
-    /// own (the topology probe's `pg_is_in_recovery()`), as text; None for
-    /// no row or NULL.
-    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
-        let mut out = BytesMut::with_capacity(sql.len() + 6);
-        frontend::query(&mut out, sql);
-        self.stream.write_all(&out).await?;
-        let (mut value, mut first_error) = (None, None);
-        let mut rows = 0u32;
-        loop {
-            let Some((tag, body)) = self.read_message().await? else {
-                continue;
-            };
-            match tag {
-                backend::READY_FOR_QUERY => break,
-                backend::ERROR_RESPONSE if first_error.is_none() => {
-                    first_error = Some(ServerError::from_error_body(&body));
                 }
                 backend::DATA_ROW => {
                     rows += 1;
