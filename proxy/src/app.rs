@@ -30,10 +30,20 @@ pub struct App {
     scram_cache: DashMap<String, (String, ScramVerifier)>,
     /// Running topology providers, started when a pool first needs one.
     clusters: DashMap<String, Arc<Cluster>>,
+    /// RELOAD from the admin console: answered by the signal loop, which
+    /// knows the config file.
+    reload_tx: tokio::sync::mpsc::UnboundedSender<ReloadReply>,
+    reload_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ReloadReply>>>,
+    /// SHOW STATS averages.
+    pub(crate) history: std::sync::Mutex<crate::admin::show::History>,
 }
+
+/// Where a reload's outcome goes.
+pub type ReloadReply = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 impl App {
     pub fn new(config: Config, auth: AuthFile) -> Arc<Self> {
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new_cyclic(|me| App {
             me: me.clone(),
             config: ArcSwap::from_pointee(config),
@@ -45,6 +55,9 @@ impl App {
             user_limits: DashMap::new(),
             scram_cache: DashMap::new(),
             clusters: DashMap::new(),
+            reload_tx,
+            reload_rx: std::sync::Mutex::new(Some(reload_rx)),
+            history: Default::default(),
         })
     }
 
@@ -272,6 +285,23 @@ impl App {
         self.pools.iter().map(|p| p.value().clone()).collect()
     }
 
+    /// Asks the signal loop to reload the config file; its answer.
+    pub async fn request_reload(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload_tx
+            .send(tx)
+            .map_err(|_| "this pgwolf reloads on SIGHUP only".to_string())?;
+        rx.await
+            .map_err(|_| "the reload was not answered".to_string())?
+    }
+
+    /// For the signal loop: the RELOAD requests (once).
+    pub fn take_reload_requests(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<ReloadReply>> {
+        self.reload_rx.lock().unwrap().take()
+    }
+
     /// Runs pool upkeep every second until shutdown.
     pub async fn maintenance(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -284,6 +314,7 @@ impl App {
             for pool in self.pools() {
                 pool.maintain().await;
             }
+            self.history.lock().unwrap().tick(&self);
         }
     }
 }

@@ -20,22 +20,27 @@ pub async fn wait_for_drain(
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut asked = app.take_reload_requests();
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(app, config_path, slots),
+            _ = hup.recv() => { let _ = reload(app, config_path, slots); }
+            Some(reply) = async { asked.as_mut()?.recv().await } => {
+                let _ = reply.send(reload(app, config_path, slots));
+            }
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()) }
             _ = int.recv() => { tracing::info!("SIGINT: draining"); return Ok(()) }
+            _ = app.shutdown.cancelled() => { tracing::info!("SHUTDOWN: draining"); return Ok(()) }
         }
     }
 }
 
 /// Re-reads the config and auth file; on any error the old ones stay.
-pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) {
+pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) -> Result<(), String> {
     let loaded = match config::load(config_path) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "reload failed, keeping the running config");
-            return;
+            return Err(e.to_string());
         }
     };
     for w in &loaded.warnings {
@@ -45,7 +50,7 @@ pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "reload failed, keeping the running config");
-            return;
+            return Err(e.to_string());
         }
     };
     let old_listen = app.config.load().listen.clone();
@@ -58,6 +63,7 @@ pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) {
     slots.resize(loaded.config.max_client_conn);
     app.reload(loaded.config, auth);
     tracing::info!("configuration reloaded");
+    Ok(())
 }
 
 pub fn load_auth(cfg: &config::Config) -> Result<AuthFile, crate::auth::AuthFileError> {

@@ -2,11 +2,14 @@
 //! existing tooling), for users in `admin_users` (every command) or
 //! `stats_users` (SHOW only), in the simple query protocol.
 //!
-//! Commands so far: `SHOW TOPOLOGY`, `PAUSE [db]`, `RESUME [db]`,
-//! `SWITCHOVER [cluster] [TO member]`. The PgBouncer-compatible SHOW
-//! commands are the admin-console issue's.
+//! SHOW POOLS, DATABASES, USERS, LISTS, STATS, STATS_TOTALS,
+//! STATS_AVERAGES, CONFIG, VERSION, STATE (PgBouncer's columns, see
+//! `show.rs`), SHOW TOPOLOGY and SHOW PREPARED; PAUSE, RESUME, RECONNECT,
+//! RELOAD, SET, SHUTDOWN and SWITCHOVER. Not yet: SHOW CLIENTS/SERVERS,
+//! KILL, KILL_CLIENT, WAIT_CLOSE.
 
 mod rows;
+pub mod show;
 
 use crate::app::App;
 use crate::control;
@@ -122,6 +125,18 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
     };
     match upper.as_slice() {
         ["SHOW", "TOPOLOGY"] => show_topology(app, out),
+        ["SHOW", "POOLS"] => show::pools(app, out),
+        ["SHOW", "DATABASES"] => show::databases(app, out),
+        ["SHOW", "USERS"] => show::users(app, out),
+        ["SHOW", "LISTS"] => show::lists(app, out),
+        ["SHOW", "CONFIG"] => show::config(app, out),
+        ["SHOW", "VERSION"] => show::version(out),
+        ["SHOW", "STATE"] => show::state(app, out),
+        ["SHOW", "PREPARED"] => show::prepared(app, out),
+        ["SHOW", which @ ("STATS" | "STATS_TOTALS" | "STATS_AVERAGES")] => {
+            let history = app.history.lock().unwrap();
+            show::stats(app, &history, which, out)
+        }
         ["PAUSE", rest @ ..] if rest.len() <= 1 => {
             admin()?;
             let db = words.get(1).copied();
@@ -136,6 +151,36 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             }
             rows::command_complete(out, "RESUME");
         }
+        ["RECONNECT", rest @ ..] if rest.len() <= 1 => {
+            admin()?;
+            let db = words.get(1).copied();
+            let pools: Vec<_> = app
+                .pools()
+                .into_iter()
+                .filter(|p| db.is_none_or(|d| p.key().db == d))
+                .collect();
+            if pools.is_empty() && db.is_some() {
+                return Err(("3D000", format!("no pool of database \"{}\"", words[1])));
+            }
+            pools.iter().for_each(crate::pool::Pool::reconnect);
+            rows::command_complete(out, "RECONNECT");
+        }
+        ["RELOAD"] => {
+            admin()?;
+            app.request_reload().await.map_err(|e| ("F0000", e))?;
+            rows::command_complete(out, "RELOAD");
+        }
+        ["SET", ..] => {
+            admin()?;
+            set(app, sql.trim().trim_end_matches(';'))?;
+            rows::command_complete(out, "SET");
+        }
+        ["SHUTDOWN"] => {
+            admin()?;
+            tracing::info!("SHUTDOWN from the admin console");
+            app.shutdown.cancel();
+            rows::command_complete(out, "SHUTDOWN");
+        }
         ["SWITCHOVER", ..] => {
             admin()?;
             switchover(app, &words[1..], &upper[1..], out).await?;
@@ -145,12 +190,48 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             return Err((
                 "42601",
                 format!(
-                    "unknown admin command `{}`; this console knows SHOW TOPOLOGY, PAUSE [db], RESUME [db], SWITCHOVER [cluster] [TO member]",
+                    "unknown admin command `{}`; this console knows SHOW POOLS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED, PAUSE [db], RESUME [db], RECONNECT [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
                     sql.trim()
                 ),
             ))
         }
     }
+    Ok(())
+}
+
+/// `SET key = value` of a global setting: applied like a reload of the
+/// running config with that one change, validated first.
+fn set(app: &App, sql: &str) -> Result<(), Failure> {
+    let bad = || ("42601", "usage: SET key = value".to_string());
+    let rest = sql.get(3..).ok_or_else(bad)?;
+    let (key, value) = rest.split_once('=').ok_or_else(bad)?;
+    let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+    if ["listen", "worker_threads"].contains(&key.as_str()) {
+        return Err(("55P02", format!("{key} takes effect on restart only")));
+    }
+    let cfg = app.config.load_full();
+    let mut table = toml::Value::try_from(&*cfg).map_err(|e| ("XX000", e.to_string()))?;
+    let known = table
+        .as_table()
+        .and_then(|t| t.get(&key))
+        .is_some_and(|v| !v.is_table());
+    if !known {
+        return Err(("42704", format!("unknown setting `{key}`")));
+    }
+    // A TOML value (`20`, `true`, `\"30s\"`), or else the text as a string.
+    let value = value.trim_matches('\'');
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    table[&key] = parsed;
+    let new: crate::config::Config = table
+        .try_into()
+        .map_err(|e: toml::de::Error| ("22023", format!("{key}: {}", e.message())))?;
+    crate::config::validate(&new).map_err(|e| ("22023", e.to_string()))?;
+    let auth = (**app.auth.load()).clone();
+    app.reload(new, auth);
+    tracing::info!(key, "setting changed from the admin console");
     Ok(())
 }
 

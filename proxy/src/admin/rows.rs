@@ -4,18 +4,26 @@
 use crate::protocol::backend::{message as frame, COMMAND_COMPLETE, DATA_ROW, ROW_DESCRIPTION};
 use bytes::{BufMut, BytesMut};
 
-/// `text`'s type OID: every console column is sent as text.
-const TEXT_OID: u32 = 25;
+/// Column types as PgBouncer declares them (values are always sent as text).
+pub const TEXT: u32 = 25;
+pub const INT4: u32 = 23;
+pub const NUMERIC: u32 = 1700;
 
+/// Columns all of type text.
 pub fn row_description(out: &mut BytesMut, columns: &[&str]) {
+    let typed: Vec<(&str, u32)> = columns.iter().map(|c| (*c, TEXT)).collect();
+    typed_description(out, &typed);
+}
+
+pub fn typed_description(out: &mut BytesMut, columns: &[(&str, u32)]) {
     frame(out, ROW_DESCRIPTION, |b| {
         b.put_u16(columns.len() as u16);
-        for c in columns {
+        for (c, oid) in columns {
             b.extend_from_slice(c.as_bytes());
             b.put_u8(0);
             b.put_u32(0); // table oid
             b.put_u16(0); // column number
-            b.put_u32(TEXT_OID);
+            b.put_u32(*oid);
             b.put_i16(-1); // type size: variable
             b.put_i32(-1); // type modifier
             b.put_u16(0); // text format

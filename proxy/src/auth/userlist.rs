@@ -76,6 +76,13 @@ impl AuthFile {
         self.users.len()
     }
 
+    /// User names, sorted (never the secrets).
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.users.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }

@@ -194,6 +194,10 @@ async fn establish(
         }
     };
     tracing::info!(%peer, %db, %user, ?mode, "client logged in");
+    // Undone when the Session drops.
+    pool.stats()
+        .clients
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if buf.is_empty() {
         // An idle client holds no buffer; one is taken when it sends.
         buf = BytesMut::new();

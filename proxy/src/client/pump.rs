@@ -68,6 +68,23 @@ pub struct Track {
     pub status: u8,
     /// Tag of the last message started from the server.
     pub last_server_tag: u8,
+    /// For SHOW STATS: requests (Query, Sync, FunctionCall) sent, bytes
+    /// forwarded each way, and the time the server spent answering.
+    pub queries: u32,
+    pub received: u64,
+    pub sent: u64,
+    pub busy_since: Option<std::time::Instant>,
+    pub query_us: u64,
+}
+
+impl Track {
+    fn request(&mut self) {
+        if self.outstanding == 0 {
+            self.busy_since = Some(std::time::Instant::now());
+        }
+        self.outstanding += 1;
+        self.queries += 1;
+    }
 }
 
 impl Default for Track {
@@ -78,6 +95,11 @@ impl Default for Track {
             syncs_since_execute: 0,
             status: b'I',
             last_server_tag: 0,
+            queries: 0,
+            received: 0,
+            sent: 0,
+            busy_since: None,
+            query_us: 0,
         }
     }
 }
@@ -106,12 +128,12 @@ impl Inspect for ClientSide<'_> {
         match tag {
             frontend::TERMINATE => return Want::StopBefore,
             frontend::SYNC => {
-                t.outstanding += 1;
+                t.request();
                 t.syncs_since_execute += 1;
                 t.dirty = false;
             }
             frontend::QUERY | frontend::FUNCTION_CALL => {
-                t.outstanding += 1;
+                t.request();
                 t.syncs_since_execute = 0;
                 t.dirty = false;
             }
@@ -173,8 +195,14 @@ impl Inspect for ServerSide<'_, '_> {
             return Flow::Take;
         }
         if tag == backend::READY_FOR_QUERY {
-            self.track.status = body.first().copied().unwrap_or(b'I');
-            self.track.outstanding = self.track.outstanding.saturating_sub(1);
+            let t = &mut *self.track;
+            t.status = body.first().copied().unwrap_or(b'I');
+            t.outstanding = t.outstanding.saturating_sub(1);
+            if t.outstanding == 0 {
+                if let Some(since) = t.busy_since.take() {
+                    t.query_us += since.elapsed().as_micros() as u64;
+                }
+            }
             return Flow::StopAfter;
         }
         // The client changed a setting (SET TimeZone ...): both sides now have it.
@@ -373,6 +401,7 @@ impl Pump<'_> {
             return match Pin::new(&mut *self.server).poll_write_vectored(cx, &bufs) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
                 Poll::Ready(Ok(n)) => {
+                    self.track.received += n as u64;
                     let own = n.min(p.to_server.len());
                     p.to_server.advance(own);
                     let rest = n - own;
@@ -389,6 +418,7 @@ impl Pump<'_> {
             return match Pin::new(&mut *self.server).poll_write(cx, &self.cbuf[..run.c_ready]) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
                 Poll::Ready(Ok(n)) => {
+                    self.track.received += n as u64;
                     self.cbuf.advance(n);
                     self.cscan.consumed(n);
                     run.c_ready -= n;
@@ -431,6 +461,7 @@ impl Pump<'_> {
             return match Pin::new(&mut *self.client).poll_write(cx, &self.sbuf[..run.s_ready]) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
                 Poll::Ready(Ok(n)) => {
+                    self.track.sent += n as u64;
                     self.sbuf.advance(n);
                     run.sscan.consumed(n);
                     run.s_ready -= n;
@@ -451,6 +482,7 @@ impl Pump<'_> {
             return match Pin::new(&mut *self.client).poll_write(cx, p.to_client) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
                 Poll::Ready(Ok(n)) => {
+                    self.track.sent += n as u64;
                     p.to_client.advance(n);
                     Poll::Ready(None)
                 }

@@ -43,6 +43,15 @@ pub struct Session {
     pub prepared: Option<Box<ClientPrepared>>,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.pool
+            .stats()
+            .clients
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A client's prepared-statement state between transactions.
 #[derive(Default)]
 pub struct ClientPrepared {
@@ -344,11 +353,8 @@ impl Session {
     /// Settles the server connection after a pump run. True when the client
     /// stays connected for another transaction.
     async fn finish(&mut self, outcome: Outcome, lease: Lease, track: &Track) -> bool {
+        self.count(track, lease.held_for());
         if let Outcome::Released = outcome {
-            self.pool
-                .stats()
-                .transactions
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             lease.release();
             return true;
         }
@@ -356,6 +362,18 @@ impl Session {
         // inlined, their state would be part of every client's future.
         Box::pin(self.end(outcome, lease, track)).await;
         false
+    }
+
+    /// One transaction's share of SHOW STATS: a few relaxed adds, once.
+    fn count(&self, track: &Track, held: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.pool.stats();
+        s.transactions.fetch_add(1, Relaxed);
+        s.queries.fetch_add(track.queries.into(), Relaxed);
+        s.bytes_received.fetch_add(track.received, Relaxed);
+        s.bytes_sent.fetch_add(track.sent, Relaxed);
+        s.xact_us.fetch_add(held.as_micros() as u64, Relaxed);
+        s.query_us.fetch_add(track.query_us, Relaxed);
     }
 
     /// The session ends: settle the server, tell the client why.

@@ -12,6 +12,7 @@ mod validate;
 
 pub use cluster::{split_host_port, ClusterConfig, Provider, TargetRole};
 pub use load::{load, ConfigError, Loaded};
+pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -27,7 +27,9 @@ const MAX_PREPARED_STATEMENTS: u32 = 100_000;
 /// More threads than this is a typo, not a machine.
 const MAX_WORKER_THREADS: u32 = 1024;
 
-pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
+/// The checks every loaded config passes (also run on `SET` from the
+/// admin console).
+pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
     check_listen(&cfg.listen)?;
     check_auth(cfg)?;
     check_pool_limits(cfg)?;

@@ -13,6 +13,7 @@ pub struct Lease {
     conn: Option<ServerConn>,
     pool: Arc<Inner>,
     _slot: OwnedSemaphorePermit,
+    since: Instant,
 }
 
 impl Lease {
@@ -22,7 +23,13 @@ impl Lease {
             conn: Some(conn),
             pool,
             _slot: slot,
+            since: Instant::now(),
         }
+    }
+
+    /// How long the connection has been checked out.
+    pub fn held_for(&self) -> std::time::Duration {
+        self.since.elapsed()
     }
 
     pub fn conn(&mut self) -> &mut ServerConn {

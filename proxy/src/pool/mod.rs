@@ -112,8 +112,56 @@ pub struct Stats {
     pub active: AtomicU32,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Clients logged in to this pool now.
+    pub clients: AtomicU32,
     pub transactions: AtomicU64,
+    pub queries: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Microseconds: server connections checked out, servers answering,
+    /// clients waiting for a server.
+    pub xact_us: AtomicU64,
+    pub query_us: AtomicU64,
+    pub wait_us: AtomicU64,
+    /// When each client now waiting for a server started (SHOW POOLS
+    /// maxwait); touched only on the waiting path.
+    pub waiters: Mutex<Vec<(u64, Instant)>>,
+    next_waiter: AtomicU64,
     pub prepared: crate::prepared::statements::Counters,
+}
+
+impl Stats {
+    /// Counts a client as waiting until the guard drops.
+    fn wait_started(&self) -> WaitGuard<'_> {
+        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.waiters.lock().unwrap().push((id, Instant::now()));
+        WaitGuard { stats: self, id }
+    }
+
+    /// The longest current wait.
+    pub fn max_wait(&self) -> Duration {
+        let w = self.waiters.lock().unwrap();
+        w.iter().map(|(_, t)| t.elapsed()).max().unwrap_or_default()
+    }
+}
+
+struct WaitGuard<'a> {
+    stats: &'a Stats,
+    id: u64,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let s = self.stats;
+        s.waiting.fetch_sub(1, Ordering::Relaxed);
+        let mut w = s.waiters.lock().unwrap();
+        if let Some(i) = w.iter().position(|(id, _)| *id == self.id) {
+            let (_, since) = w.swap_remove(i);
+            s.wait_us
+                .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Pool {
@@ -168,8 +216,8 @@ impl Pool {
 
     async fn wait_resumed(&self, wait: Duration) -> Result<(), PoolError> {
         let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
-        self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        let r = bounded(deadline, wait, async {
+        let _w = self.0.stats.wait_started();
+        bounded(deadline, wait, async {
             loop {
                 let resumed = self.0.resumed.notified();
                 tokio::pin!(resumed);
@@ -181,9 +229,7 @@ impl Pool {
                 resumed.await;
             }
         })
-        .await;
-        self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-        r
+        .await
     }
 
     /// For a pool on a cluster: close connections to a member that lost
@@ -216,9 +262,8 @@ impl Pool {
             Ok(p) => (p, None),
             Err(_) => {
                 let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
-                self.0.stats.waiting.fetch_add(1, Ordering::Relaxed);
+                let _w = self.0.stats.wait_started();
                 let p = bounded(deadline, wait, self.acquire_slot(&settings)).await;
-                self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
                 (p?, deadline)
             }
         };
