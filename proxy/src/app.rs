@@ -34,6 +34,8 @@ pub struct App {
     /// knows the config file.
     reload_tx: tokio::sync::mpsc::UnboundedSender<ReloadReply>,
     reload_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ReloadReply>>>,
+    /// Client logins refused (metrics).
+    pub auth_failures: std::sync::atomic::AtomicU64,
     /// SHOW STATS averages.
     pub(crate) history: std::sync::Mutex<crate::admin::show::History>,
 }
@@ -58,6 +60,7 @@ impl App {
             reload_tx,
             reload_rx: std::sync::Mutex::new(Some(reload_rx)),
             history: Default::default(),
+            auth_failures: Default::default(),
         })
     }
 

@@ -7,6 +7,7 @@
 //! - [`auth`]: credential sources (auth file); never logs secrets.
 //! - [`prepared`]: named prepared statements across pooled server
 //!   connections (sans-I/O, driven by the client pump).
+//! - [`http`]: /metrics, /healthz, /readyz, /topology.
 //! - [`topology`]: each cluster's members and roles, from Patroni's REST API
 //!   or a SQL probe, in a `watch` channel the pools follow.
 
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod listener;
 pub mod pool;
 pub mod prepared;

@@ -173,7 +173,19 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listeners = listener::bind(&loaded.config.listen).await?;
         let slots = Arc::new(ClientSlots::new(loaded.config.max_client_conn));
+        let http = match loaded.config.http_listen.as_str() {
+            "" => None,
+            addr => Some(
+                pgwolf::http::bind(addr)
+                    .await
+                    .with_context(|| format!("http_listen {addr}"))?,
+            ),
+        };
         let app = App::new(loaded.config, auth);
+        if let Some(l) = http {
+            tracing::info!(addr = %l.local_addr()?, "http listening (/metrics, /healthz, /readyz, /topology)");
+            tokio::spawn(pgwolf::http::serve(app.clone(), l));
+        }
         let tracker = TaskTracker::new();
         tokio::spawn(app.clone().maintenance());
         for l in listeners {

@@ -332,6 +332,10 @@ pub fn complete_config(toml: &str, port: u16, userlist: &Path) -> String {
             userlist.display().to_string()
         ));
     }
+    // Tests run many pgwolf processes at once: no shared default port.
+    if !has_top_level_key(toml, "http_listen") {
+        head.push_str("http_listen = \"\"\n");
+    }
     head + toml
 }
 

@@ -85,6 +85,7 @@ log_disconnections = 0
 pub fn pgwolf_toml(listen_port: u16, auth_file: &Path, s: &ProxySettings) -> String {
     format!(
         "listen = [\"127.0.0.1:{listen_port}\"]
+http_listen = \"\"
 auth_type = \"scram-sha-256\"
 auth_file = \"{auth_file}\"
 pool_mode = \"transaction\"

@@ -206,7 +206,7 @@ fn set(app: &App, sql: &str) -> Result<(), Failure> {
     let rest = sql.get(3..).ok_or_else(bad)?;
     let (key, value) = rest.split_once('=').ok_or_else(bad)?;
     let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
-    if ["listen", "worker_threads"].contains(&key.as_str()) {
+    if show::RESTART_ONLY.contains(&key.as_str()) {
         return Err(("55P02", format!("{key} takes effect on restart only")));
     }
     let cfg = app.config.load_full();

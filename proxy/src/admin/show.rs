@@ -200,7 +200,7 @@ pub fn state(app: &App, out: &mut BytesMut) {
 }
 
 /// Settings that need a restart (the rest apply on RELOAD or SET).
-const RESTART_ONLY: [&str; 2] = ["listen", "worker_threads"];
+pub const RESTART_ONLY: [&str; 3] = ["listen", "worker_threads", "http_listen"];
 
 pub fn config(app: &App, out: &mut BytesMut) {
     let cols = [

@@ -44,6 +44,8 @@ pub async fn authenticate(
     if ok {
         Ok(())
     } else {
+        app.auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(ClientError::AuthFailed(user.to_string()))
     }
 }

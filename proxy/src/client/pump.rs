@@ -75,6 +75,8 @@ pub struct Track {
     pub sent: u64,
     pub busy_since: Option<std::time::Instant>,
     pub query_us: u64,
+    /// This transaction's request durations, by histogram bucket.
+    pub query_buckets: [u16; crate::pool::histogram::BUCKETS],
 }
 
 impl Track {
@@ -100,6 +102,7 @@ impl Default for Track {
             sent: 0,
             busy_since: None,
             query_us: 0,
+            query_buckets: [0; crate::pool::histogram::BUCKETS],
         }
     }
 }
@@ -200,7 +203,10 @@ impl Inspect for ServerSide<'_, '_> {
             t.outstanding = t.outstanding.saturating_sub(1);
             if t.outstanding == 0 {
                 if let Some(since) = t.busy_since.take() {
-                    t.query_us += since.elapsed().as_micros() as u64;
+                    let us = since.elapsed().as_micros() as u64;
+                    t.query_us += us;
+                    let b = &mut t.query_buckets[crate::pool::histogram::bucket(us)];
+                    *b = b.saturating_add(1);
                 }
             }
             return Flow::StopAfter;

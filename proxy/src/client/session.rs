@@ -372,8 +372,11 @@ impl Session {
         s.queries.fetch_add(track.queries.into(), Relaxed);
         s.bytes_received.fetch_add(track.received, Relaxed);
         s.bytes_sent.fetch_add(track.sent, Relaxed);
-        s.xact_us.fetch_add(held.as_micros() as u64, Relaxed);
+        let held_us = held.as_micros() as u64;
+        s.xact_us.fetch_add(held_us, Relaxed);
         s.query_us.fetch_add(track.query_us, Relaxed);
+        s.xact_hist.observe(held_us);
+        s.query_hist.add(&track.query_buckets, track.query_us);
     }
 
     /// The session ends: settle the server, tell the client why.

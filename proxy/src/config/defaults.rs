@@ -41,6 +41,7 @@ impl Default for Config {
             worker_threads: 0,
             shutdown_timeout: Duration::from_secs(30),
             ignore_startup_parameters: Vec::new(),
+            http_listen: "127.0.0.1:9930".to_string(),
             admin_users: Vec::new(),
             stats_users: Vec::new(),
             databases: BTreeMap::new(),

@@ -115,6 +115,9 @@ pub struct Config {
     /// Startup parameters clients may not set (they are dropped, as PgBouncer's
     /// `ignore_startup_parameters`), e.g. "extra_float_digits".
     pub ignore_startup_parameters: Vec<String>,
+    /// `host:port` of the HTTP listener (/metrics, /healthz, /readyz,
+    /// /topology); "" for none.
+    pub http_listen: String,
     /// Users who may run every admin console command (database `pgwolf`).
     pub admin_users: Vec<String>,
     /// Users who may run the admin console's SHOW commands.

@@ -67,6 +67,8 @@ const PGBOUNCER_LISTEN_PORT: u16 = 6432;
 /// PostgreSQL's own message limit.)
 fn pgbouncer_defaults() -> Config {
     Config {
+        // PgBouncer has no HTTP listener: an imported config opens none.
+        http_listen: String::new(),
         pool_mode: PoolMode::Session,
         auth_type: AuthType::Md5,
         max_client_conn: 100,

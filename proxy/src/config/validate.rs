@@ -31,6 +31,9 @@ const MAX_WORKER_THREADS: u32 = 1024;
 /// admin console).
 pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
     check_listen(&cfg.listen)?;
+    if !cfg.http_listen.is_empty() {
+        check_listen_addr(&cfg.http_listen).map_err(|m| invalid("http_listen", m))?;
+    }
     check_auth(cfg)?;
     check_pool_limits(cfg)?;
     check_timeouts(cfg)?;

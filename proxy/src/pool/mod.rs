@@ -6,6 +6,7 @@
 //! every critical section is a push or a pop.
 
 mod follow;
+pub mod histogram;
 mod lease;
 mod route;
 mod settings;
@@ -123,6 +124,12 @@ pub struct Stats {
     pub xact_us: AtomicU64,
     pub query_us: AtomicU64,
     pub wait_us: AtomicU64,
+    /// Microseconds new connections waited for a member of their role.
+    pub failover_wait_us: AtomicU64,
+    /// Durations of transactions (check-out to release) and of requests
+    /// (a Query or a batch up to Sync, to its ReadyForQuery).
+    pub xact_hist: histogram::Histogram,
+    pub query_hist: histogram::Histogram,
     /// When each client now waiting for a server started (SHOW POOLS
     /// maxwait); touched only on the waiting path.
     pub waiters: Mutex<Vec<(u64, Instant)>>,
@@ -316,12 +323,17 @@ impl Pool {
         match &s.route {
             None => self.open_at(s, &s.target, wait).await,
             Some(route) => {
-                route
+                let (conn, waited) = route
                     .connect(
                         &s.target,
                         |t| async move { self.open_at(s, &t, wait).await },
                     )
-                    .await
+                    .await;
+                self.0
+                    .stats
+                    .failover_wait_us
+                    .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                conn
             }
         }
     }

@@ -75,11 +75,13 @@ impl Route {
     /// `failover_wait_timeout` while no member qualifies or the chosen one
     /// cannot be reached. A primary connection that turns out to be a
     /// standby is closed and never used, whatever the topology said.
+    ///
+    /// Also returns how long it waited (for the failover-wait metric).
     pub async fn connect<F, Fut>(
         &self,
         base: &ServerTarget,
         mut open_at: F,
-    ) -> Result<ServerConn, PoolError>
+    ) -> (Result<ServerConn, PoolError>, Duration)
     where
         F: FnMut(ServerTarget) -> Fut,
         Fut: Future<Output = Result<ServerConn, PoolError>>,
@@ -89,6 +91,7 @@ impl Route {
         let mut rx = self.cluster.subscribe();
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::from("no member has the role");
+        let mut waited = Duration::ZERO;
         loop {
             let picked = self.pick(&rx.borrow_and_update());
             if let Some((host, port)) = picked {
@@ -98,8 +101,13 @@ impl Route {
                 let addr = target.addr();
                 match open_at(target).await {
                     Ok(mut conn) => {
-                        if self.role == TargetRole::Replica || !is_standby(&mut conn).await? {
-                            return Ok(conn);
+                        if self.role == TargetRole::Replica {
+                            return (Ok(conn), waited);
+                        }
+                        match is_standby(&mut conn).await {
+                            Ok(false) => return (Ok(conn), waited),
+                            Ok(true) => {}
+                            Err(e) => return (Err(e), waited),
                         }
                         tracing::warn!(cluster = %self.cluster.name, server = %addr, "listed as primary but in recovery: not used for writes");
                         last = format!("{addr} is in recovery");
@@ -108,24 +116,26 @@ impl Route {
                         tracing::debug!(cluster = %self.cluster.name, server = %addr, error = %e, "cannot reach member; waiting for the topology");
                         last = format!("{addr}: {e}");
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return (Err(e), waited),
                 }
                 self.cluster.nudge();
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(PoolError::NoMember {
+                let err = PoolError::NoMember {
                     cluster: self.cluster.name.clone(),
                     role: self.role,
                     waited: wait,
                     last,
-                });
+                };
+                return (Err(err), waited);
             }
             let until = deadline.min(now + backoff);
             tokio::select! {
                 _ = rx.changed() => {}
                 _ = tokio::time::sleep_until(until) => {}
             }
+            waited += now.elapsed();
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }

@@ -29,8 +29,8 @@ pub async fn run(
             Ok(c) => break c,
             Err(e) => {
                 let t = Topology {
-                    members: Vec::new(),
                     error: Some(format!("Kubernetes client: {e}")),
+                    ..Topology::default()
                 };
                 publish(&cluster, &tx, t);
                 tokio::select! {
@@ -168,6 +168,7 @@ impl View {
         Topology {
             members,
             error: self.error.clone(),
+            ..Topology::default()
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Topology {
     /// Why the last refresh failed, if it did (the members are then the
     /// last ones known).
     pub error: Option<String>,
+    /// How often the primary changed since the provider started (metrics).
+    pub primary_changes: u64,
 }
 
 impl Topology {
@@ -156,14 +158,16 @@ impl Drop for Cluster {
 }
 
 /// Replaces the snapshot when it differs, logging role changes.
-pub(crate) fn publish(cluster: &str, tx: &watch::Sender<Topology>, next: Topology) {
+pub(crate) fn publish(cluster: &str, tx: &watch::Sender<Topology>, mut next: Topology) {
     tx.send_if_modified(|cur| {
+        next.primary_changes = cur.primary_changes;
         if *cur == next {
             return false;
         }
         let was = cur.primary().map(|m| m.name.clone());
         let now = next.primary().map(|m| m.name.clone());
         if was != now {
+            next.primary_changes += 1;
             match &now {
                 Some(p) => tracing::info!(cluster, primary = %p, previous = ?was, "primary changed"),
                 None => tracing::warn!(cluster, previous = ?was, error = ?next.error, "no primary known"),
@@ -192,7 +196,7 @@ mod tests {
     fn one_primary_or_none() {
         let mut t = Topology {
             members: vec![m("a", Role::Replica, Some(0)), m("b", Role::Primary, None)],
-            error: None,
+            ..Topology::default()
         };
         assert_eq!(t.primary().unwrap().name, "b");
         t.members.push(m("c", Role::Primary, None));
@@ -211,7 +215,7 @@ mod tests {
                 m("d", Role::Unknown, Some(0)),
                 m("e", Role::Primary, None),
             ],
-            error: None,
+            ..Topology::default()
         };
         let names: Vec<_> = t.replicas(100).map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["a", "c"]);

@@ -40,7 +40,7 @@ pub async fn run(
         let next = match got {
             Some(members) => Topology {
                 members,
-                error: None,
+                ..Topology::default()
             },
             None => {
                 // No member answers: keep the roles last known. A new
@@ -137,7 +137,7 @@ mod tests {
         let ms = parse_cluster(CLUSTER.as_bytes()).unwrap();
         let t = Topology {
             members: ms,
-            error: None,
+            ..Topology::default()
         };
         let p = t.primary().unwrap();
         assert_eq!((p.name.as_str(), p.port), ("pg2", 65432));

@@ -47,7 +47,15 @@ pub async fn run(
             });
         }
         let error = (!errors.is_empty()).then(|| errors.join("; "));
-        publish(&cluster, &tx, Topology { members, error });
+        publish(
+            &cluster,
+            &tx,
+            Topology {
+                members,
+                error,
+                ..Topology::default()
+            },
+        );
         tokio::select! {
             _ = tokio::time::sleep(cfg.poll_interval) => {}
             _ = nudge.notified() => {}
