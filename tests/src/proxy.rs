@@ -412,11 +412,18 @@ mod tests {
         );
         assert!(full.starts_with("listen = [\"127.0.0.1:7000\"]\nauth_file = \"/tmp/u.txt\"\n"));
         let own = complete_config(
-            "listen = [\"127.0.0.1:7001\"]\nauth_file = \"x\"\n",
+            "listen = [\"127.0.0.1:7001\"]\nauth_file = \"x\"\nhttp_listen = \"127.0.0.1:9\"\n",
             7000,
             path,
         );
-        assert_eq!(own, "listen = [\"127.0.0.1:7001\"]\nauth_file = \"x\"\n");
+        assert_eq!(
+            own,
+            "listen = [\"127.0.0.1:7001\"]\nauth_file = \"x\"\nhttp_listen = \"127.0.0.1:9\"\n"
+        );
+        assert!(
+            full.contains("http_listen = \"\"\n"),
+            "off unless set: {full}"
+        );
         assert_eq!(configured_port(&own), Some(7001));
         assert_eq!(
             configured_port("[databases.a]\nlisten = [\"127.0.0.1:5\"]"),
