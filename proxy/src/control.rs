@@ -22,7 +22,8 @@ pub fn resume(app: &App, db: Option<&str>) -> usize {
     pools.len()
 }
 
-fn pools_of(app: &App, db: Option<&str>) -> Vec<Pool> {
+/// The pools of `db`, or every pool.
+pub fn pools_of(app: &App, db: Option<&str>) -> Vec<Pool> {
     app.pools()
         .into_iter()
         .filter(|p| db.is_none_or(|d| p.key().db == d))

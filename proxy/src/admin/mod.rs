@@ -154,11 +154,7 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
         ["RECONNECT", rest @ ..] if rest.len() <= 1 => {
             admin()?;
             let db = words.get(1).copied();
-            let pools: Vec<_> = app
-                .pools()
-                .into_iter()
-                .filter(|p| db.is_none_or(|d| p.key().db == d))
-                .collect();
+            let pools = control::pools_of(app, db);
             if pools.is_empty() && db.is_some() {
                 return Err(("3D000", format!("no pool of database \"{}\"", words[1])));
             }
@@ -244,12 +240,7 @@ async fn pause(app: &App, db: Option<&str>) -> Result<(), Failure> {
     }
     let deadline = tokio::time::Instant::now() + PAUSE_DRAIN;
     loop {
-        let busy: u32 = app
-            .pools()
-            .iter()
-            .filter(|p| db.is_none_or(|d| p.key().db == d))
-            .map(|p| p.active())
-            .sum();
+        let busy: u32 = control::pools_of(app, db).iter().map(|p| p.active()).sum();
         if busy == 0 {
             return Ok(());
         }
