@@ -2,7 +2,7 @@
 //! file, the pools, cancel keys, and the shutdown signal. No `static`s.
 
 use crate::auth::{AuthFile, ScramVerifier, Secret};
-use crate::client::cancel::CancelRegistry;
+use crate::client::registry::ClientRegistry;
 use crate::config::{ClusterConfig, Config, DatabaseConfig, PoolMode, Provider};
 use crate::pool::{Pool, PoolKey, PoolSettings, Route, SharedLimits};
 use crate::server::ServerTarget;
@@ -19,7 +19,8 @@ pub struct App {
     me: std::sync::Weak<App>,
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<AuthFile>,
-    pub cancels: Arc<CancelRegistry>,
+    /// Every connected client, by its cancel key.
+    pub clients: Arc<ClientRegistry>,
     /// Cancelled when SIGTERM/SIGINT asks the process to drain.
     pub shutdown: CancellationToken,
     pools: DashMap<PoolKey, Pool>,
@@ -50,7 +51,7 @@ impl App {
             me: me.clone(),
             config: ArcSwap::from_pointee(config),
             auth: ArcSwap::from_pointee(auth),
-            cancels: Arc::default(),
+            clients: Arc::default(),
             shutdown: CancellationToken::new(),
             pools: DashMap::new(),
             db_limits: DashMap::new(),

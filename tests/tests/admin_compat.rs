@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SHOWS: [&str; 9] = [
+const SHOWS: [&str; 11] = [
     "SHOW POOLS",
+    "SHOW CLIENTS",
+    "SHOW SERVERS",
     "SHOW DATABASES",
     "SHOW USERS",
     "SHOW LISTS",

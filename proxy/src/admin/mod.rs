@@ -4,10 +4,11 @@
 //!
 //! SHOW POOLS, DATABASES, USERS, LISTS, STATS, STATS_TOTALS,
 //! STATS_AVERAGES, CONFIG, VERSION, STATE (PgBouncer's columns, see
-//! `show.rs`), SHOW TOPOLOGY and SHOW PREPARED; PAUSE, RESUME, RECONNECT,
-//! RELOAD, SET, SHUTDOWN and SWITCHOVER. Not yet: SHOW CLIENTS/SERVERS,
-//! KILL, KILL_CLIENT, WAIT_CLOSE.
+//! `show.rs`), CLIENTS and SERVERS (`conns.rs`), SHOW TOPOLOGY and SHOW
+//! PREPARED; PAUSE, RESUME, RECONNECT, KILL, KILL_CLIENT, WAIT_CLOSE,
+//! RELOAD, SET, SHUTDOWN and SWITCHOVER.
 
+mod conns;
 mod rows;
 pub mod show;
 
@@ -28,10 +29,6 @@ pub const DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
 /// Console commands are short; anything longer is a mistake.
 const MAX_MESSAGE: u32 = 64 * 1024;
 
-/// PAUSE returns once the paused pools' transactions ended (as PgBouncer's
-/// does), or after this with an error naming how many are still running.
-const PAUSE_DRAIN: Duration = Duration::from_secs(60);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Admin,
@@ -45,8 +42,9 @@ pub async fn serve(
     mut stream: TcpStream,
     mut buf: BytesMut,
     access: Access,
-    key: (i32, i32),
+    me: &crate::client::registry::Registration,
 ) {
+    let key = me.key;
     let mut out = BytesMut::with_capacity(256);
     backend::auth_ok(&mut out);
     for (k, v) in [
@@ -68,10 +66,17 @@ pub async fn serve(
     loop {
         let (tag, body) = match split_message(&mut buf, MAX_MESSAGE) {
             Ok(Some(m)) => m,
-            Ok(None) => match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            },
+            Ok(None) => {
+                let read = tokio::select! {
+                    r = stream.read_buf(&mut buf) => r,
+                    // KILL_CLIENT of this console, or shutdown.
+                    () = me.slot.kill.cancelled() => return,
+                };
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
             Err(e) => {
                 let mut out = BytesMut::new();
                 backend::error_response(&mut out, Severity::Fatal, "08P01", &e.to_string());
@@ -133,6 +138,8 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
         ["SHOW", "VERSION"] => show::version(out),
         ["SHOW", "STATE"] => show::state(app, out),
         ["SHOW", "PREPARED"] => show::prepared(app, out),
+        ["SHOW", "CLIENTS"] => conns::clients(app, out),
+        ["SHOW", "SERVERS"] => conns::servers(app, out),
         ["SHOW", which @ ("STATS" | "STATS_TOTALS" | "STATS_AVERAGES")] => {
             let history = app.history.lock().unwrap();
             show::stats(app, &history, which, out)
@@ -161,6 +168,29 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             pools.iter().for_each(crate::pool::Pool::reconnect);
             rows::command_complete(out, "RECONNECT");
         }
+        ["KILL", rest @ ..] if rest.len() <= 1 => {
+            admin()?;
+            conns::kill(app, words.get(1).copied()).map_err(|e| ("3D000", e))?;
+            rows::command_complete(out, "KILL");
+        }
+        ["KILL_CLIENT", _] => {
+            admin()?;
+            conns::kill_client(app, words[1])?;
+            rows::command_complete(out, "KILL_CLIENT");
+        }
+        ["WAIT_CLOSE", rest @ ..] if rest.len() <= 1 => {
+            admin()?;
+            let db = words.get(1).copied();
+            if db.is_some() && control::pools_of(app, db).is_empty() {
+                return Err(("3D000", format!("no pool of database \"{}\"", words[1])));
+            }
+            wait_until("WAIT_CLOSE", app, || match conns::close_needed(app, db) {
+                0 => None,
+                n => Some(format!("{n} server connection(s) still to close")),
+            })
+            .await?;
+            rows::command_complete(out, "WAIT_CLOSE");
+        }
         ["RELOAD"] => {
             admin()?;
             app.request_reload().await.map_err(|e| ("F0000", e))?;
@@ -186,7 +216,7 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             return Err((
                 "42601",
                 format!(
-                    "unknown admin command `{}`; this console knows SHOW POOLS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED, PAUSE [db], RESUME [db], RECONNECT [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
+                    "unknown admin command `{}`; this console knows SHOW POOLS|CLIENTS|SERVERS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED, PAUSE [db], RESUME [db], RECONNECT [db], KILL [db], KILL_CLIENT id, WAIT_CLOSE [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
                     sql.trim()
                 ),
             ))
@@ -238,16 +268,38 @@ async fn pause(app: &App, db: Option<&str>) -> Result<(), Failure> {
             format!("no pool of database \"{}\"", db.unwrap_or("")),
         ));
     }
-    let deadline = tokio::time::Instant::now() + PAUSE_DRAIN;
-    loop {
-        let busy: u32 = control::pools_of(app, db).iter().map(|p| p.active()).sum();
-        if busy == 0 {
-            return Ok(());
+    // As PgBouncer's, PAUSE returns once the paused pools' transactions
+    // ended.
+    wait_until("paused, but", app, || {
+        match control::pools_of(app, db)
+            .iter()
+            .map(|p| p.active())
+            .sum::<u32>()
+        {
+            0 => None,
+            busy => Some(format!("{busy} transaction(s) still running")),
         }
-        if tokio::time::Instant::now() >= deadline {
+    })
+    .await
+}
+
+/// Polls `pending` until it says nothing is left, or `admin_wait_timeout`
+/// passes: then the error says what `pending` last reported.
+async fn wait_until(
+    what: &str,
+    app: &App,
+    mut pending: impl FnMut() -> Option<String>,
+) -> Result<(), Failure> {
+    let limit = app.config.load().admin_wait_timeout;
+    let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::now() + limit);
+    loop {
+        let Some(left) = pending() else {
+            return Ok(());
+        };
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err((
                 "57014",
-                format!("paused, but {busy} transaction(s) still running after {PAUSE_DRAIN:?}"),
+                format!("{what}: {left} after admin_wait_timeout ({limit:?})"),
             ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -6,6 +6,7 @@ pub mod pump;
 mod pump_prepared;
 #[cfg(test)]
 mod pump_tests;
+pub mod registry;
 mod session;
 mod startup;
 
@@ -117,6 +118,7 @@ async fn establish(
     peer: SocketAddr,
 ) -> Option<session::Session> {
     let _ = stream.set_nodelay(true);
+    let connected = std::time::SystemTime::now();
     let login_timeout = app.config.load().client_login_timeout;
     let mut buf = BytesMut::with_capacity(1024);
     let first = match tokio::time::timeout(login_timeout, startup::negotiate(&mut stream, &mut buf))
@@ -138,7 +140,7 @@ async fn establish(
     let params = match first {
         startup::First::Cancel { pid, secret } => {
             let timeout = app.config.load().server_connect_timeout;
-            app.cancels.cancel(pid, secret, timeout).await;
+            app.clients.cancel(pid, secret, timeout).await;
             return None;
         }
         startup::First::Startup(p) => p,
@@ -149,13 +151,26 @@ async fn establish(
         .filter(|d| !d.is_empty())
         .unwrap_or(&user)
         .to_string();
-    let registration = app.cancels.register();
+    let registration = app.clients.register(&app.shutdown);
+    let info = |pool: Option<crate::pool::Pool>, stream: &TcpStream| registry::ClientInfo {
+        pool,
+        user: user.clone(),
+        db: db.clone(),
+        peer,
+        local: stream.local_addr().unwrap_or(peer),
+        connected,
+        application_name: params
+            .get("application_name")
+            .unwrap_or_default()
+            .to_string(),
+    };
     if crate::admin::DATABASES.contains(&db.as_str()) {
         let login = admin_login(&app, &mut stream, &mut buf, &user);
         match tokio::time::timeout(login_timeout, login).await {
             Ok(Ok(access)) => {
                 tracing::info!(%peer, %user, ?access, "admin console login");
-                crate::admin::serve(app, stream, buf, access, registration.key).await;
+                registration.slot.logged_in(info(None, &stream));
+                crate::admin::serve(app, stream, buf, access, &registration).await;
             }
             Ok(Err(ClientError::Eof)) => {}
             Ok(Err(e)) => {
@@ -194,6 +209,9 @@ async fn establish(
         }
     };
     tracing::info!(%peer, %db, %user, ?mode, "client logged in");
+    registration
+        .slot
+        .logged_in(info(Some(pool.clone()), &stream));
     // Undone when the Session drops.
     pool.stats()
         .clients

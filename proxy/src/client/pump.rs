@@ -24,7 +24,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Read size; a buffer grows past it only to hold one whole inspected message.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -46,6 +46,9 @@ pub enum Outcome {
     StatementModeTransaction,
     /// Shutdown was asked and the client is between transactions.
     Shutdown,
+    /// KILL or KILL_CLIENT from the admin console: end now, mid-transaction
+    /// or not.
+    Killed,
     /// Idle too long; `in_transaction` tells which timeout fired.
     IdleTimeout {
         in_transaction: bool,
@@ -232,7 +235,12 @@ pub struct Pump<'a> {
     pub track: &'a mut Track,
     pub mode: PoolMode,
     pub max_packet: u32,
+    /// The client's kill token: cancelled by KILL/KILL_CLIENT, or by
+    /// `draining` (a child of it).
     pub shutdown: Pin<&'a mut WaitForCancellationFutureOwned>,
+    /// The process's shutdown: when it is what fired, the transaction in
+    /// flight finishes first.
+    pub draining: &'a CancellationToken,
     /// None when no idle timeout is configured.
     pub timer: Option<Pin<&'a mut Sleep>>,
     pub idle_transaction_timeout: Duration,
@@ -530,6 +538,9 @@ impl Pump<'_> {
             && self.cscan.at_boundary()
             && self.prepared.as_ref().is_none_or(|p| p.idle());
         if !run.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+            if !self.draining.is_cancelled() {
+                return Poll::Ready(Outcome::Killed);
+            }
             run.shutting_down = true;
         }
         if run.shutting_down && quiet && self.track.idle() {

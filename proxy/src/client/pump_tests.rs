@@ -54,7 +54,7 @@ async fn start(mode: PoolMode) -> Ends {
     let (mut proxy_server, db) = pair().await;
     let pump = tokio::spawn(async move {
         let token = CancellationToken::new();
-        let shutdown = token.cancelled_owned();
+        let shutdown = token.clone().cancelled_owned();
         tokio::pin!(shutdown);
         let (mut cbuf, mut sbuf, mut cscan) = (BytesMut::new(), BytesMut::new(), Scanner::new());
         let (mut server_params, mut client_params) = (ParamSet::default(), ParamSet::default());
@@ -71,6 +71,7 @@ async fn start(mode: PoolMode) -> Ends {
             mode,
             max_packet: 8 << 20,
             shutdown,
+            draining: &token,
             timer: None,
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,

@@ -1,9 +1,9 @@
 //! One logged-in client: wait for a request, borrow a server, pump until the
 //! transaction (or session) ends, give the server back clean or close it.
 
-use super::cancel::{CancelTarget, Registration};
 use super::pump::{Outcome, Pump, Track, READ_CHUNK};
 use super::pump_prepared::Prepared;
+use super::registry::{Registration, ServerLink};
 use super::{send_error, ClientError};
 use crate::app::App;
 use crate::config::PoolMode;
@@ -99,7 +99,7 @@ impl Session {
 
     async fn run_loop(&mut self) -> Result<(), ClientError> {
         let mut waits = Waits {
-            shutdown: Box::pin(self.app.shutdown.clone().cancelled_owned()),
+            shutdown: Box::pin(self.cancel.slot.kill.clone().cancelled_owned()),
             timer: None,
         };
         let mut cscan = Scanner::new();
@@ -122,9 +122,23 @@ impl Session {
     /// One transaction (or, in session mode, the whole session) on a
     /// borrowed server. True when the client stays for another.
     async fn transaction(&mut self, cscan: &mut Scanner, waits: &mut Waits) -> bool {
-        let mut lease = match self.pool.checkout().await {
+        self.cancel.slot.request(std::time::Instant::now());
+        // Biased, checkout first: a free server is taken without the kill
+        // token's future ever being polled (nor its waiter registered).
+        let checkout = tokio::select! {
+            biased;
+            r = self.pool.checkout() => Some(r),
+            () = self.cancel.slot.kill.cancelled() => None,
+        };
+        let Some(checkout) = checkout else {
+            self.cancel.slot.stop_waiting();
+            self.say_goodbye().await;
+            return false;
+        };
+        let mut lease = match checkout {
             Ok(l) => l,
             Err(e) => {
+                self.cancel.slot.stop_waiting();
                 tracing::warn!(db = %self.db, user = %self.user, error = %e, "no server connection for client");
                 send_error(
                     &mut self.client,
@@ -219,14 +233,8 @@ impl Session {
                     Next::Request
                 });
             }
-            if self.app.shutdown.is_cancelled() {
-                send_error(
-                    &mut self.client,
-                    Severity::Fatal,
-                    "57P01",
-                    "pgwolf is shutting down",
-                )
-                .await;
+            if self.cancel.slot.kill.is_cancelled() {
+                self.say_goodbye().await;
                 return Ok(Next::Leave);
             }
             if self.cbuf.is_empty() && self.cbuf.capacity() > 0 {
@@ -281,10 +289,13 @@ impl Session {
             Box::pin(conn.run_own_query(&sql)).await?;
             conn.params.adopt(&self.wanted);
         }
-        self.cancel.slot.set(Some(CancelTarget {
+        self.cancel.slot.set(Some(ServerLink {
             addr: conn.peer,
             pid: conn.pid,
             secret: conn.secret,
+            local: conn.local,
+            created: conn.created,
+            generation: conn.generation,
         }));
         Ok(())
     }
@@ -341,6 +352,7 @@ impl Session {
             mode: self.mode,
             max_packet: cfg.max_packet_size,
             shutdown: waits.shutdown.as_mut(),
+            draining: &self.app.shutdown,
             timer: waits.timer.as_mut().map(|t| t.as_mut()),
             idle_transaction_timeout: cfg.idle_transaction_timeout,
             client_idle_timeout: cfg.client_idle_timeout,
@@ -395,13 +407,13 @@ impl Session {
             }
             Shutdown => {
                 self.give_back(lease, track).await;
-                send_error(
-                    &mut self.client,
-                    Severity::Fatal,
-                    "57P01",
-                    "pgwolf is shutting down",
-                )
-                .await;
+                self.say_goodbye().await;
+                false
+            }
+            Killed => {
+                // Mid-transaction, maybe: the server's state is unknown.
+                lease.discard();
+                self.say_goodbye().await;
                 false
             }
             ref outcome @ (ServerClosed | ServerIo(_)) => {
@@ -475,6 +487,16 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// Why the client's kill token fired: shutdown, or the admin console.
+    async fn say_goodbye(&mut self) {
+        let message = if self.app.shutdown.is_cancelled() {
+            "pgwolf is shutting down"
+        } else {
+            "terminating connection due to administrator command (pgwolf KILL / KILL_CLIENT)"
+        };
+        send_error(&mut self.client, Severity::Fatal, "57P01", message).await;
     }
 
     /// The client is leaving: keep the server if it is clean (after the

@@ -39,6 +39,7 @@ impl Default for Config {
             client_login_timeout: Duration::from_secs(60),
             max_prepared_statements: 200,
             worker_threads: 0,
+            admin_wait_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             ignore_startup_parameters: Vec::new(),
             http_listen: "127.0.0.1:9930".to_string(),

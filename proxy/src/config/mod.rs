@@ -109,6 +109,10 @@ pub struct Config {
     pub max_prepared_statements: u32,
     /// Threads running client sessions; 0 = one per CPU. Read at start only.
     pub worker_threads: u32,
+    /// How long the admin console's PAUSE and WAIT_CLOSE wait for
+    /// connections to finish before answering with an error; 0 = forever.
+    #[serde(with = "humantime_serde")]
+    pub admin_wait_timeout: Duration,
     /// How long SIGTERM/SIGINT let transactions finish before closing.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,

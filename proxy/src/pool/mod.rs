@@ -445,6 +445,27 @@ impl Pool {
         }
     }
 
+    /// Connections made for an older generation must close (SHOW SERVERS
+    /// close_needed, WAIT_CLOSE).
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
+    }
+
+    /// The idle connections as SHOW SERVERS lists them.
+    pub fn idle_servers(&self) -> Vec<IdleServer> {
+        let idle = self.0.idle.lock().unwrap();
+        idle.iter()
+            .map(|c| IdleServer {
+                addr: c.peer,
+                local: c.local,
+                pid: c.pid,
+                created: c.created,
+                last_used: c.last_used,
+                generation: c.generation,
+            })
+            .collect()
+    }
+
     /// Idle plus checked-out server connections.
     pub fn open_count(&self) -> usize {
         self.0.idle.lock().unwrap().len() + self.0.stats.active.load(Ordering::Relaxed) as usize
@@ -490,6 +511,17 @@ impl Inner {
     pub(crate) fn push_idle(&self, conn: ServerConn) {
         self.idle.lock().unwrap().push(conn);
     }
+}
+
+/// An idle server connection, copied out for the admin console.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleServer {
+    pub addr: std::net::SocketAddr,
+    pub local: std::net::SocketAddr,
+    pub pid: i32,
+    pub created: Instant,
+    pub last_used: Instant,
+    pub generation: u64,
 }
 
 /// How [`Pool::open`] may wait for a max_db/max_user_connections slot.

@@ -64,6 +64,7 @@ pub async fn connect(
     // Small request/response messages must not wait for Nagle.
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
     let now = Instant::now();
     let mut conn = ServerConn {
         stream,
@@ -73,6 +74,7 @@ pub async fn connect(
         pid: 0,
         secret: 0,
         peer,
+        local,
         created: now,
         last_used: now,
         generation,

@@ -83,6 +83,8 @@ pub struct ServerConn {
     pub pid: i32,
     pub secret: i32,
     pub peer: SocketAddr,
+    /// pgwolf's end (SHOW SERVERS local_addr).
+    pub local: SocketAddr,
     pub created: Instant,
     pub last_used: Instant,
     /// The pool generation this connection was made for; a newer one means
@@ -104,6 +106,9 @@ impl ServerConn {
         ServerConn {
             peer: stream
                 .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            local: stream
+                .local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
             stream,
             rbuf: BytesMut::new(),

@@ -1,0 +1,225 @@
+//! Every connected client, keyed by the BackendKeyData pgwolf issued it:
+//! cancel requests find the server a client is using through it, and the
+//! admin console lists clients and servers (SHOW CLIENTS/SERVERS) and
+//! disconnects them (KILL, KILL_CLIENT) through it.
+
+use crate::pool::Pool;
+use dashmap::DashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// The server connection a client holds now.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLink {
+    /// The server's address and its own cancel key.
+    pub addr: SocketAddr,
+    pub pid: i32,
+    pub secret: i32,
+    /// pgwolf's end of the server connection.
+    pub local: SocketAddr,
+    pub created: Instant,
+    /// The pool generation it was made for (older: close_needed).
+    pub generation: u64,
+}
+
+impl ServerLink {
+    /// SHOW SERVERS `ptr`: unique among live server connections, since a
+    /// local port is unique per server address and a pid per server.
+    pub fn ptr(&self) -> String {
+        server_ptr(self.local.port(), self.pid)
+    }
+}
+
+pub fn server_ptr(local_port: u16, pid: i32) -> String {
+    format!(
+        "0x{:x}",
+        (u64::from(local_port) << 32) | u64::from(pid as u32)
+    )
+}
+
+/// What a client is doing, changed a few times per transaction under a
+/// mutex that is held only to copy it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Activity {
+    pub server: Option<ServerLink>,
+    /// Waiting for a server connection since `request`.
+    pub waiting: bool,
+    /// When its latest transaction started.
+    pub request: Option<Instant>,
+}
+
+/// Set once the client has logged in.
+pub struct ClientInfo {
+    /// None on the admin console.
+    pub pool: Option<Pool>,
+    pub user: String,
+    pub db: String,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub connected: SystemTime,
+    pub application_name: String,
+}
+
+pub struct ClientSlot {
+    activity: Mutex<Activity>,
+    info: OnceLock<Box<ClientInfo>>,
+    /// Cancelled by KILL / KILL_CLIENT, and by shutdown (a child of it).
+    pub kill: CancellationToken,
+}
+
+impl ClientSlot {
+    /// Points cancel requests at `server` (None: the client holds none).
+    pub fn set(&self, server: Option<ServerLink>) {
+        let mut a = self.activity.lock().unwrap();
+        a.server = server;
+        a.waiting = false;
+    }
+
+    /// A transaction starts: the client waits for a server from `now`.
+    pub fn request(&self, now: Instant) {
+        let mut a = self.activity.lock().unwrap();
+        a.waiting = true;
+        a.request = Some(now);
+    }
+
+    /// The wait ended without a server (an error).
+    pub fn stop_waiting(&self) {
+        self.activity.lock().unwrap().waiting = false;
+    }
+
+    pub fn activity(&self) -> Activity {
+        *self.activity.lock().unwrap()
+    }
+
+    pub fn logged_in(&self, info: ClientInfo) {
+        let _ = self.info.set(Box::new(info));
+    }
+
+    pub fn info(&self) -> Option<&ClientInfo> {
+        self.info.get().map(|b| &**b)
+    }
+}
+
+#[derive(Default)]
+pub struct ClientRegistry {
+    map: DashMap<(i32, i32), Arc<ClientSlot>>,
+    next_pid: AtomicI32,
+}
+
+/// Removes the client's key when the client goes away.
+pub struct Registration {
+    registry: Arc<ClientRegistry>,
+    pub key: (i32, i32),
+    pub slot: Arc<ClientSlot>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.map.remove(&self.key);
+    }
+}
+
+impl ClientRegistry {
+    /// A fresh (pid, secret) for a client. The pid is unique among live
+    /// clients; the secret is random so keys cannot be guessed. `shutdown`
+    /// is the process's: cancelling it also cancels the client's kill token.
+    pub fn register(self: &Arc<Self>, shutdown: &CancellationToken) -> Registration {
+        let slot = Arc::new(ClientSlot {
+            activity: Mutex::default(),
+            info: OnceLock::new(),
+            kill: shutdown.child_token(),
+        });
+        loop {
+            let pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
+            if pid == 0 {
+                continue;
+            }
+            let key = (pid, rand::random::<i32>());
+            if let dashmap::Entry::Vacant(v) = self.map.entry(key) {
+                v.insert(slot.clone());
+                return Registration {
+                    registry: self.clone(),
+                    key,
+                    slot,
+                };
+            }
+        }
+    }
+
+    pub fn get(&self, key: (i32, i32)) -> Option<Arc<ClientSlot>> {
+        self.map.get(&key).map(|s| s.clone())
+    }
+
+    /// The client whose pid (SHOW CLIENTS `ptr`) is `pid`.
+    pub fn by_pid(&self, pid: i32) -> Option<Arc<ClientSlot>> {
+        self.map
+            .iter()
+            .find(|e| e.key().0 == pid)
+            .map(|e| e.value().clone())
+    }
+
+    /// Every client that has logged in, with its pid, in pid order.
+    pub fn logged_in(&self) -> Vec<(i32, Arc<ClientSlot>)> {
+        let mut all: Vec<_> = self
+            .map
+            .iter()
+            .filter(|e| e.value().info().is_some())
+            .map(|e| (e.key().0, e.value().clone()))
+            .collect();
+        all.sort_by_key(|(pid, _)| *pid);
+        all
+    }
+}
+
+/// SHOW CLIENTS `ptr` of the client with `pid`.
+pub fn client_ptr(pid: i32) -> String {
+    format!("0x{pid:x}")
+}
+
+/// Reads a SHOW CLIENTS `ptr` (`0x2a`) or a plain pid (`42`).
+pub fn parse_client_id(id: &str) -> Option<i32> {
+    match id.strip_prefix("0x").or_else(|| id.strip_prefix("0X")) {
+        Some(hex) => i32::from_str_radix(hex, 16).ok(),
+        None => id.parse().ok(),
+    }
+    .filter(|p| *p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_read_back() {
+        assert_eq!(parse_client_id(&client_ptr(42)), Some(42));
+        assert_eq!(parse_client_id("42"), Some(42));
+        assert_eq!(parse_client_id("0X2A"), Some(42));
+        assert_eq!(parse_client_id("-1"), None);
+        assert_eq!(parse_client_id("0xzz"), None);
+    }
+
+    #[test]
+    fn server_ptrs_differ_by_port_and_pid() {
+        assert_eq!(server_ptr(1, 2), "0x100000002");
+        assert_ne!(server_ptr(1, 2), server_ptr(2, 1));
+    }
+
+    #[tokio::test]
+    async fn shutdown_kills_every_client_and_kill_only_one() {
+        let reg = Arc::new(ClientRegistry::default());
+        let shutdown = CancellationToken::new();
+        let (a, b) = (reg.register(&shutdown), reg.register(&shutdown));
+        a.slot.kill.cancel();
+        assert!(!b.slot.kill.is_cancelled());
+        assert!(!shutdown.is_cancelled());
+        shutdown.cancel();
+        assert!(b.slot.kill.is_cancelled());
+        let pid = b.key.0;
+        assert!(reg.by_pid(pid).is_some());
+        drop(b);
+        assert!(reg.by_pid(pid).is_none());
+    }
+}
