@@ -115,8 +115,15 @@ async fn show_columns_match_pgbouncer() {
     for cmd in SHOWS {
         let (t, o) = (&theirs[cmd], &ours[cmd]);
         assert!(o.get("error").is_none(), "{cmd} on pgwolf: {o}");
+        let mut theirs = t["columns"].as_array().unwrap().clone();
+        if cmd == "SHOW STATS" {
+            // pgwolf's one addition, last (see show.rs): for the Debian
+            // exporter, which reads PgBouncer's pre-1.8 name.
+            theirs.push(serde_json::json!(["total_requests", 1700]));
+        }
         assert_eq!(
-            o["columns"], t["columns"],
+            o["columns"].as_array().unwrap(),
+            &theirs,
             "{cmd}: columns (name, type OID)"
         );
         assert_eq!(o["tag"], t["tag"], "{cmd}: command tag");

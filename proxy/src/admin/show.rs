@@ -375,6 +375,11 @@ pub fn stats(app: &App, history: &History, which: &str, out: &mut BytesMut) {
                     "avg_xact_time",
                     "avg_query_time",
                     "avg_wait_time",
+                    // PgBouncer's name before 1.8 for total_query_count:
+                    // Debian 12's prometheus-pgbouncer-exporter (1.7)
+                    // still reads it (and fails on PgBouncer 1.18 itself).
+                    // Last, so positional readers see 1.18's columns.
+                    "total_requests",
                 ]
                 .map(String::from),
             )
@@ -395,7 +400,12 @@ pub fn stats(app: &App, history: &History, which: &str, out: &mut BytesMut) {
         ];
         let avg = history.window(&db, &t);
         let values: Vec<u64> = match which {
-            "STATS" => total.iter().chain(avg.iter()).copied().collect(),
+            "STATS" => total
+                .iter()
+                .chain(avg.iter())
+                .chain([t.queries].iter())
+                .copied()
+                .collect(),
             "STATS_TOTALS" => total.to_vec(),
             _ => avg.to_vec(),
         };
