@@ -4,5 +4,11 @@
 //!
 //! # Layout
 //! - [`api`]: the CRD types; doc comments are the schema's descriptions.
+//! - [`resources`]: pure builders from a cluster (and its credentials) to
+//!   the Kubernetes objects it needs. No I/O.
+//! - [`secrets`]: passwords and SCRAM verifiers, generated once and then
+//!   read back from their Secrets.
 
 pub mod api;
+pub mod resources;
+pub mod secrets;

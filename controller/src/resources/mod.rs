@@ -1,0 +1,237 @@
+//! Pure builders: `&PostgresCluster` (and its credentials) to the objects
+//! the controller wants to exist. No I/O, no clock, no randomness, so the
+//! same input always renders the same objects (golden files rely on it).
+//!
+//! - `meta`: names, labels, owner references shared by every child.
+//! - `rbac`: Patroni's and the pooler's ServiceAccount, Role, RoleBinding.
+//! - `system_secrets`: superuser, replication, admin and pooler-admin credentials.
+//! - `statefulset`, `spilo_env`: the Spilo instances and their environment.
+//! - `services`: primary (Patroni-managed Endpoints), replicas, headless, config.
+//! - `pdb`: the instances' PodDisruptionBudget.
+//! - `pooler_config`, `pooler`: pgwolf's config and auth file, Deployment, Service.
+//! - `user_secrets`: each declared user's credentials and connection strings.
+
+mod meta;
+mod pdb;
+mod pooler;
+mod pooler_config;
+mod rbac;
+mod services;
+mod spilo_env;
+mod statefulset;
+mod system_secrets;
+mod user_secrets;
+
+pub use meta::{Owner, ROLE_LABEL, SCOPE_LABEL, SPILO_LABEL};
+pub use pooler::CONFIG_HASH_ANNOTATION;
+pub use pooler_config::pgwolf_config;
+
+use crate::api::PostgresCluster;
+use crate::secrets::Credentials;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("building the pooler's config from pgwolf's config types: {0}")]
+    PoolerConfig(#[source] serde_json::Error),
+    #[error("serializing the pooler's config as TOML: {0}")]
+    PoolerToml(#[source] toml::ser::Error),
+    #[error("spec.{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("the pooler's config is not valid pgwolf config: {0}")]
+    PoolerInvalid(#[source] pgwolf::config::ConfigError),
+}
+
+/// One object the controller manages. Serializes as the object itself
+/// (k8s-openapi types carry their own `apiVersion` and `kind`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Child {
+    ServiceAccount(ServiceAccount),
+    Role(Role),
+    RoleBinding(RoleBinding),
+    Secret(Secret),
+    ConfigMap(ConfigMap),
+    Service(Service),
+    StatefulSet(StatefulSet),
+    PodDisruptionBudget(PodDisruptionBudget),
+    Deployment(Deployment),
+}
+
+/// Every object of the cluster, in an order that applies cleanly on its
+/// own: identities and Secrets before the workloads that use them.
+pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<Vec<Child>, Error> {
+    let owner = Owner::new(cluster);
+    let spec = &cluster.spec;
+    let mut out = Vec::new();
+    let (sa, role, binding) = rbac::patroni(&owner);
+    out.extend([
+        Child::ServiceAccount(sa),
+        Child::Role(role),
+        Child::RoleBinding(binding),
+    ]);
+    for c in [
+        &credentials.superuser,
+        &credentials.replication,
+        &credentials.admin,
+    ] {
+        out.push(Child::Secret(system_secrets::secret(&owner, c)));
+    }
+    for user in &spec.users {
+        if let Some(c) = credentials.users.get(&user.name) {
+            out.push(Child::Secret(user_secrets::secret(&owner, user, c)));
+        }
+    }
+    out.extend([
+        Child::Service(services::primary(&owner)),
+        Child::Service(services::replicas(&owner)),
+        Child::Service(services::headless(&owner)),
+        Child::Service(services::config(&owner)),
+        Child::StatefulSet(statefulset::statefulset(&owner)),
+        Child::PodDisruptionBudget(pdb::pdb(&owner)),
+    ]);
+    if let Some(pooler) = &spec.pooler {
+        let toml = pooler_config::config_toml(&owner, pooler)?;
+        let auth = pooler_config::auth_file(credentials);
+        let hash = hex(&Sha256::new()
+            .chain_update(&toml)
+            .chain_update(&auth)
+            .finalize());
+        let (sa, role, binding) = rbac::pooler(&owner);
+        out.extend([
+            Child::ServiceAccount(sa),
+            Child::Role(role),
+            Child::RoleBinding(binding),
+            Child::Secret(system_secrets::secret(&owner, &credentials.pooler)),
+            Child::Secret(pooler_config::auth_secret(&owner, &auth)),
+            Child::ConfigMap(pooler_config::config_map(&owner, toml)),
+            Child::Deployment(pooler::deployment(&owner, pooler, hash)),
+            Child::Service(pooler::service(&owner)),
+        ]);
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cluster as the API server would return it (uid, namespace), with a
+/// pooler and two users sharing a database.
+#[cfg(test)]
+pub(crate) fn test_cluster(name: &str) -> PostgresCluster {
+    let mut c: PostgresCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "pgwolf.io/v1alpha1",
+        "kind": "PostgresCluster",
+        "metadata": {"name": name, "namespace": "db", "uid": "6f1c1a2e-0000-4000-8000-000000000001"},
+        "spec": {
+            "instances": 3,
+            "users": [
+                {"name": "alice", "databases": ["app"], "secretName": "app-db"},
+                {"name": "reporter", "databases": ["reports", "app"]}
+            ],
+            "pooler": {"mode": "session", "defaultPoolSize": 7, "readOnlyAlias": "_ro"}
+        }
+    }))
+    .unwrap();
+    c.metadata.generation = Some(1);
+    c
+}
+
+#[cfg(test)]
+pub(crate) fn test_credentials(c: &PostgresCluster) -> Credentials {
+    use rand::SeedableRng;
+    Credentials::resolve(
+        &c.spec,
+        |_| None,
+        &mut rand::rngs::StdRng::seed_from_u64(42),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(c: &Child) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match c {
+            Child::ServiceAccount(o) => &o.metadata,
+            Child::Role(o) => &o.metadata,
+            Child::RoleBinding(o) => &o.metadata,
+            Child::Secret(o) => &o.metadata,
+            Child::ConfigMap(o) => &o.metadata,
+            Child::Service(o) => &o.metadata,
+            Child::StatefulSet(o) => &o.metadata,
+            Child::PodDisruptionBudget(o) => &o.metadata,
+            Child::Deployment(o) => &o.metadata,
+        }
+    }
+
+    #[test]
+    fn every_child_is_owned_by_the_cluster_in_its_namespace() {
+        let c = test_cluster("main");
+        let all = desired(&c, &test_credentials(&c)).unwrap();
+        assert_eq!(all.len(), 22);
+        for child in &all {
+            let m = meta(child);
+            assert_eq!(m.namespace.as_deref(), Some("db"), "{:?}", m.name);
+            let refs = m.owner_references.as_ref().expect("owner reference");
+            assert_eq!(refs[0].uid, "6f1c1a2e-0000-4000-8000-000000000001");
+            assert_eq!(refs[0].controller, Some(true));
+        }
+    }
+
+    #[test]
+    fn names_are_unique_per_kind() {
+        let c = test_cluster("main");
+        let mut seen = std::collections::BTreeSet::new();
+        for child in desired(&c, &test_credentials(&c)).unwrap() {
+            let kind = serde_json::to_value(&child).unwrap()["kind"].clone();
+            let name = meta(&child).name.clone().unwrap();
+            assert!(
+                seen.insert((kind.to_string(), name.clone())),
+                "{kind} {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_pooler_objects_without_a_pooler() {
+        let mut c = test_cluster("main");
+        c.spec.pooler = None;
+        let all = desired(&c, &test_credentials(&c)).unwrap();
+        assert!(all
+            .iter()
+            .all(|o| !matches!(o, Child::Deployment(_) | Child::ConfigMap(_))));
+        assert!(all
+            .iter()
+            .all(|o| !meta(o).name.as_deref().unwrap().contains("pooler")));
+    }
+
+    #[test]
+    fn the_config_hash_changes_with_the_users() {
+        let hash = |c: &PostgresCluster| {
+            desired(c, &test_credentials(c))
+                .unwrap()
+                .into_iter()
+                .find_map(|o| match o {
+                    Child::Deployment(d) => d.spec?.template.metadata?.annotations,
+                    _ => None,
+                })
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        let c = test_cluster("main");
+        let mut fewer = c.clone();
+        fewer.spec.users.pop();
+        assert_ne!(hash(&c), hash(&fewer));
+        assert_eq!(hash(&c), hash(&c.clone()));
+    }
+}

@@ -1,0 +1,233 @@
+//! The pooler's configuration, rendered from pgwolf's own config types so a
+//! key the proxy does not know cannot be written: a ConfigMap with
+//! `pgwolf.toml` (no credentials) and a Secret with the auth file (SCRAM
+//! verifiers only, never a password).
+
+use super::meta::{Owner, POOLER_HTTP_PORT, POOLER_PORT, POSTGRES_PORT, ROLE_LABEL};
+use super::system_secrets::data;
+use super::Error;
+use crate::api::PoolerSpec;
+use crate::secrets::{Credentials, POOLER_USER};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use pgwolf::config::{AuthType, ClusterConfig, Config, DatabaseConfig};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+pub const CONFIG_DIR: &str = "/etc/pgwolf";
+pub const CONFIG_FILE: &str = "pgwolf.toml";
+pub const AUTH_DIR: &str = "/etc/pgwolf/auth";
+pub const AUTH_FILE: &str = "userlist.txt";
+
+pub fn config_map_name(owner: &Owner) -> String {
+    owner.child("pooler")
+}
+
+/// Ends in `-credentials` like the other controller-owned Secrets, a
+/// suffix declared users cannot produce.
+pub fn auth_secret_name(owner: &Owner) -> String {
+    owner.child("pooler-credentials")
+}
+
+/// pgwolf's config: the cluster as a `kubernetes`-provider cluster
+/// following Patroni's leader Endpoints, every declared database routed to
+/// it, clients authenticated from the auth file. Unset settings keep
+/// pgwolf's defaults (the proxy's `Default`/serde defaults, not copies).
+pub fn pgwolf_config(owner: &Owner, pooler: &PoolerSpec) -> Result<Config, Error> {
+    let cluster: ClusterConfig = serde_json::from_value(json!({
+        "provider": "kubernetes",
+        "namespace": owner.namespace,
+        "endpoints": owner.name,
+        "pod_selector": owner.member_selector_string(),
+        "role_label": ROLE_LABEL,
+        "port": POSTGRES_PORT,
+        "read_only_suffix": pooler.read_only_alias,
+    }))
+    .map_err(Error::PoolerConfig)?;
+    let databases: BTreeSet<&String> = owner
+        .cluster
+        .spec
+        .users
+        .iter()
+        .flat_map(|u| &u.databases)
+        .collect();
+    let databases = databases
+        .into_iter()
+        .map(|db| {
+            let entry: DatabaseConfig = serde_json::from_value(json!({ "cluster": owner.name }))
+                .map_err(Error::PoolerConfig)?;
+            Ok((db.clone(), entry))
+        })
+        .collect::<Result<BTreeMap<_, _>, Error>>()?;
+    Ok(Config {
+        listen: vec![format!("0.0.0.0:{POOLER_PORT}")],
+        auth_type: AuthType::ScramSha256,
+        auth_file: Some(PathBuf::from(AUTH_DIR).join(AUTH_FILE)),
+        pool_mode: pooler.mode.into(),
+        default_pool_size: positive("pooler.defaultPoolSize", pooler.default_pool_size)?,
+        max_client_conn: positive("pooler.maxClientConn", pooler.max_client_conn)?,
+        http_listen: format!("0.0.0.0:{POOLER_HTTP_PORT}"),
+        admin_users: vec![POOLER_USER.to_string()],
+        databases,
+        clusters: BTreeMap::from([(owner.name.clone(), cluster)]),
+        ..Config::default()
+    })
+}
+
+/// The schema keeps these at 1 or more; a manifest that skipped the API
+/// server (`render`) gets an error instead of a wrapped-around count.
+fn positive(field: &'static str, v: i32) -> Result<u32, Error> {
+    u32::try_from(v)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or(Error::Invalid {
+            field,
+            message: "must be at least 1",
+        })
+}
+
+/// The settings `pgwolf_config` chooses; everything else is left to
+/// pgwolf's defaults.
+const CHOSEN: [&str; 10] = [
+    "listen",
+    "auth_type",
+    "auth_file",
+    "pool_mode",
+    "default_pool_size",
+    "max_client_conn",
+    "http_listen",
+    "admin_users",
+    "databases",
+    "clusters",
+];
+const CHOSEN_PER_CLUSTER: [&str; 7] = [
+    "provider",
+    "namespace",
+    "endpoints",
+    "pod_selector",
+    "role_label",
+    "port",
+    "read_only_suffix",
+];
+const CHOSEN_PER_DATABASE: [&str; 1] = ["cluster"];
+
+/// `pgwolf.toml`, checked with pgwolf's own validation first so a config
+/// the pooler would refuse is never written. Only the settings the
+/// controller chooses are written, each explicitly even where it equals
+/// today's default; the rest are left to the pooler image's defaults, so a
+/// setting added to pgwolf does not rewrite every cluster's config.
+pub fn config_toml(owner: &Owner, pooler: &PoolerSpec) -> Result<String, Error> {
+    let config = pgwolf_config(owner, pooler)?;
+    pgwolf::config::validate(&config).map_err(Error::PoolerInvalid)?;
+    let mut out = toml::Table::try_from(&config).map_err(Error::PoolerToml)?;
+    out.retain(|k, _| CHOSEN.contains(&k));
+    for (key, keep) in [
+        ("clusters", &CHOSEN_PER_CLUSTER[..]),
+        ("databases", &CHOSEN_PER_DATABASE[..]),
+    ] {
+        if let Some(toml::Value::Table(entries)) = out.get_mut(key) {
+            for (_, entry) in entries.iter_mut() {
+                if let toml::Value::Table(e) = entry {
+                    e.retain(|k, _| keep.contains(&k));
+                }
+            }
+        }
+    }
+    toml::to_string(&out).map_err(Error::PoolerToml)
+}
+
+/// PgBouncer's userlist format, one `"user" "verifier"` line per role that
+/// may log in through the pooler: the declared users and pgwolf's admin.
+pub fn auth_file(credentials: &Credentials) -> String {
+    let mut lines: Vec<String> = credentials
+        .users
+        .values()
+        .chain([&credentials.pooler])
+        .map(|c| format!("\"{}\" \"{}\"\n", c.user, c.verifier))
+        .collect();
+    lines.sort();
+    lines.concat()
+}
+
+pub fn config_map(owner: &Owner, config_toml: String) -> ConfigMap {
+    ConfigMap {
+        metadata: owner.meta(config_map_name(owner), owner.labels("pooler")),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config_toml)])),
+        ..Default::default()
+    }
+}
+
+pub fn auth_secret(owner: &Owner, auth_file: &str) -> Secret {
+    Secret {
+        metadata: owner.meta(auth_secret_name(owner), owner.labels("pooler")),
+        type_: Some("Opaque".into()),
+        data: Some(data([(AUTH_FILE, auth_file)])),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{test_cluster, test_credentials};
+    use pgwolf::config::{PoolMode, Provider, TargetRole};
+
+    #[test]
+    fn the_rendered_toml_loads_and_validates_as_pgwolf_config() {
+        let c = test_cluster("main");
+        let owner = Owner::new(&c);
+        let pooler = c.spec.pooler.as_ref().unwrap();
+        let text = config_toml(&owner, pooler).unwrap();
+        let cfg: Config = toml::from_str(&text).unwrap();
+        pgwolf::config::validate(&cfg).unwrap();
+        // Nothing the controller chose was left out.
+        assert_eq!(cfg, pgwolf_config(&owner, pooler).unwrap());
+        assert!(
+            !text.contains("server_lifetime"),
+            "a default was written:\n{text}"
+        );
+        assert!(!text.contains("host ="), "a default was written:\n{text}");
+
+        let cluster = &cfg.clusters["main"];
+        assert_eq!(cluster.provider, Provider::Kubernetes);
+        assert_eq!(cluster.endpoints.as_deref(), Some("main"));
+        assert_eq!(cluster.namespace.as_deref(), Some("db"));
+        assert_eq!(cluster.role_label, "spilo-role");
+        assert_eq!(
+            cluster.pod_selector.as_deref(),
+            Some("application=spilo,cluster-name=main")
+        );
+        assert_eq!(cfg.pool_mode, PoolMode::Session);
+        assert_eq!(cfg.default_pool_size, 7);
+        assert_eq!(cfg.admin_users, ["pgwolf"]);
+        // Both users' databases, each once.
+        assert_eq!(cfg.databases.keys().collect::<Vec<_>>(), ["app", "reports"]);
+        let ro = cfg.resolve_database("app_ro").unwrap();
+        assert_eq!(ro.role, Some(TargetRole::Replica));
+    }
+
+    #[test]
+    fn the_config_map_holds_no_credential_and_the_auth_file_only_verifiers() {
+        let c = test_cluster("main");
+        let owner = Owner::new(&c);
+        let creds = test_credentials(&c);
+        let text = config_toml(&owner, c.spec.pooler.as_ref().unwrap()).unwrap();
+        let auth = auth_file(&creds);
+        for cred in creds
+            .users
+            .values()
+            .chain([&creds.pooler, &creds.superuser])
+        {
+            assert!(!text.contains(&cred.password) && !text.contains(&cred.verifier));
+            assert!(!auth.contains(&cred.password));
+        }
+        let parsed = pgwolf::auth::AuthFile::parse(&auth).unwrap();
+        assert_eq!(parsed.names(), ["alice", "pgwolf", "reporter"]);
+        for name in parsed.names() {
+            assert!(
+                parsed.get(name).unwrap().scram_verifier().is_some(),
+                "{name}"
+            );
+        }
+    }
+}
