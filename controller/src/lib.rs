@@ -8,7 +8,10 @@
 //!   the Kubernetes objects it needs. No I/O.
 //! - [`secrets`]: passwords and SCRAM verifiers, generated once and then
 //!   read back from their Secrets.
+//! - [`render`]: every object as multi-document YAML, offline (the
+//!   `render` subcommand).
 
 pub mod api;
+pub mod render;
 pub mod resources;
 pub mod secrets;
