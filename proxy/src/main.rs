@@ -97,7 +97,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    shutdown::load_auth(&loaded.config).context("auth_file")?;
+    shutdown::load_auth(&loaded.config).context("auth_file or auth_hba_file")?;
     println!("{}: OK", path.display());
     Ok(())
 }
@@ -164,7 +164,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let auth = shutdown::load_auth(&loaded.config).context("auth_file")?;
+    let auth = shutdown::load_auth(&loaded.config).context("auth_file or auth_hba_file")?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if loaded.config.worker_threads > 0 {
         rt.worker_threads(loaded.config.worker_threads as usize);

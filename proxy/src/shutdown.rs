@@ -67,10 +67,14 @@ pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) -> Result<(), 
 }
 
 pub fn load_auth(cfg: &config::Config) -> Result<AuthFile, crate::auth::AuthFileError> {
-    match &cfg.auth_file {
-        Some(p) => AuthFile::load(p),
-        None => Ok(AuthFile::default()),
+    let mut auth = match &cfg.auth_file {
+        Some(p) => AuthFile::load(p)?,
+        None => AuthFile::default(),
+    };
+    if let Some(p) = &cfg.auth_hba_file {
+        auth.hba = Some(crate::auth::hba::Hba::load(p)?);
     }
+    Ok(auth)
 }
 
 /// Stops accepting, lets clients finish, then closes pools.

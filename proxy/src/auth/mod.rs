@@ -1,5 +1,6 @@
 //! Credential sources: where a user's secret comes from. Never logs secrets.
 
+pub mod hba;
 mod secret;
 mod userlist;
 

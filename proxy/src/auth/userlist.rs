@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default, Clone)]
 pub struct AuthFile {
     users: HashMap<String, Secret>,
+    /// `auth_hba_file`'s rules, loaded and reloaded with the auth file.
+    pub hba: Option<super::hba::Hba>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,8 @@ pub enum AuthFileError {
     /// carry a password.
     #[error("auth file line {line}: {reason}")]
     Syntax { line: usize, reason: &'static str },
+    #[error(transparent)]
+    Hba(#[from] super::hba::HbaError),
 }
 
 impl AuthFile {
@@ -56,7 +60,7 @@ impl AuthFile {
             let (password, _ignored) = quoted_field(rest).map_err(syntax)?;
             users.insert(user, Secret::parse(&password));
         }
-        Ok(AuthFile { users })
+        Ok(AuthFile { users, hba: None })
     }
 
     /// Reads and parses an auth file.

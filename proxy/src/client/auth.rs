@@ -20,10 +20,26 @@ pub async fn authenticate(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     user: &str,
+    db: &str,
 ) -> Result<(), ClientError> {
     let cfg = app.config.load();
-    let secret = app.auth.load().get(user).cloned();
-    let ok = match cfg.auth_type {
+    let auth = app.auth.load();
+    let secret = auth.get(user).cloned();
+    let method = match cfg.auth_type {
+        AuthType::Hba => match hba_method(&auth, stream, user, db) {
+            Ok(m) => m,
+            Err(e) => {
+                app.auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        },
+        t => t,
+    };
+    drop(auth);
+    let ok = match method {
+        // Resolved above; an HBA line never names "hba".
+        AuthType::Hba => false,
         AuthType::Trust => cfg.auth_file.is_none() || secret.is_some(),
         AuthType::Plain => cleartext(stream, buf, user, secret.as_ref()).await?,
         AuthType::Md5 => match &secret {
@@ -47,6 +63,43 @@ pub async fn authenticate(
         app.auth_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(ClientError::AuthFailed(user.to_string()))
+    }
+}
+
+/// The method `auth_hba_file` gives this connection, or why it is refused
+/// (PostgreSQL's messages).
+fn hba_method(
+    auth: &crate::auth::AuthFile,
+    stream: &TcpStream,
+    user: &str,
+    db: &str,
+) -> Result<AuthType, ClientError> {
+    use crate::auth::hba::{Attempt, Method};
+    let ip = stream
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let attempt = Attempt {
+        db,
+        user,
+        ip,
+        tls: false,
+    };
+    let about = format!("host \"{ip}\", user \"{user}\", database \"{db}\", no encryption");
+    match auth.hba.as_ref().and_then(|h| h.method(attempt)) {
+        Some((Method::Auth(t), _)) => Ok(t),
+        Some((Method::Reject, line)) => {
+            tracing::info!(line, %ip, user, db, "auth_hba_file rejects the connection");
+            Err(ClientError::HbaRefused(format!(
+                "pg_hba.conf rejects connection for {about}"
+            )))
+        }
+        Some((Method::Cert, _)) => Err(ClientError::HbaRefused(
+            "connection requires a valid client certificate".into(),
+        )),
+        None => Err(ClientError::HbaRefused(format!(
+            "no pg_hba.conf entry for {about}"
+        ))),
     }
 }
 

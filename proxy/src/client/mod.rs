@@ -41,6 +41,9 @@ pub enum ClientError {
     Protocol(String),
     #[error("password authentication failed for user \"{0}\"")]
     AuthFailed(String),
+    /// auth_hba_file: no line matched, or the line says reject or cert.
+    #[error("{0}")]
+    HbaRefused(String),
     #[error("database \"{0}\" does not exist")]
     UnknownDatabase(String),
     #[error("unsupported startup parameter: {0}")]
@@ -58,6 +61,7 @@ impl ClientError {
     pub fn sqlstate(&self) -> &str {
         match self {
             ClientError::AuthFailed(_) => "28P01",
+            ClientError::HbaRefused(_) => "28000",
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedParameter(_) => "08P01",
             ClientError::LoginTimeout => "08006",
@@ -165,7 +169,7 @@ async fn establish(
             .to_string(),
     };
     if crate::admin::DATABASES.contains(&db.as_str()) {
-        let login = admin_login(&app, &mut stream, &mut buf, &user);
+        let login = admin_login(&app, &mut stream, &mut buf, &user, &db);
         match tokio::time::timeout(login_timeout, login).await {
             Ok(Ok(access)) => {
                 tracing::info!(%peer, %user, ?access, "admin console login");
@@ -242,8 +246,9 @@ async fn admin_login(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     user: &str,
+    db: &str,
 ) -> Result<crate::admin::Access, ClientError> {
-    auth::authenticate(app, stream, buf, user).await?;
+    auth::authenticate(app, stream, buf, user, db).await?;
     let cfg = app.config.load();
     if cfg.admin_users.iter().any(|u| u == user) {
         Ok(crate::admin::Access::Admin)
@@ -285,7 +290,7 @@ async fn login(
             }
         }
     }
-    auth::authenticate(app, stream, buf, user).await?;
+    auth::authenticate(app, stream, buf, user, db).await?;
     let pool = app
         .pool_for(db, user)
         .ok_or_else(|| ClientError::UnknownDatabase(db.to_string()))?;

@@ -18,6 +18,7 @@ impl Default for Config {
             listen: vec!["127.0.0.1:6432".to_string()],
             auth_type: AuthType::ScramSha256,
             auth_file: None,
+            auth_hba_file: None,
             pool_mode: PoolMode::Transaction,
             default_pool_size: 20,
             min_pool_size: 0,

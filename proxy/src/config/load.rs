@@ -81,14 +81,17 @@ pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-/// Relative `auth_file` paths mean "next to the config file", so that a
+/// Relative `auth_file` and `auth_hba_file` paths mean "next to the config file", so that a
 /// config directory can be moved or mounted anywhere and the service's working
 /// directory does not matter. (PgBouncer uses the working directory.)
 fn resolve_relative_paths(config: &mut Config, config_path: &Path) {
     let Some(dir) = config_path.parent() else {
         return;
     };
-    if let Some(file) = config.auth_file.as_mut() {
+    for file in [config.auth_file.as_mut(), config.auth_hba_file.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         if file.is_relative() {
             *file = dir.join(&*file);
         }

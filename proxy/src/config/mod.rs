@@ -47,6 +47,8 @@ pub enum AuthType {
     Plain,
     /// No password asked; the user must still be known unless `auth_file` is unset.
     Trust,
+    /// The method of the first matching line of `auth_hba_file`.
+    Hba,
 }
 
 /// Settings for the whole process. Defaults live in `defaults.rs`.
@@ -59,6 +61,9 @@ pub struct Config {
     pub auth_type: AuthType,
     /// PgBouncer userlist.txt format: `"user" "password-or-md5-or-SCRAM-verifier"`.
     pub auth_file: Option<PathBuf>,
+    /// pg_hba.conf-style access rules (host, database, user, address,
+    /// method) for `auth_type = "hba"`.
+    pub auth_hba_file: Option<PathBuf>,
     pub pool_mode: PoolMode,
     /// Server connections per (database, user) pool.
     pub default_pool_size: u32,

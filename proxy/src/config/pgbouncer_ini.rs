@@ -20,7 +20,7 @@ use std::time::Duration;
 /// (Tables are kept dense by hand; rustfmt would put one key per line.)
 #[rustfmt::skip]
 const UNSUPPORTED_GLOBAL: &[&str] = &[
-    "application_name_add_host", "auth_dbname", "auth_hba_file",
+    "application_name_add_host", "auth_dbname",
     "auth_ident_file", "auth_ldap_options", "auth_query", "auth_user",
     "autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
     "client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
@@ -319,8 +319,9 @@ fn auth_type(value: &str) -> Result<AuthType, String> {
         "md5" => Ok(AuthType::Md5),
         "plain" => Ok(AuthType::Plain),
         "trust" => Ok(AuthType::Trust),
-        "any" | "cert" | "hba" | "ldap" | "pam" => Err(format!(
-            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain or trust)"
+        "hba" => Ok(AuthType::Hba),
+        "any" | "cert" | "ldap" | "pam" => Err(format!(
+            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain, trust or hba)"
         )),
         _ => Err(format!("`{value}` is not a PgBouncer auth_type")),
     }
@@ -395,6 +396,7 @@ impl Import {
             "listen_port" => self.listen_port = whole(v)?,
             "auth_type" => cfg.auth_type = auth_type(v)?,
             "auth_file" => cfg.auth_file = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "auth_hba_file" => cfg.auth_hba_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "pool_mode" => cfg.pool_mode = pool_mode(v)?,
             "default_pool_size" => cfg.default_pool_size = whole(v)?,
             "min_pool_size" => cfg.min_pool_size = whole(v)?,
@@ -883,7 +885,15 @@ pkt_buf = 8192
             (cfg.auth_type, cfg.pool_mode),
             (AuthType::Trust, PoolMode::Statement)
         );
-        for unsupported in ["hba", "cert", "any", "pam", "ldap"] {
+        let (cfg, _) =
+            import("[pgbouncer]\nauth_type = hba\nauth_hba_file = /etc/pgbouncer/hba.conf\n")
+                .unwrap();
+        assert_eq!(cfg.auth_type, AuthType::Hba);
+        assert_eq!(
+            cfg.auth_hba_file,
+            Some(PathBuf::from("/etc/pgbouncer/hba.conf"))
+        );
+        for unsupported in ["cert", "any", "pam", "ldap"] {
             let msg = import_err(&format!("[pgbouncer]\nauth_type = {unsupported}\n"));
             assert!(
                 msg.contains(&format!("auth_type: `{unsupported}` is not supported")),

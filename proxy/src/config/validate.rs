@@ -149,10 +149,26 @@ fn auth_type_name(auth: AuthType) -> &'static str {
         AuthType::Md5 => "md5",
         AuthType::Plain => "plain",
         AuthType::Trust => "trust",
+        AuthType::Hba => "hba",
     }
 }
 
 fn check_auth(cfg: &Config) -> Result<(), ConfigError> {
+    match (&cfg.auth_hba_file, cfg.auth_type) {
+        (None, AuthType::Hba) => {
+            return Err(invalid(
+                "auth_hba_file",
+                "auth_type = \"hba\" needs an auth_hba_file (pg_hba.conf syntax)",
+            ))
+        }
+        (Some(path), _) if path.as_os_str().is_empty() => {
+            return Err(invalid(
+                "auth_hba_file",
+                "must not be empty; omit it instead",
+            ))
+        }
+        _ => {}
+    }
     match &cfg.auth_file {
         None if cfg.auth_type != AuthType::Trust => Err(invalid(
             "auth_file",
