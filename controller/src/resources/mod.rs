@@ -27,11 +27,12 @@ pub use pooler::CONFIG_HASH_ANNOTATION;
 pub use pooler_config::pgwolf_config;
 
 use crate::api::PostgresCluster;
-use crate::secrets::Credentials;
+use crate::secrets::{Credential, Credentials};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use rand::Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -120,6 +121,27 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
     Ok(out)
 }
 
+/// The credentials a reconcile passes to [`desired`]: each role's as its
+/// Secret holds it (`secret` looks a Secret up by name in the cluster's
+/// namespace), a new one where the Secret is missing or unusable. So a
+/// password is made once and then survives every reconcile.
+pub fn credentials<R: Rng>(
+    cluster: &PostgresCluster,
+    secret: impl Fn(&str) -> Option<Secret>,
+    rng: &mut R,
+) -> Credentials {
+    let owner = Owner::new(cluster);
+    let name_of = |role: &str| match cluster.spec.users.iter().find(|u| u.name == role) {
+        Some(user) => user_secrets::name(&owner, user),
+        None => system_secrets::name(&owner, role),
+    };
+    Credentials::resolve(
+        &cluster.spec,
+        |role| secret(&name_of(role)).and_then(|s| Credential::from_secret(role, &s)),
+        rng,
+    )
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -200,6 +222,37 @@ mod tests {
                 "{kind} {name}"
             );
         }
+    }
+
+    /// A second reconcile that finds the first one's Secrets renders the
+    /// very same objects: no password or verifier is made again.
+    #[test]
+    fn credentials_read_back_from_the_rendered_secrets_are_the_same() {
+        use rand::SeedableRng;
+        let c = test_cluster("main");
+        let first = test_credentials(&c);
+        let objects = desired(&c, &first).unwrap();
+        let secrets: std::collections::BTreeMap<String, Secret> = objects
+            .iter()
+            .filter_map(|o| match o {
+                Child::Secret(s) => Some((s.metadata.name.clone().unwrap(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut other_seed = rand::rngs::StdRng::seed_from_u64(99);
+        let again = credentials(&c, |name| secrets.get(name).cloned(), &mut other_seed);
+        assert_eq!(again, first);
+        assert_eq!(desired(&c, &again).unwrap(), objects);
+
+        // A user added later gets a new credential; the others keep theirs.
+        let mut more = c.clone();
+        more.spec
+            .users
+            .push(serde_json::from_value(serde_json::json!({"name": "carol"})).unwrap());
+        let third = credentials(&more, |name| secrets.get(name).cloned(), &mut other_seed);
+        assert_eq!(third.users["alice"], first.users["alice"]);
+        assert_eq!(third.superuser, first.superuser);
+        assert!(third.users.contains_key("carol"));
     }
 
     #[test]
