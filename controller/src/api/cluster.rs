@@ -111,9 +111,12 @@ pub struct PostgresClusterSpec {
     pub tls: Option<TlsSpec>,
 }
 
-/// An instance's data volume (a PersistentVolumeClaim per instance).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// An instance's data volume (a PersistentVolumeClaim per instance). Fixed
+/// once the cluster exists: a StatefulSet's claim templates cannot change,
+/// and resizing the claims themselves is not implemented yet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("storage cannot be changed after the cluster is created"))]
 pub struct StorageSpec {
     /// Requested size. Default `10Gi`.
     #[serde(default = "storage_size")]

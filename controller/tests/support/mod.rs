@@ -29,6 +29,8 @@ pub fn examples() -> Vec<PathBuf> {
 /// The example as the API server returns it: with a uid (so children get
 /// owner references) and a namespace. Credentials come from a fixed seed so
 /// the output is stable.
+// Each test binary compiles this module; not every one renders.
+#[allow(dead_code)]
 pub fn render_example(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let mut cluster: PostgresCluster = render::parse_cluster(&text).unwrap();
