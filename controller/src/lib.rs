@@ -8,10 +8,13 @@
 //!   the Kubernetes objects it needs. No I/O.
 //! - [`secrets`]: passwords and SCRAM verifiers, generated once and then
 //!   read back from their Secrets.
+//! - [`reconcile`]: the reconcile loop's steps; so far the pure status
+//!   computation (conditions Ready, Progressing, Degraded).
 //! - [`render`]: every object as multi-document YAML, offline (the
 //!   `render` subcommand).
 
 pub mod api;
+pub mod reconcile;
 pub mod render;
 pub mod resources;
 pub mod secrets;
