@@ -6,6 +6,7 @@ use crate::api::{PostgresCluster, PostgresClusterStatus};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -21,16 +22,24 @@ pub struct Observed<'a> {
 }
 
 /// The pod holding the leader lock, as Patroni's Kubernetes DCS records it
-/// (the `leader` annotation of the `<cluster>` Endpoints). Empty while no
-/// member holds it.
-pub fn primary(leader: &Endpoints) -> Option<String> {
-    leader
-        .metadata
-        .annotations
-        .as_ref()?
-        .get("leader")
-        .filter(|l| !l.is_empty())
-        .cloned()
+/// in the `<cluster>` Endpoints' annotations: `leader`, renewed at
+/// `renewTime` for `ttl` seconds. A lock past its TTL is held by no one:
+/// Patroni leaves the annotation of a dead leader in place until another
+/// member takes the lock.
+pub fn primary(leader: &Endpoints, now: &Time) -> Option<String> {
+    let annotations = leader.metadata.annotations.as_ref()?;
+    let name = annotations.get("leader").filter(|l| !l.is_empty())?;
+    let renewed = annotations
+        .get("renewTime")
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let ttl = annotations.get("ttl").and_then(|t| t.parse::<i64>().ok());
+    if let (Some(renewed), Some(ttl)) = (renewed, ttl) {
+        let expires = renewed.checked_add(SignedDuration::from_secs(ttl)).ok()?;
+        if expires < now.0 {
+            return None;
+        }
+    }
+    Some(name.clone())
 }
 
 /// The new status. A condition whose state did not change keeps its
@@ -40,7 +49,7 @@ pub fn compute(cluster: &PostgresCluster, observed: &Observed, now: Time) -> Pos
     let generation = cluster.metadata.generation;
     let sts_status = observed.statefulset.and_then(|s| s.status.as_ref());
     let ready_instances = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
-    let primary = observed.leader.and_then(primary);
+    let primary = observed.leader.and_then(|l| primary(l, &now));
     let pooler_ready = observed
         .pooler
         .and_then(|d| d.status.as_ref())
@@ -147,7 +156,6 @@ mod tests {
     use crate::resources::test_cluster;
     use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSetStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use k8s_openapi::jiff::Timestamp;
     use std::collections::BTreeMap;
 
     fn at(second: i64) -> Time {
@@ -259,6 +267,21 @@ mod tests {
         assert_eq!(get(&s, READY).message, "2 of 3 instances ready");
         assert_eq!(get(&s, PROGRESSING).status, "True");
         assert_eq!(get(&s, DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn a_leader_lock_past_its_ttl_names_no_primary() {
+        let mut lock = leader("main-0");
+        let a = lock.metadata.annotations.as_mut().unwrap();
+        // Patroni writes Python's isoformat.
+        a.insert(
+            "renewTime".into(),
+            "1970-01-01T00:01:40.123456+00:00".into(),
+        );
+        a.insert("ttl".into(), "30".into());
+        assert_eq!(primary(&lock, &at(130)).as_deref(), Some("main-0"));
+        assert_eq!(primary(&lock, &at(131)), None);
+        assert_eq!(primary(&leader(""), &at(0)), None);
     }
 
     #[test]
