@@ -71,15 +71,21 @@ pub struct ClientSlot {
 }
 
 impl ClientSlot {
-    /// Points cancel requests at `server` (None: the client holds none).
-    pub fn set(&self, server: Option<ServerLink>) {
+    /// The client got `server` at `since`: cancel requests go there.
+    pub fn set(&self, server: ServerLink, since: Instant) {
         let mut a = self.activity.lock().unwrap();
-        a.server = server;
+        a.server = Some(server);
         a.waiting = false;
+        a.request = Some(since);
     }
 
-    /// A transaction starts: the client waits for a server from `now`.
-    pub fn request(&self, now: Instant) {
+    /// The client's transaction is over; it holds no server.
+    pub fn clear(&self) {
+        self.activity.lock().unwrap().server = None;
+    }
+
+    /// No server was free: the client waits from `now`.
+    pub fn waiting_since(&self, now: Instant) {
         let mut a = self.activity.lock().unwrap();
         a.waiting = true;
         a.request = Some(now);

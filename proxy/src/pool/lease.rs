@@ -27,6 +27,11 @@ impl Lease {
         }
     }
 
+    /// When it was checked out.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
     /// How long the connection has been checked out.
     pub fn held_for(&self) -> std::time::Duration {
         self.since.elapsed()
