@@ -29,6 +29,7 @@ fn settings(size: u32) -> PoolSettings {
             dbname: "bench".to_string(),
             user: "bench".to_string(),
             secret: None,
+            client_keys: None,
             startup: Vec::new(),
             connect_timeout: Duration::from_millis(100),
             login_timeout: Duration::from_millis(100),

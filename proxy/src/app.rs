@@ -19,6 +19,9 @@ pub struct App {
     me: std::sync::Weak<App>,
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<AuthFile>,
+    /// ClientKeys from SCRAM logins against auth-file verifiers, for
+    /// logging in to servers as those users (pass-through).
+    pub client_keys: Arc<crate::server::scram_keys::ClientKeys>,
     /// Every connected client, by its cancel key.
     pub clients: Arc<ClientRegistry>,
     /// Cancelled when SIGTERM/SIGINT asks the process to drain.
@@ -52,6 +55,7 @@ impl App {
             config: ArcSwap::from_pointee(config),
             auth: ArcSwap::from_pointee(auth),
             clients: Arc::default(),
+            client_keys: Arc::default(),
             shutdown: CancellationToken::new(),
             pools: DashMap::new(),
             db_limits: DashMap::new(),
@@ -157,6 +161,7 @@ impl App {
                 dbname: dbc.dbname.clone().unwrap_or_else(|| db.to_string()),
                 user: server_user.to_string(),
                 secret,
+                client_keys: Some(self.client_keys.clone()),
                 startup,
                 connect_timeout: cfg.server_connect_timeout,
                 login_timeout: cfg.server_login_timeout,
@@ -206,6 +211,7 @@ impl App {
                 dbname: c.probe_dbname.clone(),
                 user,
                 secret,
+                client_keys: Some(self.client_keys.clone()),
                 startup: vec![("application_name".into(), "pgwolf-probe".into())],
                 connect_timeout: c.probe_timeout.min(cfg.server_connect_timeout),
                 login_timeout: c.probe_timeout.min(cfg.server_login_timeout),

@@ -138,6 +138,7 @@ fn switchover(
         dbname: "pgwolf".into(),
         user,
         secret,
+        client_keys: None,
         startup: vec![("application_name".into(), "pgwolf switchover".into())],
         connect_timeout: std::time::Duration::from_secs(10),
         login_timeout: std::time::Duration::from_secs(10),

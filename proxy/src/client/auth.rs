@@ -216,6 +216,10 @@ async fn scram_exchange(
     let body = read_password(stream, buf).await?;
     match server.client_final(&body) {
         Ok(final_msg) if known => {
+            if let (Some(Secret::Scram(_)), Some(key)) = (secret, server.client_key()) {
+                // The server may hold the same verifier: log in to it with this.
+                app.client_keys.remember(user, key);
+            }
             send(stream, |o| backend::auth_sasl_final(o, &final_msg)).await?;
             Ok(true)
         }

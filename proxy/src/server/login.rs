@@ -1,5 +1,6 @@
 //! Opening a server connection and logging in with whatever the server asks.
 
+use super::scram_keys::KeyScram;
 use super::{ServerConn, ServerError};
 use crate::auth::Secret;
 use crate::protocol::{backend, frame::split_message, md5, startup};
@@ -12,6 +13,15 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 const LOGIN_MAX_MESSAGE: u32 = 1 << 20;
+
+const NO_CLIENT_KEY: &str = "SCRAM-SHA-256 with the auth file's verifier: no client has logged in \
+     as this user since pgwolf started, so its ClientKey is not known yet";
+
+/// The server's SCRAM exchange, from a password or from a client's key.
+enum Scram {
+    Password(ScramSha256),
+    Key(KeyScram),
+}
 
 const AUTH_OK: i32 = 0;
 const AUTH_CLEARTEXT: i32 = 3;
@@ -28,6 +38,9 @@ pub struct ServerTarget {
     pub dbname: String,
     pub user: String,
     pub secret: Option<Secret>,
+    /// Where a SCRAM verifier `secret` finds the ClientKey a client's login
+    /// left (pass-through); None: a verifier cannot log in.
+    pub client_keys: Option<std::sync::Arc<super::scram_keys::ClientKeys>>,
     /// Extra startup parameters (application_name, client_encoding, ...).
     pub startup: Vec<(String, String)>,
     pub connect_timeout: Duration,
@@ -100,7 +113,7 @@ async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), Serve
     startup::encode_startup(&params, &mut out);
     conn.stream.write_all(&out).await?;
 
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<Scram> = None;
     loop {
         let Some((tag, mut body)) = read(conn).await? else {
             continue;
@@ -134,26 +147,65 @@ async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), Serve
                         if !offered {
                             return Err(ServerError::AuthMethod(code));
                         }
-                        let pw = plain(target, "SCRAM-SHA-256")?;
-                        let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                        pgfront::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)?;
+                        let s = match &target.secret {
+                            Some(Secret::Scram(v)) => {
+                                let key = target
+                                    .client_keys
+                                    .as_ref()
+                                    .and_then(|k| k.for_verifier(&target.user, v))
+                                    .ok_or_else(|| no_password(target, NO_CLIENT_KEY))?;
+                                let s = KeyScram::new(key, v.clone());
+                                pgfront::sasl_initial_response(
+                                    "SCRAM-SHA-256",
+                                    &s.client_first(),
+                                    &mut out,
+                                )?;
+                                Scram::Key(s)
+                            }
+                            _ => {
+                                let pw = plain(target, "SCRAM-SHA-256")?;
+                                let s =
+                                    ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                                pgfront::sasl_initial_response(
+                                    "SCRAM-SHA-256",
+                                    s.message(),
+                                    &mut out,
+                                )?;
+                                Scram::Password(s)
+                            }
+                        };
                         scram = Some(s);
                     }
                     AUTH_SASL_CONTINUE => {
-                        let s = scram.as_mut().ok_or_else(|| {
-                            ServerError::Protocol("unexpected SASL continue".into())
-                        })?;
-                        s.update(&body)
-                            .map_err(|e| ServerError::Protocol(format!("SCRAM: {e}")))?;
-                        pgfront::sasl_response(s.message(), &mut out)?;
+                        let scram_err = |e: String| ServerError::Protocol(format!("SCRAM: {e}"));
+                        match scram.as_mut() {
+                            Some(Scram::Password(s)) => {
+                                s.update(&body).map_err(|e| scram_err(e.to_string()))?;
+                                pgfront::sasl_response(s.message(), &mut out)?;
+                            }
+                            Some(Scram::Key(s)) => {
+                                let msg = s.client_final(&body).map_err(scram_err)?;
+                                pgfront::sasl_response(&msg, &mut out)?;
+                            }
+                            None => {
+                                return Err(ServerError::Protocol(
+                                    "unexpected SASL continue".into(),
+                                ))
+                            }
+                        }
                     }
                     AUTH_SASL_FINAL => {
-                        let mut s = scram
-                            .take()
-                            .ok_or_else(|| ServerError::Protocol("unexpected SASL final".into()))?;
+                        let scram_err = |e: String| ServerError::Protocol(format!("SCRAM: {e}"));
                         // Verifies the server's signature: it proves it knows the verifier.
-                        s.finish(&body)
-                            .map_err(|e| ServerError::Protocol(format!("SCRAM: {e}")))?;
+                        match scram.take() {
+                            Some(Scram::Password(mut s)) => {
+                                s.finish(&body).map_err(|e| scram_err(e.to_string()))?
+                            }
+                            Some(Scram::Key(s)) => s.finish(&body).map_err(scram_err)?,
+                            None => {
+                                return Err(ServerError::Protocol("unexpected SASL final".into()))
+                            }
+                        }
                         continue;
                     }
                     other => return Err(ServerError::AuthMethod(other)),

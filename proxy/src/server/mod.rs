@@ -3,6 +3,7 @@
 
 mod login;
 pub mod params;
+pub mod scram_keys;
 
 pub use login::{connect, ServerTarget};
 
