@@ -8,8 +8,8 @@
 //!   the Kubernetes objects it needs. No I/O.
 //! - [`secrets`]: passwords and SCRAM verifiers, generated once and then
 //!   read back from their Secrets.
-//! - [`reconcile`]: the reconcile loop's steps; so far the pure status
-//!   computation (conditions Ready, Progressing, Degraded).
+//! - [`reconcile`]: the reconcile loop's steps; so far the server-side-apply
+//!   helper and the pure status computation (Ready, Progressing, Degraded).
 //! - [`render`]: every object as multi-document YAML, offline (the
 //!   `render` subcommand).
 
