@@ -22,6 +22,8 @@ pub struct App {
     /// ClientKeys from SCRAM logins against auth-file verifiers, for
     /// logging in to servers as those users (pass-through).
     pub client_keys: Arc<crate::server::scram_keys::ClientKeys>,
+    /// Secrets found by auth_query, with when (see `client/auth_query.rs`).
+    pub looked_up: DashMap<String, (Option<Secret>, std::time::Instant)>,
     /// Every connected client, by its cancel key.
     pub clients: Arc<ClientRegistry>,
     /// Cancelled when SIGTERM/SIGINT asks the process to drain.
@@ -56,6 +58,7 @@ impl App {
             auth: ArcSwap::from_pointee(auth),
             clients: Arc::default(),
             client_keys: Arc::default(),
+            looked_up: DashMap::new(),
             shutdown: CancellationToken::new(),
             pools: DashMap::new(),
             db_limits: DashMap::new(),
@@ -139,7 +142,10 @@ impl App {
         let mode = cfg.pool_mode_for(dbc, server_user);
         let secret = match &dbc.password {
             Some(p) => Some(Secret::Plain(p.clone())),
-            None => self.auth.load().get(server_user).cloned(),
+            None => self.auth.load().get(server_user).cloned().or_else(|| {
+                // auth_query ran at the client's login, before the pool was made.
+                self.looked_up.get(server_user).and_then(|e| e.0.clone())
+            }),
         };
         let mut startup = Vec::new();
         for (name, value) in [

@@ -24,7 +24,7 @@ pub async fn authenticate(
 ) -> Result<(), ClientError> {
     let cfg = app.config.load();
     let auth = app.auth.load();
-    let secret = auth.get(user).cloned();
+    let mut secret = auth.get(user).cloned();
     let method = match cfg.auth_type {
         AuthType::Hba => match hba_method(&auth, stream, user, db) {
             Ok(m) => m,
@@ -37,6 +37,9 @@ pub async fn authenticate(
         t => t,
     };
     drop(auth);
+    if secret.is_none() && method != AuthType::Trust {
+        secret = super::auth_query::secret_for(app, user, db).await;
+    }
     let ok = match method {
         // Resolved above; an HBA line never names "hba".
         AuthType::Hba => false,

@@ -1,6 +1,7 @@
 //! One task per client: startup, authentication, then the session loop.
 
 mod auth;
+mod auth_query;
 pub mod cancel;
 pub mod pump;
 mod pump_prepared;

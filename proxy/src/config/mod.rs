@@ -64,6 +64,17 @@ pub struct Config {
     /// pg_hba.conf-style access rules (host, database, user, address,
     /// method) for `auth_type = "hba"`.
     pub auth_hba_file: Option<PathBuf>,
+    /// Who pgwolf logs in as to look up, with `auth_query`, the secrets of
+    /// users the auth file does not list; its own secret is in the auth file.
+    pub auth_user: Option<String>,
+    /// The lookup: `$1` becomes the user name (a quoted literal); the first
+    /// row's second column is the secret (SCRAM verifier or md5 hash).
+    pub auth_query: String,
+    /// The database the lookup runs in; by default the client's.
+    pub auth_dbname: Option<String>,
+    /// How long a looked-up secret, or the lack of one, is reused.
+    #[serde(with = "humantime_serde")]
+    pub auth_cache_ttl: Duration,
     pub pool_mode: PoolMode,
     /// Server connections per (database, user) pool.
     pub default_pool_size: u32,

@@ -20,8 +20,8 @@ use std::time::Duration;
 /// (Tables are kept dense by hand; rustfmt would put one key per line.)
 #[rustfmt::skip]
 const UNSUPPORTED_GLOBAL: &[&str] = &[
-    "application_name_add_host", "auth_dbname",
-    "auth_ident_file", "auth_ldap_options", "auth_query", "auth_user",
+    "application_name_add_host",
+    "auth_ident_file", "auth_ldap_options",
     "autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
     "client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
     "client_tls_dheparams", "client_tls_ecdhcurve", "client_tls_key_file",
@@ -397,6 +397,9 @@ impl Import {
             "auth_type" => cfg.auth_type = auth_type(v)?,
             "auth_file" => cfg.auth_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "auth_hba_file" => cfg.auth_hba_file = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "auth_user" => cfg.auth_user = (!v.is_empty()).then(|| v.to_string()),
+            "auth_query" => cfg.auth_query = v.to_string(),
+            "auth_dbname" => cfg.auth_dbname = (!v.is_empty()).then(|| v.to_string()),
             "pool_mode" => cfg.pool_mode = pool_mode(v)?,
             "default_pool_size" => cfg.default_pool_size = whole(v)?,
             "min_pool_size" => cfg.min_pool_size = whole(v)?,

@@ -154,6 +154,15 @@ fn auth_type_name(auth: AuthType) -> &'static str {
 }
 
 fn check_auth(cfg: &Config) -> Result<(), ConfigError> {
+    if cfg.auth_user.as_deref() == Some("") {
+        return Err(invalid("auth_user", "must not be empty; omit it instead"));
+    }
+    if cfg.auth_user.is_some() && !cfg.auth_query.contains("$1") {
+        return Err(invalid(
+            "auth_query",
+            "must use $1 for the user name, e.g. \"SELECT uname, phash FROM pgwolf.user_lookup($1)\"",
+        ));
+    }
     match (&cfg.auth_hba_file, cfg.auth_type) {
         (None, AuthType::Hba) => {
             return Err(invalid(

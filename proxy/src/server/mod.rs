@@ -149,10 +149,19 @@ impl ServerConn {
     /// own (the topology probe's `pg_is_in_recovery()`), as text; None for
     /// no row or NULL. Errors as for [`ServerConn::run_own_query`].
     pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
+        Ok(self
+            .own_query(sql)
+            .await?
+            .and_then(|row| row.into_iter().next().flatten()))
+    }
+
+    /// The first row of a simple query of the proxy's own (auth_query), as
+    /// text columns (None: NULL); None for no row.
+    pub async fn query_row(&mut self, sql: &str) -> Result<Option<Row>, ServerError> {
         self.own_query(sql).await
     }
 
-    async fn own_query(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
+    async fn own_query(&mut self, sql: &str) -> Result<Option<Row>, ServerError> {
         let mut out = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut out, sql);
         self.stream.write_all(&out).await?;
@@ -174,7 +183,7 @@ impl ServerConn {
                 backend::DATA_ROW => {
                     rows += 1;
                     if rows == 1 {
-                        value = first_column(&body)?;
+                        value = Some(columns(&body)?);
                     }
                 }
                 _ => {}
@@ -204,17 +213,29 @@ impl ServerConn {
     }
 }
 
-/// Column 0 of a DataRow body: Int16 count, then Int32 length (-1: NULL)
-/// and the bytes.
-fn first_column(body: &[u8]) -> Result<Option<String>, ServerError> {
+/// A row of text columns; None is NULL.
+pub type Row = Vec<Option<String>>;
+
+/// The columns of a DataRow body: Int16 count, then per column an Int32
+/// length (-1: NULL) and the bytes.
+fn columns(body: &[u8]) -> Result<Row, ServerError> {
     let bad = || ServerError::Protocol("malformed DataRow".into());
-    if body.len() < 6 || body[..2] == [0, 0] {
+    let count = u16::from_be_bytes(body.get(..2).ok_or_else(bad)?.try_into().unwrap());
+    if count == 0 {
         return Err(bad());
     }
-    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
-    if len < 0 {
-        return Ok(None);
+    let (mut at, mut row) = (2usize, Vec::with_capacity(count.into()));
+    for _ in 0..count {
+        let len = body.get(at..at + 4).ok_or_else(bad)?;
+        let len = i32::from_be_bytes(len.try_into().unwrap());
+        at += 4;
+        if len < 0 {
+            row.push(None);
+            continue;
+        }
+        let value = body.get(at..at + len as usize).ok_or_else(bad)?;
+        at += len as usize;
+        row.push(Some(String::from_utf8_lossy(value).into_owned()));
     }
-    let value = body.get(6..6 + len as usize).ok_or_else(bad)?;
-    Ok(Some(String::from_utf8_lossy(value).into_owned()))
+    Ok(row)
 }
