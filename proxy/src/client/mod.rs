@@ -233,8 +233,6 @@ async fn establish(
         mode,
         wanted,
         cancel: registration,
-        user,
-        db,
         peer,
         prepared: None,
     })

@@ -11,40 +11,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-/// The server connection a client holds now.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerLink {
-    /// The server's address and its own cancel key.
-    pub addr: SocketAddr,
-    pub pid: i32,
-    pub secret: i32,
-    /// pgwolf's end of the server connection.
-    pub local: SocketAddr,
-    pub created: Instant,
-    /// The pool generation it was made for (older: close_needed).
-    pub generation: u64,
-}
-
-impl ServerLink {
-    /// SHOW SERVERS `ptr`: unique among live server connections, since a
-    /// local port is unique per server address and a pid per server.
-    pub fn ptr(&self) -> String {
-        server_ptr(self.local.port(), self.pid)
-    }
-}
-
-pub fn server_ptr(local_port: u16, pid: i32) -> String {
-    format!(
-        "0x{:x}",
-        (u64::from(local_port) << 32) | u64::from(pid as u32)
-    )
-}
+pub use crate::server::{server_ptr, ServerLink};
 
 /// What a client is doing, changed a few times per transaction under a
 /// mutex that is held only to copy it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Activity {
-    pub server: Option<ServerLink>,
+    /// The server connection it holds now.
+    pub server: Option<Arc<ServerLink>>,
     /// Waiting for a server connection since `request`.
     pub waiting: bool,
     /// When its latest transaction started.
@@ -72,7 +46,7 @@ pub struct ClientSlot {
 
 impl ClientSlot {
     /// The client got `server` at `since`: cancel requests go there.
-    pub fn set(&self, server: ServerLink, since: Instant) {
+    pub fn set(&self, server: Arc<ServerLink>, since: Instant) {
         let mut a = self.activity.lock().unwrap();
         a.server = Some(server);
         a.waiting = false;
@@ -97,7 +71,7 @@ impl ClientSlot {
     }
 
     pub fn activity(&self) -> Activity {
-        *self.activity.lock().unwrap()
+        self.activity.lock().unwrap().clone()
     }
 
     pub fn logged_in(&self, info: ClientInfo) {

@@ -3,7 +3,7 @@
 
 use super::pump::{Outcome, Pump, Track, READ_CHUNK};
 use super::pump_prepared::Prepared;
-use super::registry::{Registration, ServerLink};
+use super::registry::Registration;
 use super::{send_error, ClientError};
 use crate::app::App;
 use crate::config::PoolMode;
@@ -35,8 +35,6 @@ pub struct Session {
     pub wanted: ParamSet,
     /// The client's cancel key; dropping it unregisters the key.
     pub cancel: Registration,
-    pub user: String,
-    pub db: String,
     pub peer: std::net::SocketAddr,
     /// Named prepared statements, made when a pool that manages them first
     /// needs them (boxed: clients that never prepare carry one pointer).
@@ -83,16 +81,25 @@ enum Next {
 }
 
 impl Session {
+    /// The login's user and database, kept once, in the client registry.
+    fn user(&self) -> &str {
+        self.cancel.slot.info().map_or("", |i| i.user.as_str())
+    }
+
+    fn db(&self) -> &str {
+        self.cancel.slot.info().map_or("", |i| i.db.as_str())
+    }
+
     /// Runs the session to its end and logs how it ended. By reference: an
     /// async fn stores a by-value argument twice (as the captured argument
     /// and as its local), and this one is a third of an idle client.
     pub async fn run(&mut self) {
         match self.run_loop().await {
             Ok(()) => {
-                tracing::info!(peer = %self.peer, db = %self.db, user = %self.user, "client disconnected")
+                tracing::info!(peer = %self.peer, db = %self.db(), user = %self.user(), "client disconnected")
             }
             Err(e) => {
-                tracing::info!(peer = %self.peer, db = %self.db, user = %self.user, error = %e, "client connection ended")
+                tracing::info!(peer = %self.peer, db = %self.db(), user = %self.user(), error = %e, "client connection ended")
             }
         }
     }
@@ -131,7 +138,7 @@ impl Session {
             Ok(l) => l,
             Err(e) => {
                 self.cancel.slot.stop_waiting();
-                tracing::warn!(db = %self.db, user = %self.user, error = %e, "no server connection for client");
+                tracing::warn!(db = %self.db(), user = %self.user(), error = %e, "no server connection for client");
                 send_error(
                     &mut self.client,
                     Severity::Fatal,
@@ -314,18 +321,9 @@ impl Session {
             conn.params.adopt(&self.wanted);
         }
         let since = lease.since();
-        let conn = lease.conn();
-        self.cancel.slot.set(
-            ServerLink {
-                addr: conn.peer,
-                pid: conn.pid,
-                secret: conn.secret,
-                local: conn.local,
-                created: conn.created,
-                generation: conn.generation,
-            },
-            since,
-        );
+        if let Some(link) = &lease.conn().link {
+            self.cancel.slot.set(link.clone(), since);
+        }
         Ok(())
     }
 
@@ -430,7 +428,7 @@ impl Session {
                 false
             }
             ClientIo(e) => {
-                tracing::debug!(db = %self.db, user = %self.user, error = %e, "client socket error");
+                tracing::debug!(db = %self.db(), user = %self.user(), error = %e, "client socket error");
                 self.give_back(lease, track).await;
                 false
             }
@@ -467,7 +465,7 @@ impl Session {
                     ServerIo(e) => e.to_string(),
                     _ => "closed".into(),
                 };
-                tracing::warn!(db = %self.db, user = %self.user, %error, "server connection lost while in use");
+                tracing::warn!(db = %self.db(), user = %self.user(), %error, "server connection lost while in use");
                 false
             }
             ClientProtocol(e) => {

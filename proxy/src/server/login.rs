@@ -1,7 +1,7 @@
 //! Opening a server connection and logging in with whatever the server asks.
 
 use super::scram_keys::KeyScram;
-use super::{ServerConn, ServerError};
+use super::{ServerConn, ServerError, ServerLink};
 use crate::auth::Secret;
 use crate::protocol::{backend, frame::split_message, md5, startup};
 use bytes::{Buf, BytesMut};
@@ -92,6 +92,7 @@ pub async fn connect(
         last_used: now,
         generation,
         prepared: crate::prepared::statements::ServerStatements::new(0),
+        link: None,
         _limits: limits,
     };
     tokio::time::timeout(target.login_timeout, login(&mut conn, target))
@@ -100,6 +101,14 @@ pub async fn connect(
             what: "logging in to",
             addr,
         })??;
+    conn.link = Some(std::sync::Arc::new(ServerLink {
+        addr: conn.peer,
+        pid: conn.pid,
+        secret: conn.secret,
+        local: conn.local,
+        created: conn.created,
+        generation: conn.generation,
+    }));
     Ok(conn)
 }
 

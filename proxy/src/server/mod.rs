@@ -71,6 +71,35 @@ impl ServerError {
     }
 }
 
+/// A logged-in server connection as the client registry knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLink {
+    /// The server's address and its own cancel key.
+    pub addr: SocketAddr,
+    pub pid: i32,
+    pub secret: i32,
+    /// pgwolf's end of the server connection.
+    pub local: SocketAddr,
+    pub created: Instant,
+    /// The pool generation it was made for (older: close_needed).
+    pub generation: u64,
+}
+
+impl ServerLink {
+    /// SHOW SERVERS `ptr`: unique among live server connections, since a
+    /// local port is unique per server address and a pid per server.
+    pub fn ptr(&self) -> String {
+        server_ptr(self.local.port(), self.pid)
+    }
+}
+
+pub fn server_ptr(local_port: u16, pid: i32) -> String {
+    format!(
+        "0x{:x}",
+        (u64::from(local_port) << 32) | u64::from(pid as u32)
+    )
+}
+
 /// A logged-in server connection, owned by at most one client at a time.
 pub struct ServerConn {
     pub stream: TcpStream,
@@ -93,6 +122,10 @@ pub struct ServerConn {
     pub generation: u64,
     /// Statements prepared on it under pgwolf's names; kept while pooled.
     pub prepared: ServerStatements,
+    /// What a client holding it shows of it (SHOW CLIENTS/SERVERS, cancel
+    /// requests); shared, so lending the connection copies a pointer.
+    /// None only before login finished (and in benchmarks).
+    pub link: Option<std::sync::Arc<ServerLink>>,
     /// Connection-count permits (max_db/max_user_connections), freed on drop.
     pub(crate) _limits: Vec<OwnedSemaphorePermit>,
 }
@@ -121,6 +154,7 @@ impl ServerConn {
             last_used: now,
             generation: 0,
             prepared: ServerStatements::new(0),
+            link: None,
             _limits: Vec::new(),
         }
     }
