@@ -10,15 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![tag];
     m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
@@ -67,9 +58,8 @@ async fn fixture() -> Fixture {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_makes_the_server_wait() {
     let fx = fixture().await;
-    let pid = fx.proxy.pid();
     let mut s = raw_login(fx.port()).await;
-    let before = rss_kib(pid);
+    let before = fx.proxy.rss_kib();
     // About 1.6 GB of result, which no buffer may hold.
     s.write_all(&query(
         "SELECT repeat('x', 8000) FROM generate_series(1, 200000)",
@@ -86,7 +76,7 @@ async fn a_client_that_stops_reading_makes_the_server_wait() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let during = rss_kib(pid);
+    let during = fx.proxy.rss_kib();
     println!("pgwolf RSS {before} KiB before, {during} KiB with the client not reading");
     assert!(
         during < before + 16 * 1024,
@@ -114,9 +104,8 @@ async fn a_client_that_stops_reading_makes_the_server_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_flooding_a_busy_server_is_slowed_not_buffered() {
     let fx = fixture().await;
-    let pid = fx.proxy.pid();
     let s = raw_login(fx.port()).await;
-    let before = rss_kib(pid);
+    let before = fx.proxy.rss_kib();
     let (mut rd, mut wr) = s.into_split();
     // The server is busy for 5 s; the client never reads meanwhile.
     wr.write_all(&query("SELECT pg_sleep(5)")).await.unwrap();
@@ -133,12 +122,12 @@ async fn a_client_flooding_a_busy_server_is_slowed_not_buffered() {
     let mut half = 0;
     let probe = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        half = rss_kib(pid);
+        half = fx.proxy.rss_kib();
         std::future::pending::<()>().await
     };
     let both = async { tokio::join!(flood, probe) };
     let _ = tokio::time::timeout(Duration::from_secs(3), both).await;
-    let during = rss_kib(pid);
+    let during = fx.proxy.rss_kib();
     println!(
         "flood: {written} bytes written in 3 s; pgwolf RSS {before} -> {half} (1.5 s) -> {during} KiB (3 s)"
     );

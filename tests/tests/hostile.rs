@@ -10,15 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// (soft, hard) open-files limits of this process.
 fn open_files_limits() -> (u64, u64) {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
@@ -47,12 +38,6 @@ fn open_files_limit() -> u64 {
     open_files_limits().0
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_cost_little_and_block_no_one() {
     // 10,000 as the issue asks where the open-files limit allows (each is
@@ -69,9 +54,8 @@ async fn silent_connections_cost_little_and_block_no_one() {
     let fx = Fixture::with(opts).await;
     let warm = fx.connect().await;
     simple_value(&warm, "SELECT 1").await.unwrap();
-    let pid = fx.proxy.pid();
-    let before = rss_kib(pid);
-    let fds_before = open_fds(pid);
+    let before = fx.proxy.rss_kib();
+    let fds_before = fx.proxy.open_fds();
 
     // Each sends the first bytes of a startup packet, then nothing.
     let mut silent = Vec::with_capacity(n);
@@ -84,12 +68,12 @@ async fn silent_connections_cost_little_and_block_no_one() {
         silent.extend(futures_util::future::join_all(batch).await);
     }
     within(60, "pgwolf accepting every silent connection", async {
-        while open_fds(pid) < fds_before + n {
+        while fx.proxy.open_fds() < fds_before + n {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
-    let during = rss_kib(pid);
+    let during = fx.proxy.rss_kib();
     let per_conn = (during.saturating_sub(before) as f64) * 1024.0 / n as f64;
     println!(
         "{n} silent connections: pgwolf RSS {before} KiB -> {during} KiB, {per_conn:.0} bytes each"
