@@ -10,6 +10,7 @@
 //! - [`http`]: the one-request HTTP client the Patroni provider uses.
 
 pub mod http;
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod patroni;
 pub mod probe;
@@ -112,8 +113,19 @@ impl Cluster {
             Provider::Patroni => {
                 tokio::spawn(patroni::run(cluster, cfg, tx, task_nudge, task_stop));
             }
+            #[cfg(feature = "kubernetes")]
             Provider::Kubernetes => {
                 tokio::spawn(kubernetes::run(cluster, cfg, tx, task_nudge, task_stop));
+            }
+            #[cfg(not(feature = "kubernetes"))]
+            Provider::Kubernetes => {
+                let _ = (cfg, task_nudge, task_stop);
+                tx.send_replace(Topology {
+                    error: Some(format!(
+                        "cluster \"{cluster}\": this pgwolf was built without the kubernetes provider (cargo feature `kubernetes`)"
+                    )),
+                    ..Topology::default()
+                });
             }
             Provider::Static => {
                 let target = probe_target.expect("validated: static clusters have a probe login");
