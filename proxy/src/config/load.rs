@@ -71,6 +71,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     Ok(Loaded { config, warnings })
 }
 
+/// Parse PgBouncer ini text (no file access), with the import's warnings;
+/// not validated yet.
+pub fn from_pgbouncer_ini_str(
+    text: &str,
+    path: &Path,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    pgbouncer_ini::from_ini_str(text, path)
+}
+
 /// Parse TOML text (no file access); relative paths stay relative.
 pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     // toml's message already carries line, column, a caret excerpt and the

@@ -11,7 +11,7 @@ mod pgbouncer_ini;
 mod validate;
 
 pub use cluster::{split_host_port, ClusterConfig, Provider, TargetRole};
-pub use load::{load, ConfigError, Loaded};
+pub use load::{from_pgbouncer_ini_str, from_toml_str, load, ConfigError, Loaded};
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
