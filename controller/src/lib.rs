@@ -18,3 +18,4 @@ pub mod reconcile;
 pub mod render;
 pub mod resources;
 pub mod secrets;
+pub mod yaml;

@@ -53,7 +53,8 @@ pub fn render<R: Rng>(cluster: &PostgresCluster, rng: &mut R) -> Result<String, 
 }
 
 pub fn to_yaml(objects: &[Child]) -> Result<String, Error> {
-    serde_saphyr::to_string_multiple(objects).map_err(Error::Yaml)
+    let objects: Vec<serde_json::Value> = objects.iter().map(crate::yaml::canonical).collect();
+    serde_saphyr::to_string_multiple(&objects).map_err(Error::Yaml)
 }
 
 #[cfg(test)]

@@ -23,5 +23,5 @@ use kube::CustomResourceExt;
 /// The CRD as YAML, exactly as `pgwolf-controller crd` prints it and
 /// deploy/crd/postgresclusters.yaml holds it.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    serde_saphyr::to_string(&PostgresCluster::crd())
+    serde_saphyr::to_string(&crate::yaml::canonical(&PostgresCluster::crd()))
 }

@@ -133,7 +133,25 @@ pub fn config_toml(owner: &Owner, pooler: &PoolerSpec) -> Result<String, Error> 
             }
         }
     }
-    toml::to_string(&out).map_err(Error::PoolerToml)
+    toml::to_string(&sorted(out)).map_err(Error::PoolerToml)
+}
+
+/// The table with its keys in sorted order at every depth: toml keeps
+/// insertion order when a crate in the build enables its `preserve_order`
+/// feature, and the rendered config must not depend on that (yaml.rs).
+fn sorted(table: toml::Table) -> toml::Table {
+    let mut entries: Vec<(String, toml::Value)> = table.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                toml::Value::Table(t) => toml::Value::Table(sorted(t)),
+                other => other,
+            };
+            (k, v)
+        })
+        .collect()
 }
 
 /// PgBouncer's userlist format, one `"user" "verifier"` line per role that

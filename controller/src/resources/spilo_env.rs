@@ -74,7 +74,8 @@ pub fn env(owner: &Owner) -> Vec<EnvVar> {
 /// later changes have to go through Patroni's `PATCH /config` (reconcile).
 pub fn spilo_configuration(owner: &Owner) -> String {
     let spec = &owner.cluster.spec;
-    json!({
+    // Sorted keys: the same text whatever serde_json's features (yaml.rs).
+    let config = json!({
         "bootstrap": {
             "dcs": {
                 "ttl": spec.patroni.ttl,
@@ -83,8 +84,8 @@ pub fn spilo_configuration(owner: &Owner) -> String {
                 "postgresql": { "parameters": spec.postgresql.parameters },
             }
         }
-    })
-    .to_string()
+    });
+    crate::yaml::canonical(&config).to_string()
 }
 
 fn value(name: &str, value: &str) -> EnvVar {
