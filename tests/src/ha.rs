@@ -60,6 +60,11 @@ pub struct HaOptions {
     pub loop_wait: u32,
     /// Seconds DCS and PostgreSQL operations are retried before giving up.
     pub retry_timeout: u32,
+    /// Patroni's `synchronous_mode`: a commit is acknowledged only once a
+    /// standby has it, and only that standby may be promoted. Without it a
+    /// failover loses whatever the new leader had not replayed yet, which a
+    /// test of "no acknowledged write is lost" must not blame on pgwolf.
+    pub synchronous_mode: bool,
 }
 
 impl Default for HaOptions {
@@ -71,6 +76,7 @@ impl Default for HaOptions {
             ttl: 6,
             loop_wait: 1,
             retry_timeout: 2,
+            synchronous_mode: false,
         }
     }
 }
@@ -111,6 +117,7 @@ pub struct HaCluster {
     etcd_port: u16,
     etcd: Mutex<Option<Child>>,
     members: Vec<Member>,
+    synchronous_mode: bool,
     reaper: Option<Child>,
     // Last field: removed after everything has stopped.
     dir: TempDir,
@@ -171,6 +178,7 @@ impl HaCluster {
             etcd_port: 0,
             etcd: Mutex::new(None),
             members,
+            synchronous_mode: opts.synchronous_mode,
             reaper: Some(procs::spawn_reaper(base)),
             dir,
         };
@@ -271,7 +279,7 @@ impl HaCluster {
                 .filter(|m| lock(&m.patroni).is_some())
                 .map(|m| &m.info)
                 .collect();
-            let why = match status::ready_check(self.etcd_port, &up) {
+            let why = match status::ready_check(self.etcd_port, &up, self.synchronous_mode) {
                 Ok(leader) => return leader,
                 Err(why) => why,
             };

@@ -30,6 +30,7 @@ pub fn member_yaml(c: &MemberConfig) -> String {
     let name = &c.member.name;
     let base = c.base;
     let (ttl, loop_wait, retry_timeout) = (c.opts.ttl, c.opts.loop_wait, c.opts.retry_timeout);
+    let synchronous_mode = c.opts.synchronous_mode;
     let (rest, pg, etcd) = (c.member.rest_port, c.member.pg_port, c.etcd_port);
     let log_dir = p(&base.join("log").join(name));
     let data_dir = p(&base.join("data").join(name));
@@ -75,6 +76,7 @@ bootstrap:
     retry_timeout: {retry_timeout}
     primary_start_timeout: 300
     failsafe_mode: true
+    synchronous_mode: {synchronous_mode}
     maximum_lag_on_failover: 1048576
     postgresql:
       use_pg_rewind: true

@@ -12,8 +12,15 @@ const HTTP_LIMIT: Duration = Duration::from_secs(2);
 const WRITE_LIMIT: Duration = Duration::from_secs(10);
 
 /// One pass over the readiness conditions for the members in `up`;
-/// `Ok(leader)`, or `Err` saying which condition failed.
-pub fn ready_check(etcd_port: u16, up: &[&MemberInfo]) -> Result<String, String> {
+/// `Ok(leader)`, or `Err` saying which condition failed. With
+/// `synchronous`, a standby must also be Patroni's `sync_standby` and the
+/// leader's `pg_stat_replication` must list it as `sync`: until then a
+/// commit does not wait for it.
+pub fn ready_check(
+    etcd_port: u16,
+    up: &[&MemberInfo],
+    synchronous: bool,
+) -> Result<String, String> {
     if !etcd_healthy(etcd_port) {
         return Err("etcd /health is not true".into());
     }
@@ -67,6 +74,25 @@ pub fn ready_check(etcd_port: u16, up: &[&MemberInfo]) -> Result<String, String>
             return Err(format!(
                 "{} not streaming from {} ({streaming:?})",
                 m.name, leader.name
+            ));
+        }
+    }
+    if synchronous && up.len() > 1 {
+        let sync_standbys: Vec<&str> = view
+            .iter()
+            .filter(|s| s.role == "sync_standby")
+            .map(|s| s.name.as_str())
+            .collect();
+        let sync_replication = leader_status["replication"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["sync_state"] == "sync")
+            .filter_map(|r| r["application_name"].as_str())
+            .any(|name| sync_standbys.contains(&name));
+        if !sync_replication {
+            return Err(format!(
+                "no synchronous standby yet (/cluster sync_standby {sync_standbys:?})"
             ));
         }
     }
