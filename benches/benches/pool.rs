@@ -31,6 +31,7 @@ fn settings(size: u32) -> PoolSettings {
             secret: None,
             client_keys: None,
             startup: Vec::new(),
+            tls: Default::default(),
             connect_timeout: Duration::from_millis(100),
             login_timeout: Duration::from_millis(100),
         },

@@ -19,6 +19,8 @@ pub struct App {
     me: std::sync::Weak<App>,
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<AuthFile>,
+    /// Certificates and keys as last loaded (start, SIGHUP, RELOAD).
+    pub tls: ArcSwap<crate::tls::TlsSetup>,
     /// ClientKeys from SCRAM logins against auth-file verifiers, for
     /// logging in to servers as those users (pass-through).
     pub client_keys: Arc<crate::server::scram_keys::ClientKeys>,
@@ -56,6 +58,7 @@ impl App {
             me: me.clone(),
             config: ArcSwap::from_pointee(config),
             auth: ArcSwap::from_pointee(auth),
+            tls: ArcSwap::from_pointee(Default::default()),
             clients: Arc::default(),
             client_keys: Arc::default(),
             looked_up: DashMap::new(),
@@ -169,6 +172,7 @@ impl App {
                 secret,
                 client_keys: Some(self.client_keys.clone()),
                 startup,
+                tls: self.tls.load().server.clone(),
                 connect_timeout: cfg.server_connect_timeout,
                 login_timeout: cfg.server_login_timeout,
             },
@@ -219,6 +223,7 @@ impl App {
                 secret,
                 client_keys: Some(self.client_keys.clone()),
                 startup: vec![("application_name".into(), "pgwolf-probe".into())],
+                tls: self.tls.load().server.clone(),
                 connect_timeout: c.probe_timeout.min(cfg.server_connect_timeout),
                 login_timeout: c.probe_timeout.min(cfg.server_login_timeout),
             }

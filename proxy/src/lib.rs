@@ -24,4 +24,5 @@ pub mod prepared;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod topology;

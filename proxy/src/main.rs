@@ -98,6 +98,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     shutdown::load_auth(&loaded.config).context("auth_file or auth_hba_file")?;
+    pgwolf::tls::TlsSetup::load(&loaded.config)?;
     println!("{}: OK", path.display());
     Ok(())
 }
@@ -140,6 +141,7 @@ fn switchover(
         secret,
         client_keys: None,
         startup: vec![("application_name".into(), "pgwolf switchover".into())],
+        tls: Default::default(),
         connect_timeout: std::time::Duration::from_secs(10),
         login_timeout: std::time::Duration::from_secs(10),
     };
@@ -166,6 +168,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let auth = shutdown::load_auth(&loaded.config).context("auth_file or auth_hba_file")?;
+    let tls = pgwolf::tls::TlsSetup::load(&loaded.config)?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if loaded.config.worker_threads > 0 {
         rt.worker_threads(loaded.config.worker_threads as usize);
@@ -183,6 +186,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             ),
         };
         let app = App::new(loaded.config, auth);
+        app.tls.store(Arc::new(tls));
         if let Some(l) = http {
             tracing::info!(addr = %l.local_addr()?, "http listening (/metrics, /healthz, /readyz, /topology)");
             tokio::spawn(pgwolf::http::serve(app.clone(), l));

@@ -53,6 +53,13 @@ pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) -> Result<(), 
             return Err(e.to_string());
         }
     };
+    let tls = match crate::tls::TlsSetup::load(&loaded.config) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed, keeping the running config");
+            return Err(e.to_string());
+        }
+    };
     let old_listen = app.config.load().listen.clone();
     if old_listen != loaded.config.listen {
         tracing::warn!("listen changed: takes effect on restart only");
@@ -61,6 +68,8 @@ pub fn reload(app: &App, config_path: &Path, slots: &ClientSlots) -> Result<(), 
         tracing::warn!("worker_threads changed: takes effect on restart only");
     }
     slots.resize(loaded.config.max_client_conn);
+    // Before the pools are updated: their server targets take it from here.
+    app.tls.store(Arc::new(tls));
     app.reload(loaded.config, auth);
     tracing::info!("configuration reloaded");
     Ok(())

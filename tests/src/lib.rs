@@ -9,6 +9,7 @@
 //!   template that `initdb` makes once per target dir.
 //! - [`proxy`]: [`Pgwolf`], the `pgwolf` process under test with its config,
 //!   userlist and captured log.
+//! - [`certs`]: a throw-away CA and certificates (rcgen) for the TLS tests.
 //! - [`clients`]: tokio-postgres connections, `psql` and `pgbench` runs and the
 //!   pgbench report parser.
 //! - [`ha`]: [`HaCluster`], a local high-availability cluster (etcd, Patroni
@@ -24,6 +25,7 @@
 //! `#[tokio::test]` body), not from `spawn_blocking`: the parent-death signal
 //! follows the thread that spawned the child.
 
+pub mod certs;
 pub mod clients;
 pub mod fixture;
 pub mod ha;

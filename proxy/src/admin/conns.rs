@@ -62,6 +62,7 @@ struct Row {
     ptr: String,
     link: String,
     remote_pid: i32,
+    tls: String,
     application_name: String,
 }
 
@@ -88,7 +89,7 @@ fn write(out: &mut BytesMut, rows_: &[Row]) {
                 s(&r.ptr),
                 s(&r.link),
                 s(&r.remote_pid),
-                Some(String::new()),
+                s(&r.tls),
                 s(&r.application_name),
             ],
         );
@@ -119,6 +120,7 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             ptr: registry::client_ptr(pid),
             link: a.server.map(|s| s.ptr()).unwrap_or_default(),
             remote_pid: 0,
+            tls: info.tls.clone(),
             application_name: info.application_name.clone(),
         });
     }
@@ -147,6 +149,7 @@ pub fn servers(app: &App, out: &mut BytesMut) {
             ptr: s.ptr(),
             link: registry::client_ptr(pid),
             remote_pid: s.pid,
+            tls: s.tls.to_string(),
             application_name: info.application_name.clone(),
         });
     }
@@ -169,6 +172,7 @@ pub fn servers(app: &App, out: &mut BytesMut) {
                 ptr: registry::server_ptr(c.local.port(), c.pid),
                 link: String::new(),
                 remote_pid: c.pid,
+                tls: c.tls.to_string(),
                 application_name: String::new(),
             });
         }

@@ -17,11 +17,11 @@ use crate::control;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::frame::split_message;
 use crate::protocol::frontend;
+use crate::tls::Stream;
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The database names that reach the console.
 pub const DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
@@ -39,7 +39,7 @@ pub enum Access {
 /// the client leaves.
 pub async fn serve(
     app: Arc<App>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut buf: BytesMut,
     access: Access,
     me: &crate::client::registry::Registration,
@@ -60,7 +60,7 @@ pub async fn serve(
     }
     backend::backend_key_data(&mut out, key.0, key.1);
     backend::ready_for_query(&mut out, b'I');
-    if stream.write_all(&out).await.is_err() {
+    if !send(&mut stream, &out).await {
         return;
     }
     loop {
@@ -80,7 +80,7 @@ pub async fn serve(
             Err(e) => {
                 let mut out = BytesMut::new();
                 backend::error_response(&mut out, Severity::Fatal, "08P01", &e.to_string());
-                let _ = stream.write_all(&out).await;
+                send(&mut stream, &out).await;
                 return;
             }
         };
@@ -102,14 +102,19 @@ pub async fn serve(
                     "08P01",
                     "the admin console speaks the simple query protocol only",
                 );
-                let _ = stream.write_all(&out).await;
+                send(&mut stream, &out).await;
                 return;
             }
         }
-        if stream.write_all(&out).await.is_err() {
+        if !send(&mut stream, &out).await {
             return;
         }
     }
+}
+
+/// Whole answer out, through TLS too; false when the client is gone.
+async fn send(stream: &mut Stream, out: &[u8]) -> bool {
+    stream.write_all(out).await.is_ok() && stream.flush().await.is_ok()
 }
 
 type Failure = (&'static str, String);

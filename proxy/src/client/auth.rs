@@ -7,17 +7,17 @@ use crate::app::App;
 use crate::auth::{ScramVerifier, Secret};
 use crate::config::AuthType;
 use crate::protocol::{backend, frame::split_message, frontend, md5, scram};
+use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Authentication messages are small; refuse anything bigger.
 const AUTH_MAX_MESSAGE: u32 = 8192;
 
 pub async fn authenticate(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     db: &str,
@@ -37,12 +37,20 @@ pub async fn authenticate(
         t => t,
     };
     drop(auth);
+    if method == AuthType::Cert {
+        if certificate_names(stream, user) {
+            return Ok(());
+        }
+        app.auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ClientError::CertFailed(user.to_string()));
+    }
     if secret.is_none() && method != AuthType::Trust {
         secret = super::auth_query::secret_for(app, user, db).await;
     }
     let ok = match method {
         // Resolved above; an HBA line never names "hba".
-        AuthType::Hba => false,
+        AuthType::Hba | AuthType::Cert => false,
         AuthType::Trust => cfg.auth_file.is_none() || secret.is_some(),
         AuthType::Plain => cleartext(stream, buf, user, secret.as_ref()).await?,
         AuthType::Md5 => match &secret {
@@ -73,12 +81,13 @@ pub async fn authenticate(
 /// (PostgreSQL's messages).
 fn hba_method(
     auth: &crate::auth::AuthFile,
-    stream: &TcpStream,
+    stream: &Stream,
     user: &str,
     db: &str,
 ) -> Result<AuthType, ClientError> {
     use crate::auth::hba::{Attempt, Method};
     let ip = stream
+        .tcp()
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
@@ -86,9 +95,14 @@ fn hba_method(
         db,
         user,
         ip,
-        tls: false,
+        tls: stream.is_tls(),
     };
-    let about = format!("host \"{ip}\", user \"{user}\", database \"{db}\", no encryption");
+    let encryption = if stream.is_tls() {
+        "SSL encryption"
+    } else {
+        "no encryption"
+    };
+    let about = format!("host \"{ip}\", user \"{user}\", database \"{db}\", {encryption}");
     match auth.hba.as_ref().and_then(|h| h.method(attempt)) {
         Some((Method::Auth(t), _)) => Ok(t),
         Some((Method::Reject, line)) => {
@@ -97,19 +111,14 @@ fn hba_method(
                 "pg_hba.conf rejects connection for {about}"
             )))
         }
-        Some((Method::Cert, _)) => Err(ClientError::HbaRefused(
-            "connection requires a valid client certificate".into(),
-        )),
+        Some((Method::Cert, _)) => Ok(AuthType::Cert),
         None => Err(ClientError::HbaRefused(format!(
             "no pg_hba.conf entry for {about}"
         ))),
     }
 }
 
-async fn read_password(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Result<BytesMut, ClientError> {
+async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, ClientError> {
     loop {
         if let Some((tag, body)) = split_message(buf, AUTH_MAX_MESSAGE)? {
             if tag != frontend::PASSWORD {
@@ -126,11 +135,31 @@ async fn read_password(
     }
 }
 
-async fn send(stream: &mut TcpStream, f: impl FnOnce(&mut BytesMut)) -> Result<(), ClientError> {
+async fn send(stream: &mut Stream, f: impl FnOnce(&mut BytesMut)) -> Result<(), ClientError> {
     let mut out = BytesMut::with_capacity(128);
     f(&mut out);
     stream.write_all(&out).await?;
+    stream.flush().await?;
     Ok(())
+}
+
+/// auth_type = cert: the handshake verified the certificate against
+/// client_tls_ca_file; its CommonName must be the user logging in.
+fn certificate_names(stream: &Stream, user: &str) -> bool {
+    let cn = stream
+        .peer_certificate()
+        .and_then(crate::tls::peer_common_name);
+    match cn {
+        Some(cn) if cn == user => true,
+        Some(cn) => {
+            tracing::info!(user, certificate_cn = %cn, "certificate is for another user");
+            false
+        }
+        None => {
+            tracing::info!(user, tls = stream.is_tls(), "no client certificate");
+            false
+        }
+    }
 }
 
 fn strip_nul(body: &[u8]) -> &[u8] {
@@ -138,7 +167,7 @@ fn strip_nul(body: &[u8]) -> &[u8] {
 }
 
 async fn cleartext(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     secret: Option<&Secret>,
@@ -163,7 +192,7 @@ async fn cleartext(
 }
 
 async fn md5_exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     secret: Option<&Secret>,
@@ -176,7 +205,7 @@ async fn md5_exchange(
 
 async fn scram_exchange(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     secret: Option<&Secret>,

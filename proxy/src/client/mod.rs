@@ -17,11 +17,12 @@ use crate::protocol::backend::{self, Severity};
 use crate::protocol::frame::FrameError;
 use crate::protocol::startup::{StartupError, StartupParams};
 use crate::server::params::{tracked_index, ParamSet};
+use crate::tls::Stream;
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -51,6 +52,11 @@ pub enum ClientError {
     UnsupportedParameter(String),
     #[error("timeout during startup and authentication (client_login_timeout)")]
     LoginTimeout,
+    #[error("SSL connection is required (client_tls_sslmode)")]
+    TlsRequired,
+    /// auth_type = cert: no certificate, or its CommonName is another user.
+    #[error("certificate authentication failed for user \"{0}\"")]
+    CertFailed(String),
     #[error("user \"{0}\" is not allowed on the admin console (admin_users, stats_users)")]
     NotAdmin(String),
     #[error(transparent)]
@@ -63,6 +69,7 @@ impl ClientError {
         match self {
             ClientError::AuthFailed(_) => "28P01",
             ClientError::HbaRefused(_) => "28000",
+            ClientError::TlsRequired | ClientError::CertFailed(_) => "28000",
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedParameter(_) => "08P01",
             ClientError::LoginTimeout => "08006",
@@ -77,8 +84,8 @@ impl ClientError {
 
 /// Best effort: the client may already be gone. Boxed because errors are
 /// the cold path: callers then carry a pointer, not the write's state.
-pub(crate) fn send_error<'a>(
-    stream: &'a mut TcpStream,
+pub(crate) fn send_error<'a, S: AsyncWrite + Unpin + Send>(
+    stream: &'a mut S,
     severity: Severity,
     code: &'a str,
     msg: &'a str,
@@ -86,7 +93,9 @@ pub(crate) fn send_error<'a>(
     Box::pin(async move {
         let mut out = BytesMut::with_capacity(64 + msg.len());
         backend::error_response(&mut out, severity, code, msg);
-        let _ = stream.write_all(&out).await;
+        if stream.write_all(&out).await.is_ok() {
+            let _ = stream.flush().await;
+        }
     })
 }
 
@@ -117,31 +126,13 @@ pub fn serve(
 
 /// Startup, authentication and welcome; None when the client was refused
 /// (it has been told why) or left.
-async fn establish(
-    app: Arc<App>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<session::Session> {
-    let _ = stream.set_nodelay(true);
+async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<session::Session> {
+    let _ = tcp.set_nodelay(true);
     let connected = std::time::SystemTime::now();
     let login_timeout = app.config.load().client_login_timeout;
+    let deadline = tokio::time::Instant::now() + login_timeout;
     let mut buf = BytesMut::with_capacity(1024);
-    let first = match tokio::time::timeout(login_timeout, startup::negotiate(&mut stream, &mut buf))
-        .await
-    {
-        Ok(Ok(f)) => f,
-        Ok(Err(ClientError::Eof)) => return None,
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "bad startup packet");
-            send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
-            return None;
-        }
-        Err(_) => {
-            let e = ClientError::LoginTimeout;
-            send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
-            return None;
-        }
-    };
+    let (mut stream, first) = Box::pin(open(&app, tcp, &mut buf, deadline, peer)).await?;
     let params = match first {
         startup::First::Cancel { pid, secret } => {
             let timeout = app.config.load().server_connect_timeout;
@@ -157,12 +148,13 @@ async fn establish(
         .unwrap_or(&user)
         .to_string();
     let registration = app.clients.register(&app.shutdown);
-    let info = |pool: Option<crate::pool::Pool>, stream: &TcpStream| registry::ClientInfo {
+    let info = |pool: Option<crate::pool::Pool>, stream: &Stream| registry::ClientInfo {
         pool,
         user: user.clone(),
         db: db.clone(),
         peer,
-        local: stream.local_addr().unwrap_or(peer),
+        local: stream.tcp().local_addr().unwrap_or(peer),
+        tls: stream.describe(),
         connected,
         application_name: params
             .get("application_name")
@@ -238,11 +230,94 @@ async fn establish(
     })
 }
 
+/// Refuses with FATAL: the client is told why, then the connection ends.
+async fn refuse(stream: &mut (impl AsyncWrite + Unpin + Send), e: &ClientError) {
+    send_error(stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
+}
+
+/// Encryption negotiation and the first packet, within `deadline`; None
+/// when the client left or was refused (and told why, where TLS allows).
+async fn open(
+    app: &App,
+    mut tcp: TcpStream,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    peer: SocketAddr,
+) -> Option<(Stream, startup::First)> {
+    let tls = app.tls.load();
+    let offered = tls
+        .client
+        .as_ref()
+        .map(|c| (c.acceptor.clone(), c.required()));
+    drop(tls);
+    let opening = tokio::time::timeout_at(
+        deadline,
+        startup::negotiate(&mut tcp, buf, offered.is_some()),
+    );
+    let opening = match opening.await {
+        Ok(Ok(o)) => o,
+        Ok(Err(ClientError::Eof)) => return None,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad startup packet");
+            refuse(&mut tcp, &e).await;
+            return None;
+        }
+        Err(_) => {
+            refuse(&mut tcp, &ClientError::LoginTimeout).await;
+            return None;
+        }
+    };
+    let direct = match opening {
+        startup::Opening::First(first) => {
+            let required = offered.is_some_and(|(_, required)| required);
+            if required && matches!(first, startup::First::Startup(_)) {
+                tracing::info!(%peer, "plaintext login refused: client_tls_sslmode requires TLS");
+                refuse(&mut tcp, &ClientError::TlsRequired).await;
+                return None;
+            }
+            return Some((Stream::Plain(tcp), first));
+        }
+        startup::Opening::Tls { direct } => direct,
+    };
+    let (acceptor, _) = offered.expect("TLS is only started when offered");
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "client TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "client TLS handshake timed out (client_login_timeout)");
+            return None;
+        }
+    };
+    if direct && tls.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN_POSTGRESQL) {
+        // PostgreSQL 17 insists on ALPN with direct TLS, so that a TLS
+        // connection meant for another protocol is not taken for its own.
+        tracing::info!(%peer, "direct TLS without ALPN \"postgresql\" refused");
+        return None;
+    }
+    let mut stream = Stream::Accepted(Box::new(tls));
+    match tokio::time::timeout_at(deadline, startup::read_first(&mut stream, buf)).await {
+        Ok(Ok(first)) => Some((stream, first)),
+        Ok(Err(ClientError::Eof)) => None,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad startup packet");
+            refuse(&mut stream, &e).await;
+            None
+        }
+        Err(_) => {
+            refuse(&mut stream, &ClientError::LoginTimeout).await;
+            None
+        }
+    }
+}
+
 /// Authenticates an admin console user; only `admin_users` and
 /// `stats_users` get in.
 async fn admin_login(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     db: &str,
@@ -261,7 +336,7 @@ async fn admin_login(
 /// Authenticates, finds the pool, and sends the welcome.
 async fn login(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     params: &StartupParams,
     db: &str,
@@ -320,6 +395,7 @@ async fn login(
     backend::backend_key_data(&mut out, key.0, key.1);
     backend::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
+    stream.flush().await?;
     let _ = Duration::ZERO;
     Ok((pool, mode, wanted))
 }

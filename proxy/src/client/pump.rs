@@ -15,13 +15,13 @@ use crate::protocol::backend;
 use crate::protocol::frame::{Flow, FrameError, Inspect, Scanner, Want, HEADER_LEN};
 use crate::protocol::frontend;
 use crate::server::params::ParamSet;
+use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -225,10 +225,10 @@ impl Inspect for ServerSide<'_, '_> {
 
 /// Borrowed pieces of one client session and its server, for one pump run.
 pub struct Pump<'a> {
-    pub client: &'a mut TcpStream,
+    pub client: &'a mut Stream,
     pub cbuf: &'a mut BytesMut,
     pub cscan: &'a mut Scanner,
-    pub server: &'a mut TcpStream,
+    pub server: &'a mut Stream,
     pub sbuf: &'a mut BytesMut,
     pub server_params: &'a mut ParamSet,
     pub client_params: &'a mut ParamSet,
@@ -442,6 +442,14 @@ impl Pump<'_> {
                 Poll::Pending => Poll::Pending,
             };
         }
+        if self.server.wants_flush() {
+            // TLS bytes rustls accepted but the socket has not taken yet.
+            return match Pin::new(&mut *self.server).poll_flush(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(None),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ServerIo(e))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
         if run.c_taken > 0 {
             if let Err(outcome) = self.rewrite_taken(run) {
                 return Poll::Ready(Some(outcome));
@@ -500,6 +508,15 @@ impl Pump<'_> {
                     p.to_client.advance(n);
                     Poll::Ready(None)
                 }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ClientIo(e))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if self.client.wants_flush() {
+            // Before the transaction may end and before more is read: what
+            // the client was sent must reach its socket.
+            return match Pin::new(&mut *self.client).poll_flush(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(None),
                 Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ClientIo(e))),
                 Poll::Pending => Poll::Pending,
             };

@@ -50,8 +50,10 @@ struct Ends {
 }
 
 async fn start(mode: PoolMode) -> Ends {
-    let (app, mut proxy_client) = pair().await;
-    let (mut proxy_server, db) = pair().await;
+    let (app, proxy_client) = pair().await;
+    let (proxy_server, db) = pair().await;
+    let mut proxy_client = crate::tls::Stream::Plain(proxy_client);
+    let mut proxy_server = crate::tls::Stream::Plain(proxy_server);
     let pump = tokio::spawn(async move {
         let token = CancellationToken::new();
         let shutdown = token.clone().cancelled_owned();

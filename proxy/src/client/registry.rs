@@ -35,6 +35,8 @@ pub struct ClientInfo {
     pub local: SocketAddr,
     pub connected: SystemTime,
     pub application_name: String,
+    /// Protocol and cipher suite, "" for plain (SHOW CLIENTS `tls`).
+    pub tls: String,
 }
 
 pub struct ClientSlot {

@@ -14,20 +14,20 @@ use crate::protocol::backend::Severity;
 use crate::protocol::frame::{self, Scanner};
 use crate::protocol::frontend;
 use crate::server::params::ParamSet;
+use crate::tls::Stream;
 use bytes::BytesMut;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub struct Session {
     pub app: Arc<App>,
-    pub client: TcpStream,
+    pub client: Stream,
     pub cbuf: BytesMut,
     pub pool: Pool,
     pub mode: PoolMode,
@@ -234,6 +234,7 @@ impl Session {
             return Ok(false);
         };
         tokio::io::AsyncWriteExt::write_all(&mut self.client, &out).await?;
+        tokio::io::AsyncWriteExt::flush(&mut self.client).await?;
         Ok(true)
     }
 
@@ -562,7 +563,7 @@ enum Woke {
 /// sits in tokio's per-socket slot instead of a waiter node inside this
 /// future, and this future is part of every idle client.
 fn wake<'a>(
-    client: &'a TcpStream,
+    client: &'a Stream,
     shutdown: &'a mut Pin<Box<WaitForCancellationFutureOwned>>,
     mut timer: Option<&'a mut Pin<Box<Sleep>>>,
 ) -> impl Future<Output = std::io::Result<Woke>> + 'a {

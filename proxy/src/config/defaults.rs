@@ -1,6 +1,6 @@
 //! Every default in one place, so docs/configuration.md has one source to match.
 
-use super::{AuthType, Config, PoolMode};
+use super::{AuthType, Config, PoolMode, SslMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -46,6 +46,18 @@ impl Default for Config {
             worker_threads: 0,
             admin_wait_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            client_tls_sslmode: SslMode::Disable,
+            client_tls_cert_file: None,
+            client_tls_key_file: None,
+            client_tls_ca_file: None,
+            client_tls_protocols: "secure".to_string(),
+            // libpq's default, and PgBouncer's since 1.21: encrypt when the
+            // server can, at the price of one round trip per connection.
+            server_tls_sslmode: SslMode::Prefer,
+            server_tls_ca_file: None,
+            server_tls_cert_file: None,
+            server_tls_key_file: None,
+            server_tls_protocols: "secure".to_string(),
             ignore_startup_parameters: Vec::new(),
             http_listen: "127.0.0.1:9930".to_string(),
             admin_users: Vec::new(),

@@ -97,9 +97,18 @@ fn resolve_relative_paths(config: &mut Config, config_path: &Path) {
     let Some(dir) = config_path.parent() else {
         return;
     };
-    for file in [config.auth_file.as_mut(), config.auth_hba_file.as_mut()]
-        .into_iter()
-        .flatten()
+    for file in [
+        config.auth_file.as_mut(),
+        config.auth_hba_file.as_mut(),
+        config.client_tls_cert_file.as_mut(),
+        config.client_tls_key_file.as_mut(),
+        config.client_tls_ca_file.as_mut(),
+        config.server_tls_ca_file.as_mut(),
+        config.server_tls_cert_file.as_mut(),
+        config.server_tls_key_file.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
     {
         if file.is_relative() {
             *file = dir.join(&*file);

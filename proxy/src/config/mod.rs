@@ -49,6 +49,57 @@ pub enum AuthType {
     Trust,
     /// The method of the first matching line of `auth_hba_file`.
     Hba,
+    /// A client certificate (verified against `client_tls_ca_file`) whose
+    /// CommonName is the user name; no password.
+    Cert,
+}
+
+/// How one side uses TLS: libpq's `sslmode` values, which PgBouncer's
+/// `client_tls_sslmode` and `server_tls_sslmode` share. Ordered weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    #[default]
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            SslMode::Disable,
+            SslMode::Allow,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ]
+        .into_iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| {
+            format!(
+                "unknown sslmode `{s}` (disable, allow, prefer, require, verify-ca, verify-full)"
+            )
+        })
+    }
 }
 
 /// Settings for the whole process. Defaults live in `defaults.rs`.
@@ -132,6 +183,34 @@ pub struct Config {
     /// How long SIGTERM/SIGINT let transactions finish before closing.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// TLS towards clients: `disable` answers SSLRequest with 'N'; `allow`
+    /// and `prefer` accept TLS and plaintext; `require` refuses plaintext;
+    /// `verify-ca` and `verify-full` also require a client certificate
+    /// signed by `client_tls_ca_file`.
+    pub client_tls_sslmode: SslMode,
+    /// PEM certificate chain pgwolf shows clients.
+    pub client_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_tls_cert_file`.
+    pub client_tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates; when set, a
+    /// certificate a client presents is verified in every mode.
+    pub client_tls_ca_file: Option<PathBuf>,
+    /// TLS versions offered to clients: `secure` (1.2 and 1.3), `tlsv1.3`, ...
+    pub client_tls_protocols: String,
+    /// TLS towards servers: `disable`; `allow`/`prefer` (TLS when the server
+    /// offers it, unverified); `require` (TLS or an error); `verify-ca`
+    /// (the chain leads to `server_tls_ca_file`); `verify-full` (and the
+    /// certificate names the host).
+    pub server_tls_sslmode: SslMode,
+    /// PEM CA certificates that sign servers' certificates; unset: the
+    /// system's CA bundle.
+    pub server_tls_ca_file: Option<PathBuf>,
+    /// PEM certificate pgwolf presents to servers that ask for one.
+    pub server_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `server_tls_cert_file`.
+    pub server_tls_key_file: Option<PathBuf>,
+    /// TLS versions offered to servers.
+    pub server_tls_protocols: String,
     /// Startup parameters clients may not set (they are dropped, as PgBouncer's
     /// `ignore_startup_parameters`), e.g. "extra_float_digits".
     pub ignore_startup_parameters: Vec<String>,

@@ -23,9 +23,8 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "application_name_add_host",
     "auth_ident_file", "auth_ldap_options",
     "autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
-    "client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
-    "client_tls_dheparams", "client_tls_ecdhcurve", "client_tls_key_file",
-    "client_tls_protocols", "client_tls_sslmode", "conffile", "disable_pqexec",
+    "client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
+    "conffile", "disable_pqexec",
     "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
     "listen_backlog", "log_connections", "log_disconnections", "log_pooler_errors",
     "log_stats", "logfile", "login_notify_message", "max_db_client_connections",
@@ -33,9 +32,8 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "pkt_buf", "pool_idle_timeout", "query_timeout", "query_wait_notify",
     "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_check_delay",
     "server_check_query", "server_fast_close", "server_login_retry",
-    "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
-    "server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
-    "server_tls_protocols", "server_tls_sslmode", "service_name", "so_reuseport",
+    "server_round_robin", "server_tls13_ciphers", "server_tls_ciphers",
+    "service_name", "so_reuseport",
     "stats_period", "suspend_timeout", "syslog", "syslog_facility",
     "syslog_ident", "tcp_defer_accept", "tcp_keepalive", "tcp_keepcnt",
     "tcp_keepidle", "tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
@@ -320,11 +318,17 @@ fn auth_type(value: &str) -> Result<AuthType, String> {
         "plain" => Ok(AuthType::Plain),
         "trust" => Ok(AuthType::Trust),
         "hba" => Ok(AuthType::Hba),
-        "any" | "cert" | "ldap" | "pam" => Err(format!(
-            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain, trust or hba)"
+        "cert" => Ok(AuthType::Cert),
+        "any" | "ldap" | "pam" => Err(format!(
+            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain, trust, hba or cert)"
         )),
         _ => Err(format!("`{value}` is not a PgBouncer auth_type")),
     }
+}
+
+/// An empty value means "not set", as in PgBouncer.
+fn path(value: &str) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| PathBuf::from(value))
 }
 
 fn comma_list(value: &str) -> impl Iterator<Item = &str> {
@@ -398,6 +402,16 @@ impl Import {
             "auth_file" => cfg.auth_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "auth_hba_file" => cfg.auth_hba_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "auth_user" => cfg.auth_user = (!v.is_empty()).then(|| v.to_string()),
+            "client_tls_sslmode" => cfg.client_tls_sslmode = v.parse()?,
+            "client_tls_cert_file" => cfg.client_tls_cert_file = path(v),
+            "client_tls_key_file" => cfg.client_tls_key_file = path(v),
+            "client_tls_ca_file" => cfg.client_tls_ca_file = path(v),
+            "client_tls_protocols" => cfg.client_tls_protocols = v.to_string(),
+            "server_tls_sslmode" => cfg.server_tls_sslmode = v.parse()?,
+            "server_tls_ca_file" => cfg.server_tls_ca_file = path(v),
+            "server_tls_cert_file" => cfg.server_tls_cert_file = path(v),
+            "server_tls_key_file" => cfg.server_tls_key_file = path(v),
+            "server_tls_protocols" => cfg.server_tls_protocols = v.to_string(),
             "auth_query" => cfg.auth_query = v.to_string(),
             "auth_dbname" => cfg.auth_dbname = (!v.is_empty()).then(|| v.to_string()),
             "pool_mode" => cfg.pool_mode = pool_mode(v)?,
@@ -656,6 +670,7 @@ pkt_buf = 8192
         assert_eq!(cfg.idle_transaction_timeout, Duration::from_secs(120));
         assert_eq!(cfg.client_idle_timeout, Duration::ZERO);
         assert_eq!(cfg.client_login_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.server_tls_sslmode, super::super::SslMode::Prefer);
         // Not in the file, and PgBouncer's default equals pgwolf's.
         assert_eq!(cfg.shutdown_timeout, Config::default().shutdown_timeout);
 
@@ -699,7 +714,7 @@ pkt_buf = 8192
         assert_eq!(
             warnings[0],
             "pgbouncer.ini: ignored PgBouncer settings that pgwolf does not support: \
-             [pgbouncer] logfile, pidfile, server_tls_sslmode, pkt_buf; \
+             [pgbouncer] logfile, pidfile, pkt_buf; \
              [databases] legacy.connect_query; [users] slow.query_timeout"
         );
         super::super::validate::validate(&cfg).unwrap();
@@ -896,7 +911,18 @@ pkt_buf = 8192
             cfg.auth_hba_file,
             Some(PathBuf::from("/etc/pgbouncer/hba.conf"))
         );
-        for unsupported in ["cert", "any", "pam", "ldap"] {
+        let (cfg, _) = import(
+            "[pgbouncer]\nauth_type = cert\nclient_tls_sslmode = verify-full\n\
+             client_tls_ca_file = ca.crt\nserver_tls_sslmode = verify-ca\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.auth_type, AuthType::Cert);
+        assert_eq!(cfg.client_tls_sslmode, super::super::SslMode::VerifyFull);
+        assert_eq!(cfg.client_tls_ca_file, Some(PathBuf::from("ca.crt")));
+        assert_eq!(cfg.server_tls_sslmode, super::super::SslMode::VerifyCa);
+        assert!(import_err("[pgbouncer]\nserver_tls_sslmode = maybe\n")
+            .contains("unknown sslmode `maybe`"));
+        for unsupported in ["any", "pam", "ldap"] {
             let msg = import_err(&format!("[pgbouncer]\nauth_type = {unsupported}\n"));
             assert!(
                 msg.contains(&format!("auth_type: `{unsupported}` is not supported")),

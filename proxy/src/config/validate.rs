@@ -8,7 +8,7 @@
 
 use super::{
     split_host_port, AuthType, ClusterConfig, Config, ConfigError, DatabaseConfig, Provider,
-    UserConfig,
+    SslMode, UserConfig,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +35,7 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         check_listen_addr(&cfg.http_listen).map_err(|m| invalid("http_listen", m))?;
     }
     check_auth(cfg)?;
+    check_tls(cfg)?;
     check_pool_limits(cfg)?;
     check_timeouts(cfg)?;
     if cfg.max_prepared_statements > MAX_PREPARED_STATEMENTS {
@@ -150,7 +151,56 @@ fn auth_type_name(auth: AuthType) -> &'static str {
         AuthType::Plain => "plain",
         AuthType::Trust => "trust",
         AuthType::Hba => "hba",
+        AuthType::Cert => "cert",
     }
+}
+
+fn check_tls(cfg: &Config) -> Result<(), ConfigError> {
+    let client = cfg.client_tls_sslmode;
+    if client != SslMode::Disable {
+        for (key, value) in [
+            ("client_tls_cert_file", &cfg.client_tls_cert_file),
+            ("client_tls_key_file", &cfg.client_tls_key_file),
+        ] {
+            if value.is_none() {
+                return Err(invalid(
+                    key,
+                    format!("client_tls_sslmode = \"{}\" needs it", client.as_str()),
+                ));
+            }
+        }
+    }
+    if client >= SslMode::VerifyCa && cfg.client_tls_ca_file.is_none() {
+        return Err(invalid(
+            "client_tls_ca_file",
+            format!(
+                "client_tls_sslmode = \"{}\" verifies client certificates against it",
+                client.as_str()
+            ),
+        ));
+    }
+    if cfg.auth_type == AuthType::Cert
+        && (client == SslMode::Disable || cfg.client_tls_ca_file.is_none())
+    {
+        return Err(invalid(
+            "auth_type",
+            "\"cert\" needs client TLS (client_tls_sslmode, client_tls_cert_file, \
+             client_tls_key_file) and client_tls_ca_file to verify certificates",
+        ));
+    }
+    if cfg.server_tls_cert_file.is_some() != cfg.server_tls_key_file.is_some() {
+        return Err(invalid(
+            "server_tls_cert_file",
+            "and server_tls_key_file are set together or not at all",
+        ));
+    }
+    for (key, value) in [
+        ("client_tls_protocols", &cfg.client_tls_protocols),
+        ("server_tls_protocols", &cfg.server_tls_protocols),
+    ] {
+        crate::tls::protocol_versions(value).map_err(|e| invalid(key, e))?;
+    }
+    Ok(())
 }
 
 fn check_auth(cfg: &Config) -> Result<(), ConfigError> {
@@ -179,7 +229,7 @@ fn check_auth(cfg: &Config) -> Result<(), ConfigError> {
         _ => {}
     }
     match &cfg.auth_file {
-        None if cfg.auth_type != AuthType::Trust => Err(invalid(
+        None if !matches!(cfg.auth_type, AuthType::Trust | AuthType::Cert) => Err(invalid(
             "auth_file",
             format!(
                 "auth_type = \"{}\" needs an auth_file (userlist.txt) to check passwords \

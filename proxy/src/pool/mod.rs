@@ -462,6 +462,7 @@ impl Pool {
                 created: c.created,
                 last_used: c.last_used,
                 generation: c.generation,
+                tls: c.stream.tls_version(),
             })
             .collect()
     }
@@ -522,6 +523,8 @@ pub struct IdleServer {
     pub created: Instant,
     pub last_used: Instant,
     pub generation: u64,
+    /// "" for plain connections (SHOW SERVERS `tls`).
+    pub tls: &'static str,
 }
 
 /// How [`Pool::open`] may wait for a max_db/max_user_connections slot.

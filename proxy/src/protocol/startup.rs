@@ -125,6 +125,12 @@ pub fn encode_startup(params: &[(&str, &str)], out: &mut BytesMut) {
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Encodes an SSLRequest (pgwolf asking a server for TLS).
+pub fn encode_ssl_request(out: &mut BytesMut) {
+    out.put_i32(8);
+    out.put_i32(SSL_REQUEST);
+}
+
 /// Encodes a CancelRequest (forwarded to the server a client is using).
 pub fn encode_cancel(pid: i32, secret: i32, out: &mut BytesMut) {
     out.put_i32(16);

@@ -43,6 +43,9 @@ pub struct ServerTarget {
     pub client_keys: Option<std::sync::Arc<super::scram_keys::ClientKeys>>,
     /// Extra startup parameters (application_name, client_encoding, ...).
     pub startup: Vec<(String, String)>,
+    /// server_tls_sslmode and its certificates, as loaded when the pool's
+    /// settings were made.
+    pub tls: std::sync::Arc<crate::tls::ServerTls>,
     pub connect_timeout: Duration,
     pub login_timeout: Duration,
 }
@@ -78,6 +81,19 @@ pub async fn connect(
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
+    let stream = tokio::time::timeout(
+        target.login_timeout,
+        target.tls.negotiate(stream, &target.host),
+    )
+    .await
+    .map_err(|_| ServerError::Timeout {
+        what: "negotiating TLS with",
+        addr: addr.clone(),
+    })?
+    .map_err(|e| ServerError::Tls {
+        addr: addr.clone(),
+        source: e,
+    })?;
     let now = Instant::now();
     let mut conn = ServerConn {
         stream,
@@ -108,6 +124,7 @@ pub async fn connect(
         local: conn.local,
         created: conn.created,
         generation: conn.generation,
+        tls: conn.stream.tls_version(),
     }));
     Ok(conn)
 }
@@ -121,6 +138,7 @@ async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), Serve
     params.extend(target.startup.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     startup::encode_startup(&params, &mut out);
     conn.stream.write_all(&out).await?;
+    conn.stream.flush().await?;
 
     let mut scram: Option<Scram> = None;
     loop {
@@ -220,6 +238,7 @@ async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), Serve
                     other => return Err(ServerError::AuthMethod(other)),
                 }
                 conn.stream.write_all(&out).await?;
+                conn.stream.flush().await?;
             }
             backend::PARAMETER_STATUS => {
                 if let Some((k, v)) = backend::parse_parameter_status(&body) {

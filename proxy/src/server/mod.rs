@@ -31,6 +31,11 @@ pub enum ServerError {
     },
     #[error("timed out {what} server {addr}")]
     Timeout { what: &'static str, addr: String },
+    #[error("server {addr}: {source}")]
+    Tls {
+        addr: String,
+        source: crate::tls::ServerTlsError,
+    },
     #[error("server connection lost: {0}")]
     Io(#[from] std::io::Error),
     #[error("server closed the connection unexpectedly")]
@@ -56,6 +61,10 @@ impl ServerError {
         match self {
             ServerError::Server { code, .. } => code,
             ServerError::NoPassword { .. } | ServerError::AuthMethod(_) => "28000",
+            ServerError::Tls {
+                source: crate::tls::ServerTlsError::Refused(_),
+                ..
+            } => "08001",
             ServerError::Protocol(_) => "08P01",
             _ => "08006",
         }
@@ -83,6 +92,8 @@ pub struct ServerLink {
     pub created: Instant,
     /// The pool generation it was made for (older: close_needed).
     pub generation: u64,
+    /// The TLS version, "" for plain (SHOW SERVERS `tls`).
+    pub tls: &'static str,
 }
 
 impl ServerLink {
@@ -102,7 +113,7 @@ pub fn server_ptr(local_port: u16, pid: i32) -> String {
 
 /// A logged-in server connection, owned by at most one client at a time.
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: crate::tls::Stream,
     /// Bytes read from the server not yet forwarded; reused across clients.
     pub rbuf: BytesMut,
     /// Tracked session parameters as the server has them now.
@@ -144,7 +155,7 @@ impl ServerConn {
             local: stream
                 .local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
-            stream,
+            stream: crate::tls::Stream::Plain(stream),
             rbuf: BytesMut::new(),
             params: ParamSet::default(),
             reported: Vec::new(),
@@ -165,11 +176,7 @@ impl ServerConn {
         if !self.rbuf.is_empty() {
             return false;
         }
-        let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
-            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-            Ok(_) => false,
-        }
+        self.stream.is_quiet()
     }
 
     /// Runs a simple query of the proxy's own (reset, SET) and reads to
@@ -199,6 +206,7 @@ impl ServerConn {
         let mut out = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut out, sql);
         self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
         let (mut value, mut first_error, mut rows) = (None, None, 0u32);
         loop {
             let Some((tag, body)) = self.read_message().await? else {
@@ -243,7 +251,9 @@ impl ServerConn {
     pub async fn terminate(mut self) {
         let mut out = BytesMut::with_capacity(5);
         frontend::terminate(&mut out);
-        let _ = self.stream.write_all(&out).await;
+        if self.stream.write_all(&out).await.is_ok() {
+            let _ = self.stream.flush().await;
+        }
     }
 }
 

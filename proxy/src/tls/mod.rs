@@ -1,0 +1,181 @@
+//! TLS on both sides, with rustls: the client-facing acceptor (SSLRequest
+//! and direct negotiation, optional or required client certificates) and the
+//! server-facing connector (libpq's sslmode ladder). Both are built from the
+//! config's files at start and on every reload, so a replaced certificate
+//! is used by the next connection while open ones keep theirs.
+
+mod accept;
+mod connect;
+mod stream;
+mod verify;
+
+pub use accept::{peer_common_name, ClientTls};
+pub use connect::{ServerTls, ServerTlsError};
+pub use stream::Stream;
+
+use crate::config::{Config, SslMode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// ALPN protocol name PostgreSQL 17 uses (and requires with direct TLS).
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{setting} {path}: {reason}")]
+    File {
+        setting: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{setting}: {reason}")]
+    Setting {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("{0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// What the running process uses for TLS; swapped whole on reload.
+#[derive(Default)]
+pub struct TlsSetup {
+    /// None: client_tls_sslmode is disable.
+    pub client: Option<ClientTls>,
+    pub server: Arc<ServerTls>,
+}
+
+impl TlsSetup {
+    /// Reads every certificate, key and CA file the config names. An error
+    /// names the setting and the file.
+    pub fn load(cfg: &Config) -> Result<TlsSetup, TlsError> {
+        let client = match cfg.client_tls_sslmode {
+            SslMode::Disable => None,
+            _ => Some(ClientTls::load(cfg)?),
+        };
+        Ok(TlsSetup {
+            client,
+            server: Arc::new(ServerTls::load(cfg)?),
+        })
+    }
+}
+
+/// The process's crypto: ring, named here so no global default is needed.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `*_tls_protocols`: PgBouncer's words (`secure`, `default`, `all`,
+/// `tlsv1.2`, `tlsv1.3`, comma or colon separated). rustls has no TLS 1.0
+/// or 1.1, so asking for only those is an error rather than a surprise.
+pub fn protocol_versions(
+    value: &str,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let (mut v12, mut v13) = (false, false);
+    for word in value.split([',', ':', ' ']).filter(|w| !w.is_empty()) {
+        match word.to_ascii_lowercase().as_str() {
+            "secure" | "default" | "all" | "legacy" | "normal" => (v12, v13) = (true, true),
+            "tlsv1.2" => v12 = true,
+            "tlsv1.3" => v13 = true,
+            "tlsv1.0" | "tlsv1.1" | "tlsv1" => {}
+            other => {
+                return Err(format!(
+                    "unknown protocol `{other}` (secure, all, tlsv1.2, tlsv1.3)"
+                ))
+            }
+        }
+    }
+    let mut versions = Vec::new();
+    if v12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if v13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if versions.is_empty() {
+        return Err(format!(
+            "`{value}` leaves no protocol pgwolf speaks (TLS 1.2 and 1.3)"
+        ));
+    }
+    Ok(versions)
+}
+
+fn versions(
+    setting: &'static str,
+    value: &str,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    protocol_versions(value).map_err(|reason| TlsError::Setting { setting, reason })
+}
+
+fn certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |reason: String| TlsError::File {
+        setting,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+/// The key's contents never reach a message: only its path and what is
+/// wrong with it.
+fn key(setting: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+        setting,
+        path: path.to_path_buf(),
+        reason: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key in it".into(),
+            rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+            _ => "not a readable PEM private key".into(),
+        },
+    })
+}
+
+fn roots(setting: &'static str, path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in certs(setting, path)? {
+        store.add(cert).map_err(|e| TlsError::File {
+            setting,
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(store)
+}
+
+fn required<'a>(
+    setting: &'static str,
+    value: &'a Option<PathBuf>,
+    why: &str,
+) -> Result<&'a Path, TlsError> {
+    value.as_deref().ok_or_else(|| TlsError::Setting {
+        setting,
+        reason: format!("must be set {why}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protocol_versions;
+
+    #[test]
+    fn protocol_words() {
+        assert_eq!(protocol_versions("secure").unwrap().len(), 2);
+        assert_eq!(protocol_versions("tlsv1.3").unwrap().len(), 1);
+        assert_eq!(protocol_versions("tlsv1.1,tlsv1.2").unwrap().len(), 1);
+        let e = protocol_versions("tlsv1.0").unwrap_err();
+        assert!(e.contains("leaves no protocol"), "{e}");
+        let e = protocol_versions("sslv3").unwrap_err();
+        assert!(e.contains("unknown protocol `sslv3`"), "{e}");
+    }
+}
