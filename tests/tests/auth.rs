@@ -38,6 +38,36 @@ async fn wrong_password_is_28p01() {
     assert_eq!(current_user(&client).await, APP_USER);
 }
 
+/// auth_failure_delay holds the refusal back; other clients are served
+/// meanwhile, and the delay is the same for an unknown user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_wait_auth_failure_delay() {
+    let opts =
+        FixtureOptions::new(PoolMode::Transaction, 2).setting("auth_failure_delay = \"1500ms\"");
+    let fx = Fixture::with(opts).await;
+    let port = fx.port();
+    let guess = |user: &'static str| {
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let e = try_connect(port, user, "guess", APP_DB)
+                .await
+                .expect_err("a guess logged in");
+            (started.elapsed(), sqlstate(&e).map(str::to_string))
+        })
+    };
+    let (wrong, unknown) = (guess(APP_USER), guess("nobody-here"));
+    // While both wait, a real login goes through.
+    let client = fx.connect().await;
+    assert_eq!(current_user(&client).await, APP_USER);
+    for (took, code) in [wrong.await.unwrap(), unknown.await.unwrap()] {
+        assert_eq!(code.as_deref(), Some("28P01"));
+        assert!(
+            took >= std::time::Duration::from_millis(1500),
+            "refused after {took:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_user_is_refused() {
     let fx = Fixture::new(PoolMode::Transaction, 2).await;

@@ -172,6 +172,7 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
             Ok(Err(ClientError::Eof)) => {}
             Ok(Err(e)) => {
                 tracing::info!(%peer, %db, %user, error = %e, "admin console login refused");
+                delay_refusal(&app, &e).await;
                 send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
             }
             Err(_) => {
@@ -195,6 +196,7 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
         Ok(Err(ClientError::Eof)) => return None,
         Ok(Err(e)) => {
             tracing::info!(%peer, %db, %user, error = %e, "login refused");
+            delay_refusal(&app, &e).await;
             send_error(&mut stream, Severity::Fatal, e.sqlstate(), &e.to_string()).await;
             return None;
         }
@@ -228,6 +230,23 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
         peer,
         prepared: None,
     })
+}
+
+/// auth_failure_delay, for refusals that answer "who may log in" (a wrong
+/// password or certificate, an HBA reject, a console user not allowed):
+/// each guess then costs the guesser the delay.
+async fn delay_refusal(app: &App, e: &ClientError) {
+    let refused = matches!(
+        e,
+        ClientError::AuthFailed(_)
+            | ClientError::CertFailed(_)
+            | ClientError::HbaRefused(_)
+            | ClientError::NotAdmin(_)
+    );
+    let delay = app.config.load().auth_failure_delay;
+    if refused && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// Refuses with FATAL: the client is told why, then the connection ends.

@@ -42,6 +42,7 @@ impl Default for Config {
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
             client_login_timeout: Duration::from_secs(60),
+            auth_failure_delay: Duration::from_millis(500),
             max_prepared_statements: 200,
             worker_threads: 0,
             admin_wait_timeout: Duration::from_secs(60),

@@ -170,6 +170,11 @@ pub struct Config {
     /// A client must finish startup and authentication within this.
     #[serde(with = "humantime_serde")]
     pub client_login_timeout: Duration,
+    /// How long a refused login waits before its error is sent (as
+    /// PostgreSQL's auth_delay): password guessing gets slower, a real user
+    /// with a typo barely notices. 0 = no delay; at most 60 s.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
     /// Named prepared statements kept per server connection in transaction
     /// and statement mode (pgwolf renames and re-prepares them so they
     /// survive pooling); 0 passes them through unmanaged.

@@ -24,6 +24,9 @@ const RESERVED_DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
 /// than this per server connection is a typo.
 const MAX_PREPARED_STATEMENTS: u32 = 100_000;
 
+/// A refused login holds its connection slot this long at most.
+const MAX_AUTH_FAILURE_DELAY: Duration = Duration::from_secs(60);
+
 /// More threads than this is a typo, not a machine.
 const MAX_WORKER_THREADS: u32 = 1024;
 
@@ -290,6 +293,12 @@ fn check_timeouts(cfg: &Config) -> Result<(), ConfigError> {
         if value.is_zero() {
             return Err(invalid(key, "must be greater than zero, e.g. \"15s\""));
         }
+    }
+    if cfg.auth_failure_delay > MAX_AUTH_FAILURE_DELAY {
+        return Err(invalid(
+            "auth_failure_delay",
+            "must be at most 60s: every delayed login holds a max_client_conn slot",
+        ));
     }
     Ok(())
 }
