@@ -158,18 +158,27 @@ async fn client_certificates_and_cert_authentication() {
 }
 
 /// A PostgreSQL with ssl = on whose pg_hba.conf has only hostssl lines.
-async fn tls_only_server(dir: &Path, ca: &Ca) -> Fixture {
+/// With `client_certificates`, the hostssl lines also demand a client
+/// certificate signed by `ca` (`clientcert=verify-ca`).
+async fn tls_only_server(dir: &Path, ca: &Ca, client_certificates: bool) -> Fixture {
     let pg_certs = dir.join("pg");
     std::fs::create_dir(&pg_certs).unwrap();
     let pg_pair = ca.issue(&pg_certs, "server", "localhost", NAMES);
+    let pg_ca = ca.write(&pg_certs, "ca");
     give_to_server_user(&pg_certs);
+    let mut conf = vec![
+        "ssl = on".into(),
+        format!("ssl_cert_file = '{}'", pg_pair.cert.display()),
+        format!("ssl_key_file = '{}'", pg_pair.key.display()),
+    ];
+    let mut options = "";
+    if client_certificates {
+        conf.push(format!("ssl_ca_file = '{}'", pg_ca.display()));
+        options = " clientcert=verify-ca";
+    }
     let opts = FixtureOptions {
         pg: PgOptions {
-            conf: vec![
-                "ssl = on".into(),
-                format!("ssl_cert_file = '{}'", pg_pair.cert.display()),
-                format!("ssl_key_file = '{}'", pg_pair.key.display()),
-            ],
+            conf,
             ..PgOptions::default()
         },
         ..FixtureOptions::new(PoolMode::Transaction, 2)
@@ -179,9 +188,11 @@ async fn tls_only_server(dir: &Path, ca: &Ca) -> Fixture {
     let hba = fx.pg.data_dir().join("pg_hba.conf");
     std::fs::write(
         &hba,
-        "local all all scram-sha-256\n\
-         hostssl all all 127.0.0.1/32 scram-sha-256\n\
-         hostssl all all ::1/128 scram-sha-256\n",
+        format!(
+            "local all all scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256{options}\n\
+             hostssl all all ::1/128 scram-sha-256{options}\n"
+        ),
     )
     .unwrap();
     give_to_server_user(&hba);
@@ -199,7 +210,7 @@ async fn server_tls_verify_full_to_a_hostssl_only_server() {
     let ca = Ca::new("database CA");
     let ca_file = ca.write(dir.path(), "db-ca");
     let other_ca = Ca::new("some other CA").write(dir.path(), "other-ca");
-    let fx = tls_only_server(dir.path(), &ca).await;
+    let fx = tls_only_server(dir.path(), &ca, false).await;
 
     fx.proxy.rewrite_config(&server_tls_config(
         &fx,
@@ -237,6 +248,49 @@ async fn server_tls_verify_full_to_a_hostssl_only_server() {
     wait_for_reloads(&fx, 3).await;
     let e = admin_reconnect_then_fail(&fx).await;
     assert!(e.contains("TLS handshake with the server failed"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tls_presents_pgwolf_s_certificate_to_a_server_that_wants_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("database CA");
+    let ca_file = ca.write(dir.path(), "db-ca");
+    let mine = ca.issue(dir.path(), "pgwolf", "pgwolf", &[]);
+    let fx = tls_only_server(dir.path(), &ca, true).await;
+
+    fx.proxy.rewrite_config(&server_tls_config(
+        &fx,
+        &format!(
+            "server_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = {ca_file:?}\n\
+             server_tls_cert_file = {:?}\nserver_tls_key_file = {:?}",
+            mine.cert, mine.key
+        ),
+    ));
+    fx.proxy.signal("HUP");
+    wait_for_reloads(&fx, 1).await;
+    let c = fx.connect().await;
+    let dn: String = c
+        .query_one(
+            "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dn, "/CN=pgwolf");
+    drop(c);
+
+    fx.proxy.rewrite_config(&server_tls_config(
+        &fx,
+        &format!("server_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = {ca_file:?}"),
+    ));
+    fx.proxy.signal("HUP");
+    wait_for_reloads(&fx, 2).await;
+    let e = admin_reconnect_then_fail(&fx).await;
+    assert!(
+        e.contains("connection requires a valid client certificate"),
+        "{e}"
+    );
 }
 
 /// RECONNECT first: the pool's idle connections were made over TLS before
