@@ -79,6 +79,10 @@ struct Cli {
     /// dir (from its results.json), then exit.
     #[arg(long, value_name = "DIR")]
     replot: Option<PathBuf>,
+    /// pgwolf serves /metrics and the harness fetches it every SECS
+    /// seconds during the runs [default: pgwolf's HTTP listener off].
+    #[arg(long, value_name = "SECS")]
+    scrape_metrics: Option<f64>,
     /// The pgwolf binary [default: $PGWOLF_BIN, else <target>/release/pgwolf].
     #[arg(long)]
     pgwolf_bin: Option<PathBuf>,
@@ -136,6 +140,7 @@ fn settings(cli: &Cli) -> Settings {
         idle_reps: cli.idle_reps,
         idle_concurrency: cli.idle_concurrency.max(1),
         only: cli.only.clone(),
+        scrape_metrics_s: cli.scrape_metrics.filter(|s| *s > 0.0),
     }
 }
 
@@ -288,10 +293,12 @@ fn bench(
         pool_size: s.pool_size,
         max_client_conn: 20_000,
         pgwolf_bin: pgwolf_bin.to_path_buf(),
+        scrape_metrics: s.scrape_metrics_s.map(std::time::Duration::from_secs_f64),
     };
 
     let mut runs = Vec::new();
     let mut log_notes = Vec::new();
+    let mut scraped = None;
     if !scenarios.is_empty() {
         let mut proxies = Vec::new();
         for kind in TargetKind::PROXIES {
@@ -323,7 +330,20 @@ fn bench(
         runs = rounds.run_all(s.reps, scenarios)?;
         for proxy in proxies {
             let kind = proxy.kind();
-            let log = proxy.stop();
+            let (log, seen) = proxy.stop();
+            if let Some(seen) = seen {
+                eprintln!(
+                    "[loadbench] /metrics every {} s: {} scrapes, {} failed{}",
+                    seen.interval_s,
+                    seen.scrapes,
+                    seen.failures,
+                    seen.last_error
+                        .as_deref()
+                        .map(|e| format!(" (last: {e})"))
+                        .unwrap_or_default()
+                );
+                scraped = Some(seen);
+            }
             std::fs::write(out_dir.join(format!("{}.log", kind.name())), &log)?;
             log_notes.push((kind, report::notable_log_lines(&log, 20)));
         }
@@ -371,6 +391,7 @@ fn bench(
         summary,
         idle_summary: report::idle_summary(&idle_records),
         proxy_log_notes: log_notes,
+        scraped,
         settings: s.clone(),
         machine,
         runs,

@@ -67,7 +67,7 @@ pub fn measure(
     };
     let connected = held.len() as u32;
     rt.block_on(close_all(held));
-    let log = proxy.stop();
+    let (log, _) = proxy.stop();
     stop.check()?;
     for line in crate::load::report::notable_log_lines(&log, MAX_ERRORS) {
         errors.push(format!("{} log: {line}", kind.name()));

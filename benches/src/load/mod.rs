@@ -16,6 +16,7 @@
 //! - [`machine`]: what it ran on.
 //! - [`report`]: medians, ratios, markdown, JSON, CSV.
 //! - [`plot`]: the TPS-vs-clients PNG.
+//! - [`scrape`]: `--scrape-metrics`, pgwolf's `/metrics` fetched during the runs.
 //!
 //! Nothing here asserts on speed: a run fails only when pgbench or a login
 //! fails, or a server dies.
@@ -30,5 +31,6 @@ pub mod proc;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod scrape;
 pub mod stop;
 pub mod targets;

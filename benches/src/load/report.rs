@@ -9,6 +9,7 @@ use crate::load::machine::Machine;
 use crate::load::measure::median;
 use crate::load::runner::RunRecord;
 use crate::load::scenario::Scenario;
+use crate::load::scrape::ScrapeStats;
 use crate::load::targets::TargetKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct Settings {
     pub idle_reps: u32,
     pub idle_concurrency: usize,
     pub only: Vec<String>,
+    /// `--scrape-metrics`: pgwolf's /metrics fetched this often.
+    #[serde(default)]
+    pub scrape_metrics_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,6 +92,9 @@ pub struct Report {
     pub idle_summary: Vec<IdleRow>,
     /// Warning and error lines from the proxies' logs, per proxy.
     pub proxy_log_notes: Vec<(TargetKind, Vec<String>)>,
+    /// What the `/metrics` scraper saw, when there was one.
+    #[serde(default)]
+    pub scraped: Option<ScrapeStats>,
     pub runs: Vec<RunRecord>,
     pub idle: Vec<IdleRecord>,
 }
@@ -95,7 +102,9 @@ pub struct Report {
 impl Report {
     /// Whether every run and every idle measurement completed cleanly.
     pub fn all_ok(&self) -> bool {
-        self.runs.iter().all(|r| r.ok) && self.idle.iter().all(|r| r.ok)
+        self.runs.iter().all(|r| r.ok)
+            && self.idle.iter().all(|r| r.ok)
+            && self.scraped.as_ref().is_none_or(|s| s.failures == 0)
     }
 }
 
@@ -269,6 +278,23 @@ pub fn markdown(r: &Report) -> String {
         num(r.load_avg_end, 2),
         r.disturbed_runs
     );
+    match &r.scraped {
+        Some(sc) => {
+            let _ = writeln!(
+                md,
+                "pgwolf served /metrics and the harness fetched it every {} s: {} scrapes ({} failed), \
+                 median {} bytes in {} ms.\n",
+                sc.interval_s,
+                sc.scrapes,
+                sc.failures,
+                sc.median_bytes.map_or("-".into(), |b| b.to_string()),
+                num(sc.median_ms, 1)
+            );
+        }
+        None => md.push_str(
+            "pgwolf's HTTP listener (/metrics) was off; its counters are always kept.\n\n",
+        ),
+    }
     md.push_str(
         "| scenario | target | TPS | TPS min–max | avg ms | p99 ms | failed | CPU µs/tx | RSS MiB | runs ok |\n",
     );

@@ -9,6 +9,7 @@
 
 use crate::load::cluster::{BENCH_DB, BENCH_PASSWORD, BENCH_USER};
 use crate::load::proc::{self, Daemon};
+use crate::load::scrape::{ScrapeStats, Scraper};
 use crate::load::stop::Interrupt;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,9 @@ pub struct ProxySettings {
     pub pool_size: u32,
     pub max_client_conn: u32,
     pub pgwolf_bin: PathBuf,
+    /// pgwolf serves `/metrics` and the harness fetches it this often;
+    /// `None`: its HTTP listener is off.
+    pub scrape_metrics: Option<Duration>,
 }
 
 /// `userlist.txt` for both proxies: the plaintext password, which PgBouncer
@@ -82,10 +86,17 @@ log_disconnections = 0
     )
 }
 
-pub fn pgwolf_toml(listen_port: u16, auth_file: &Path, s: &ProxySettings) -> String {
+/// `http_port`: where pgwolf serves `/metrics`; `None` turns the listener off.
+pub fn pgwolf_toml(
+    listen_port: u16,
+    http_port: Option<u16>,
+    auth_file: &Path,
+    s: &ProxySettings,
+) -> String {
+    let http = http_port.map_or(String::new(), |p| format!("127.0.0.1:{p}"));
     format!(
         "listen = [\"127.0.0.1:{listen_port}\"]
-http_listen = \"\"
+http_listen = \"{http}\"
 auth_type = \"scram-sha-256\"
 auth_file = \"{auth_file}\"
 pool_mode = \"transaction\"
@@ -110,6 +121,7 @@ pub struct Proxy {
     kind: TargetKind,
     port: u16,
     daemon: Daemon,
+    scraper: Option<Scraper>,
     // Last field: removed after the process is gone.
     dir: TempDir,
 }
@@ -125,6 +137,10 @@ impl Proxy {
         let auth_file = dir.path().join("userlist.txt");
         std::fs::write(&auth_file, userlist())?;
         let port = proc::free_port()?;
+        let http_port = match (kind, s.scrape_metrics) {
+            (TargetKind::Pgwolf, Some(_)) => Some(proc::free_port()?),
+            _ => None,
+        };
         let (cmd, stop_signal) = match kind {
             TargetKind::Pgbouncer => {
                 let ini = dir.path().join("pgbouncer.ini");
@@ -137,7 +153,7 @@ impl Proxy {
             }
             TargetKind::Pgwolf => {
                 let toml = dir.path().join("pgwolf.toml");
-                std::fs::write(&toml, pgwolf_toml(port, &auth_file, s))?;
+                std::fs::write(&toml, pgwolf_toml(port, http_port, &auth_file, s))?;
                 let mut cmd = proc::command(&s.pgwolf_bin, false)?;
                 cmd.arg("--config").arg(&toml).env("PGWOLF_LOG", "warn");
                 (cmd, "TERM")
@@ -149,10 +165,14 @@ impl Proxy {
         let log = dir.path().join(format!("{}.log", kind.name()));
         let mut daemon = Daemon::spawn(kind.name(), cmd, log, stop_signal)?;
         daemon.wait_ready(port, Duration::from_secs(15), stop)?;
+        let scraper = http_port
+            .zip(s.scrape_metrics)
+            .map(|(p, every)| Scraper::start(p, every));
         Ok(Proxy {
             kind,
             port,
             daemon,
+            scraper,
             dir,
         })
     }
@@ -188,9 +208,10 @@ impl Proxy {
         proc::read_lossy(self.daemon.log_path())
     }
 
-    /// Stop it (bounded) and return its log.
-    pub fn stop(mut self) -> String {
+    /// Stop it (bounded); its log, and what the scraper saw if there was one.
+    pub fn stop(mut self) -> (String, Option<ScrapeStats>) {
+        let scraped = self.scraper.take().map(Scraper::finish);
         self.daemon.stop();
-        self.log()
+        (self.log(), scraped)
     }
 }
