@@ -404,19 +404,15 @@ impl Session {
         false
     }
 
-    /// One transaction's share of SHOW STATS: a few relaxed adds, once.
     fn count(&self, track: &Track, held: std::time::Duration) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = self.pool.stats();
-        s.transactions.fetch_add(1, Relaxed);
-        s.queries.fetch_add(track.queries.into(), Relaxed);
-        s.bytes_received.fetch_add(track.received, Relaxed);
-        s.bytes_sent.fetch_add(track.sent, Relaxed);
-        let held_us = held.as_micros() as u64;
-        s.xact_us.fetch_add(held_us, Relaxed);
-        s.query_us.fetch_add(track.query_us, Relaxed);
-        s.xact_hist.observe(held_us);
-        s.query_hist.add(&track.query_buckets, track.query_us);
+        self.pool.stats().count(&crate::pool::Finished {
+            queries: track.queries,
+            received: track.received,
+            sent: track.sent,
+            held_us: held.as_micros() as u64,
+            query_us: track.query_us,
+            query_buckets: &track.query_buckets,
+        });
     }
 
     /// The session ends: settle the server, tell the client why.

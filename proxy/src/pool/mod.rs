@@ -137,7 +137,32 @@ pub struct Stats {
     pub prepared: crate::prepared::statements::Counters,
 }
 
+/// One finished transaction as the client's pump tallied it.
+pub struct Finished<'a> {
+    pub queries: u32,
+    pub received: u64,
+    pub sent: u64,
+    /// Check-out to release.
+    pub held_us: u64,
+    /// Time the server spent answering, and its requests by bucket.
+    pub query_us: u64,
+    pub query_buckets: &'a [u16; histogram::BUCKETS],
+}
+
 impl Stats {
+    /// One transaction's share of SHOW STATS and /metrics: a few relaxed
+    /// adds, once per transaction (benches/benches/stats.rs measures them).
+    pub fn count(&self, t: &Finished) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.queries.fetch_add(t.queries.into(), Ordering::Relaxed);
+        self.bytes_received.fetch_add(t.received, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(t.sent, Ordering::Relaxed);
+        self.xact_us.fetch_add(t.held_us, Ordering::Relaxed);
+        self.query_us.fetch_add(t.query_us, Ordering::Relaxed);
+        self.xact_hist.observe(t.held_us);
+        self.query_hist.add(t.query_buckets, t.query_us);
+    }
+
     /// Counts a client as waiting until the guard drops.
     fn wait_started(&self) -> WaitGuard<'_> {
         let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
