@@ -23,15 +23,18 @@ mod system_secrets;
 mod user_secrets;
 
 pub use meta::{Owner, ROLE_LABEL, SCOPE_LABEL, SPILO_LABEL};
-pub use pooler::CONFIG_HASH_ANNOTATION;
+pub use pooler::{name as pooler_name, CONFIG_HASH_ANNOTATION};
 pub use pooler_config::pgwolf_config;
 
 use crate::api::PostgresCluster;
-use crate::secrets::{Credential, Credentials};
+use crate::secrets::{
+    Credential, Credentials, ADMIN_USER, POOLER_USER, REPLICATION_USER, SUPERUSER,
+};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rand::Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -65,6 +68,47 @@ pub enum Child {
     StatefulSet(StatefulSet),
     PodDisruptionBudget(PodDisruptionBudget),
     Deployment(Deployment),
+}
+
+impl Child {
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Child::ServiceAccount(o) => &o.metadata,
+            Child::Role(o) => &o.metadata,
+            Child::RoleBinding(o) => &o.metadata,
+            Child::Secret(o) => &o.metadata,
+            Child::ConfigMap(o) => &o.metadata,
+            Child::Service(o) => &o.metadata,
+            Child::StatefulSet(o) => &o.metadata,
+            Child::PodDisruptionBudget(o) => &o.metadata,
+            Child::Deployment(o) => &o.metadata,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Child::ServiceAccount(_) => "ServiceAccount",
+            Child::Role(_) => "Role",
+            Child::RoleBinding(_) => "RoleBinding",
+            Child::Secret(_) => "Secret",
+            Child::ConfigMap(_) => "ConfigMap",
+            Child::Service(_) => "Service",
+            Child::StatefulSet(_) => "StatefulSet",
+            Child::PodDisruptionBudget(_) => "PodDisruptionBudget",
+            Child::Deployment(_) => "Deployment",
+        }
+    }
+
+    /// `Kind namespace/name`, for errors and events.
+    pub fn describe(&self) -> String {
+        let m = self.metadata();
+        format!(
+            "{} {}/{}",
+            self.kind(),
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default()
+        )
+    }
 }
 
 /// Every object of the cluster, in an order that applies cleanly on its
@@ -131,15 +175,34 @@ pub fn credentials<R: Rng>(
     rng: &mut R,
 ) -> Credentials {
     let owner = Owner::new(cluster);
-    let name_of = |role: &str| match cluster.spec.users.iter().find(|u| u.name == role) {
-        Some(user) => user_secrets::name(&owner, user),
-        None => system_secrets::name(&owner, role),
-    };
     Credentials::resolve(
         &cluster.spec,
-        |role| secret(&name_of(role)).and_then(|s| Credential::from_secret(role, &s)),
+        |role| {
+            secret(&credential_secret(&owner, role)).and_then(|s| Credential::from_secret(role, &s))
+        },
         rng,
     )
+}
+
+/// The name of every Secret [`credentials`] reads, so a reconcile can
+/// fetch each by name. By name, not by label: a Secret whose labels were
+/// edited must still keep its password.
+pub fn credential_secret_names(cluster: &PostgresCluster) -> Vec<String> {
+    let owner = Owner::new(cluster);
+    let system = [SUPERUSER, REPLICATION_USER, ADMIN_USER, POOLER_USER];
+    let users = cluster.spec.users.iter().map(|u| u.name.as_str());
+    system
+        .into_iter()
+        .chain(users)
+        .map(|role| credential_secret(&owner, role))
+        .collect()
+}
+
+fn credential_secret(owner: &Owner, role: &str) -> String {
+    match owner.cluster.spec.users.iter().find(|u| u.name == role) {
+        Some(user) => user_secrets::name(owner, user),
+        None => system_secrets::name(owner, role),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -182,18 +245,8 @@ pub(crate) fn test_credentials(c: &PostgresCluster) -> Credentials {
 mod tests {
     use super::*;
 
-    fn meta(c: &Child) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        match c {
-            Child::ServiceAccount(o) => &o.metadata,
-            Child::Role(o) => &o.metadata,
-            Child::RoleBinding(o) => &o.metadata,
-            Child::Secret(o) => &o.metadata,
-            Child::ConfigMap(o) => &o.metadata,
-            Child::Service(o) => &o.metadata,
-            Child::StatefulSet(o) => &o.metadata,
-            Child::PodDisruptionBudget(o) => &o.metadata,
-            Child::Deployment(o) => &o.metadata,
-        }
+    fn meta(c: &Child) -> &ObjectMeta {
+        c.metadata()
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! One reconcile of one PostgresCluster: read the credentials back from
+//! their Secrets (making the missing ones), apply every desired child,
+//! observe what the workloads report, write the status. Idempotent: run it
+//! again and nothing changes but `lastTransitionTime`s of conditions that
+//! really changed.
+
+use crate::api::PostgresCluster;
+use crate::reconcile::{apply, status};
+use crate::resources::{self, Owner};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Endpoints, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the cluster has no uid yet (not read from the API server)")]
+    NotStored,
+    #[error("rendering the cluster's objects: {0}")]
+    Render(#[from] resources::Error),
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying {what}: {source}")]
+    Apply {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// A short label for metrics and events (bounded: one per variant).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotStored => "not_stored",
+            Error::Render(_) => "render",
+            Error::Read { .. } => "read",
+            Error::Apply { .. } => "apply",
+            Error::Status(_) => "status",
+        }
+    }
+}
+
+/// What one reconcile did and when the next should run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub applied: usize,
+    pub status: crate::api::PostgresClusterStatus,
+    /// Soon while the cluster converges; rarely once it is Ready (the
+    /// watches on the children bring a reconcile on any change anyway).
+    pub requeue_after: Duration,
+}
+
+pub const REQUEUE_CONVERGING: Duration = Duration::from_secs(10);
+pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Outcome, Error> {
+    if cluster.uid().is_none() {
+        // Without a uid the children would carry no owner reference and
+        // outlive the cluster.
+        return Err(Error::NotStored);
+    }
+    let owner = Owner::new(cluster);
+    let ns = owner.namespace.as_str();
+    let secrets = read_secrets(client, ns, resources::credential_secret_names(cluster)).await?;
+    let credentials = resources::credentials(
+        cluster,
+        |name| secrets.get(name).cloned(),
+        &mut rand::rngs::OsRng,
+    );
+    let children = resources::desired(cluster, &credentials)?;
+    for child in &children {
+        apply::apply(client, ns, child)
+            .await
+            .map_err(|source| Error::Apply {
+                what: child.describe(),
+                source,
+            })?;
+    }
+
+    let statefulset = get::<StatefulSet>(client, ns, &owner.name).await?;
+    let leader = get::<Endpoints>(client, ns, &owner.name).await?;
+    let pooler = match cluster.spec.pooler {
+        Some(_) => get::<Deployment>(client, ns, &resources::pooler_name(&owner)).await?,
+        None => None,
+    };
+    let observed = status::Observed {
+        statefulset: statefulset.as_ref(),
+        leader: leader.as_ref(),
+        pooler: pooler.as_ref(),
+    };
+    // Whole seconds, as the API server stores a Time, so the status this
+    // returns is the one stored.
+    let now = Time(whole_seconds(k8s_openapi::jiff::Timestamp::now()));
+    let new_status = status::compute(cluster, &observed, now);
+    if cluster.status.as_ref() != Some(&new_status) {
+        let api: Api<PostgresCluster> = Api::namespaced(client.clone(), ns);
+        let patch = serde_json::json!({ "status": new_status });
+        api.patch_status(&owner.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::Status)?;
+    }
+    let ready = new_status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
+    Ok(Outcome {
+        applied: children.len(),
+        status: new_status,
+        requeue_after: if ready {
+            REQUEUE_READY
+        } else {
+            REQUEUE_CONVERGING
+        },
+    })
+}
+
+async fn read_secrets(
+    client: &Client,
+    ns: &str,
+    names: Vec<String>,
+) -> Result<BTreeMap<String, Secret>, Error> {
+    let mut found = BTreeMap::new();
+    for name in names {
+        if let Some(s) = get::<Secret>(client, ns, &name).await? {
+            found.insert(name, s);
+        }
+    }
+    Ok(found)
+}
+
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<Option<K>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name).await.map_err(|source| Error::Read {
+        what: format!("{} {ns}/{name}", K::kind(&K::DynamicType::default())),
+        source,
+    })
+}
+
+fn whole_seconds(t: k8s_openapi::jiff::Timestamp) -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
