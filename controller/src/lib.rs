@@ -14,6 +14,7 @@
 //!   `render` subcommand).
 
 pub mod api;
+pub mod lease;
 pub mod reconcile;
 pub mod render;
 pub mod resources;
