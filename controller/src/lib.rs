@@ -18,5 +18,6 @@ pub mod lease;
 pub mod reconcile;
 pub mod render;
 pub mod resources;
+pub mod run;
 pub mod secrets;
 pub mod yaml;

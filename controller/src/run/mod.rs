@@ -1,0 +1,226 @@
+//! `pgwolf-controller run`: the reconcile loop in a cluster. kube-runtime's
+//! Controller watches PostgresClusters and, through `.owns()`, every child
+//! kind (filtered by the managed-by label), so a deleted Service, Secret or
+//! Deployment brings a reconcile of its cluster within seconds. With
+//! leader election on, nothing is reconciled until this replica holds the
+//! Lease; a replica that cannot renew it for a lease duration exits, so
+//! two never write at once.
+//!
+//! - `metrics`: what /metrics shows.
+//! - `http`: /healthz, /readyz, /metrics.
+
+pub mod http;
+pub mod metrics;
+
+use crate::api::PostgresCluster;
+use crate::lease::{self, Attempt, LeaseConfig};
+use crate::reconcile;
+use anyhow::{bail, Context as _, Result};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    /// `host:port` of /healthz, /readyz, /metrics.
+    pub http_listen: String,
+    /// Watch one namespace; `None`: all.
+    pub namespace: Option<String>,
+    /// `None`: no leader election (one replica only).
+    pub lease: Option<LeaseConfig>,
+    pub identity: String,
+}
+
+struct Ctx {
+    client: Client,
+    state: Arc<http::State>,
+    recorder: Recorder,
+}
+
+/// How long after a failed reconcile to try again (the error is also an
+/// Event on the cluster).
+const RETRY_AFTER: Duration = Duration::from_secs(15);
+const MANAGED: &str = "app.kubernetes.io/managed-by=pgwolf-controller";
+
+pub async fn run(client: Client, opts: Options) -> Result<()> {
+    let state = Arc::new(http::State {
+        metrics: metrics::Metrics::new(),
+        lease_ok: true.into(),
+    });
+    let listener = tokio::net::TcpListener::bind(&opts.http_listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.http_listen))?;
+    tokio::spawn(http::serve(state.clone(), listener));
+
+    let lease_lost = match &opts.lease {
+        Some(cfg) => {
+            wait_to_lead(&client, cfg).await;
+            Some(tokio::spawn(keep_leading(client.clone(), cfg.clone())))
+        }
+        None => None,
+    };
+    state.metrics.leading.set(1);
+    tracing::info!(identity = %opts.identity, "reconciling");
+
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        state: state.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "pgwolf-controller".into(),
+                instance: Some(opts.identity.clone()),
+            },
+        ),
+    });
+    let controller = controller(&client, opts.namespace.as_deref())
+        .shutdown_on_signal()
+        .run(reconcile_one, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller");
+            }
+        });
+    match lease_lost {
+        Some(lost) => {
+            tokio::select! {
+                _ = controller => {}
+                _ = lost => {
+                    state.lease_ok.store(false, Ordering::Relaxed);
+                    state.metrics.leading.set(0);
+                    bail!("lost the leader Lease: exiting so that only the new leader writes");
+                }
+            }
+        }
+        None => controller.await,
+    }
+    if let Some(cfg) = &opts.lease {
+        if let Err(e) = lease::release(&client, cfg).await {
+            tracing::warn!(error = %e, "releasing the leader Lease");
+        }
+    }
+    Ok(())
+}
+
+fn controller(client: &Client, namespace: Option<&str>) -> Controller<PostgresCluster> {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ours = || watcher::Config::default().labels(MANAGED);
+    Controller::new(
+        api::<PostgresCluster>(client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(client, namespace), ours())
+    .owns(api::<Deployment>(client, namespace), ours())
+    .owns(api::<Service>(client, namespace), ours())
+    .owns(api::<Secret>(client, namespace), ours())
+    .owns(api::<ConfigMap>(client, namespace), ours())
+    .owns(api::<ServiceAccount>(client, namespace), ours())
+    .owns(api::<Role>(client, namespace), ours())
+    .owns(api::<RoleBinding>(client, namespace), ours())
+    .owns(api::<PodDisruptionBudget>(client, namespace), ours())
+}
+
+async fn reconcile_one(
+    cluster: Arc<PostgresCluster>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, reconcile::Error> {
+    let started = Instant::now();
+    let result = reconcile::reconcile(&ctx.client, &cluster).await;
+    let m = &ctx.state.metrics;
+    m.duration.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcome) => {
+            m.reconciles.with_label_values(&["ok"]).inc();
+            Ok(Action::requeue(outcome.requeue_after))
+        }
+        Err(e) => {
+            m.reconciles.with_label_values(&["error"]).inc();
+            m.failures.with_label_values(&[e.kind()]).inc();
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "ReconcileFailed".into(),
+                note: Some(truncate(&e.to_string(), 1024)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(pe) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+                tracing::warn!(error = %pe, "publishing an Event");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn error_policy(cluster: Arc<PostgresCluster>, e: &reconcile::Error, _: Arc<Ctx>) -> Action {
+    tracing::warn!(
+        cluster = %cluster.metadata.name.as_deref().unwrap_or_default(),
+        namespace = %cluster.metadata.namespace.as_deref().unwrap_or_default(),
+        error = %e,
+        "reconcile failed"
+    );
+    Action::requeue(RETRY_AFTER)
+}
+
+/// An Event note is at most 1 KiB.
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn renew_every(cfg: &LeaseConfig) -> Duration {
+    (cfg.lease_duration / 3).max(Duration::from_secs(1))
+}
+
+async fn wait_to_lead(client: &Client, cfg: &LeaseConfig) {
+    loop {
+        match lease::try_acquire(client, cfg, k8s_openapi::jiff::Timestamp::now()).await {
+            Ok(Attempt::Leading) => return,
+            Ok(Attempt::Following(holder)) => {
+                tracing::info!(holder = ?holder, "waiting for the leader Lease")
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the leader Lease"),
+        }
+        tokio::time::sleep(renew_every(cfg)).await;
+    }
+}
+
+/// Renews the Lease; returns once it could not for a whole lease duration
+/// (or someone else holds it).
+async fn keep_leading(client: Client, cfg: LeaseConfig) {
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(renew_every(&cfg)).await;
+        match lease::try_acquire(&client, &cfg, k8s_openapi::jiff::Timestamp::now()).await {
+            Ok(Attempt::Leading) => last_renewed = Instant::now(),
+            Ok(Attempt::Following(holder)) => {
+                tracing::error!(holder = ?holder, "another replica holds the leader Lease");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing the leader Lease"),
+        }
+        if last_renewed.elapsed() >= cfg.lease_duration {
+            tracing::error!("could not renew the leader Lease for a whole lease duration");
+            return;
+        }
+    }
+}
