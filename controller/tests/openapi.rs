@@ -78,3 +78,57 @@ fn the_crd_validates_against_the_kubernetes_schemas() {
     let report = validate(&[path]);
     assert!(report.contains("customresourcedefinition"), "{report}");
 }
+
+/// `kubectl kustomize DIR`: the rendered YAML. kubectl comes from Debian's
+/// kubernetes-client (scripts/install-deps) when none is installed.
+fn kustomize(dir: &str) -> String {
+    let path = support::repo_root().join(dir);
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&path)
+        .output()
+        .expect(
+            "kubectl must be on PATH (scripts/install-deps installs Debian's kubernetes-client)",
+        );
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_deploy_kustomizations_render_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kustomization, replicas) in [("deploy/controller", 1), ("deploy/overlays/ha", 2)] {
+        let rendered = kustomize(kustomization);
+        for kind in [
+            "CustomResourceDefinition",
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+        ] {
+            assert!(
+                rendered.lines().any(|l| l == format!("kind: {kind}")),
+                "{kustomization} renders no {kind}"
+            );
+        }
+        assert!(
+            rendered.contains(&format!("  replicas: {replicas}\n")),
+            "{kustomization}: {replicas} replicas"
+        );
+        let path = dir.path().join(kustomization.replace('/', "-") + ".yaml");
+        std::fs::write(&path, &rendered).unwrap();
+        let report = validate(&[path]);
+        assert_eq!(
+            report.matches("INFO").count(),
+            rendered.lines().filter(|l| l.starts_with("kind: ")).count(),
+            "one INFO line per object:\n{report}"
+        );
+    }
+}
