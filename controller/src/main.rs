@@ -100,6 +100,7 @@ fn main() -> Result<()> {
                 lease,
                 identity,
             };
+            pgwolf::tls::install_default_provider();
             tokio::runtime::Runtime::new()?.block_on(async {
                 let client = kube::Client::try_default().await.context(
                     "connecting to the Kubernetes API (in-cluster config or kubeconfig)",

@@ -69,6 +69,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring the process default for libraries that build their own
+/// rustls configs (kube's client). Without it rustls picks from its crate
+/// features, and panics when a build enables both ring and aws-lc-rs, as a
+/// workspace test build does once any dev-dependency pulls in aws-lc-rs.
+pub fn install_default_provider() {
+    // Err only means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `*_tls_protocols`: PgBouncer's words (`secure`, `default`, `all`,
 /// `tlsv1.2`, `tlsv1.3`, comma or colon separated). rustls has no TLS 1.0
 /// or 1.1, so asking for only those is an error rather than a surprise.

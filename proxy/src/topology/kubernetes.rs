@@ -81,6 +81,7 @@ pub async fn run(
 }
 
 async fn client(cfg: &ClusterConfig) -> Result<Client, String> {
+    crate::tls::install_default_provider();
     let config = match &cfg.kubeconfig {
         Some(path) => {
             let kubeconfig =
