@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod lease;
+pub mod postgres;
 pub mod reconcile;
 pub mod render;
 pub mod resources;
