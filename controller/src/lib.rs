@@ -8,8 +8,10 @@
 //!   the Kubernetes objects it needs. No I/O.
 //! - [`secrets`]: passwords and SCRAM verifiers, generated once and then
 //!   read back from their Secrets.
-//! - [`reconcile`]: the reconcile loop's steps; so far the server-side-apply
-//!   helper and the pure status computation (Ready, Progressing, Degraded).
+//! - [`reconcile`]: one reconcile: credentials, server-side apply of every
+//!   child, the rollout step, the status (Ready, Progressing, Degraded).
+//! - [`rollout`]: ordered rolling updates and scale-downs (replicas first,
+//!   switchover through Patroni's REST API with the poolers paused).
 //! - [`render`]: every object as multi-document YAML, offline (the
 //!   `render` subcommand).
 
@@ -19,6 +21,7 @@ pub mod postgres;
 pub mod reconcile;
 pub mod render;
 pub mod resources;
+pub mod rollout;
 pub mod run;
 pub mod secrets;
 pub mod yaml;

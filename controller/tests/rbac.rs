@@ -96,6 +96,10 @@ fn the_controller_may_do_what_run_does() {
     }
     assert!(has(&mine, "pgwolf.io", "postgresclusters/status", "patch"));
     assert!(has(&mine, "", "endpoints", "get"), "the leader Endpoints");
+    // The rollout lists instance and pooler pods and recreates instances.
+    for v in ["list", "delete"] {
+        assert!(has(&mine, "", "pods", v), "{v} pods");
+    }
     for v in ["get", "create", "update"] {
         assert!(has(&mine, "coordination.k8s.io", "leases", v), "{v} leases");
     }

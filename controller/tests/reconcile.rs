@@ -50,7 +50,9 @@ async fn cluster(client: &Client) -> PostgresCluster {
 /// Reconciles the cluster as the API server holds it now.
 async fn reconcile_once(client: &Client) -> reconcile::Outcome {
     let c = cluster(client).await;
-    reconcile::reconcile(client, &c).await.unwrap()
+    reconcile::reconcile(client, &c, &Default::default())
+        .await
+        .unwrap()
 }
 
 fn api<K>(client: &Client) -> Api<K>

@@ -2,8 +2,8 @@
 //! PostgreSQL 15 members, see tests/src/ha.rs): unplanned failover with the
 //! `patroni` and the `static` provider, a switchover through pgwolf's admin
 //! console and back with `pgwolf switchover` that 20 writing clients do not
-//! notice, and reads that leave a
-//! stopped replica.
+//! notice, the controller's rollout switchover (pooler paused) likewise, and
+//! reads that leave a stopped replica.
 //!
 //! Harness calls block; they run on the test's own thread (the body of the
 //! `#[tokio::test]`), where the children they spawn must be started, while
@@ -280,6 +280,93 @@ async fn switchover_through_pgwolf_costs_twenty_clients_no_error() {
         errors.iter().map(|(_, m)| m).collect::<Vec<_>>()
     );
     assert_eq!(ha.leader().as_deref(), Some(old.as_str()));
+    assert_all_present(proxy.port(), &log).await;
+}
+
+/// The controller's rollout step for the primary (controller/src/rollout):
+/// Patroni's view from its REST API, the pooler paused through its admin
+/// console, `POST /switchover`, RESUME; against real Patroni and pgwolf,
+/// with 20 clients writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_error() {
+    use pgwolf::topology::Role;
+    use pgwolf_controller::rollout::{self, patroni, pooler};
+
+    let ha = HaCluster::start(HaOptions::default());
+    let proxy = start_pgwolf(&ha, "patroni", 10);
+    create_acks(proxy.port()).await;
+    let (log, stop) = (Arc::new(Log::default()), Arc::new(AtomicBool::new(false)));
+    let writers: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(writer(proxy.port(), log.clone(), stop.clone(), true)))
+        .collect();
+    assert!(wait_for_write_after(&log, Instant::now(), Duration::from_secs(20)).is_some());
+
+    let settings = rollout::Settings::default();
+    let members = patroni::cluster(&ha.rest_urls(), settings.request_timeout)
+        .await
+        .expect("GET /cluster");
+    assert_eq!(members.len(), 3, "{members:?}");
+    let old = members
+        .iter()
+        .find(|m| m.role == Role::Primary)
+        .expect("a running leader")
+        .name
+        .clone();
+    let candidate = members
+        .iter()
+        .filter(|m| m.role == Role::Replica)
+        .min_by_key(|m| m.lag)
+        .expect("a streaming replica")
+        .name
+        .clone();
+    let url = ha
+        .members()
+        .iter()
+        .zip(ha.rest_urls())
+        .find(|(m, _)| m.name == old)
+        .map(|(_, u)| u)
+        .unwrap();
+    let console = pooler::Console {
+        host: "127.0.0.1".into(),
+        port: proxy.port(),
+        user: HA_APP_USER.into(),
+        password: HA_APP_PASSWORD.into(),
+    };
+
+    // A refusal is Patroni's own words, and changes nothing.
+    let wrong = patroni::switchover(&url, &candidate, &old, settings.request_timeout)
+        .await
+        .unwrap_err();
+    assert!(wrong.to_string().contains("answered 4"), "{wrong}");
+    assert_eq!(ha.leader().as_deref(), Some(old.as_str()));
+
+    let started = Instant::now();
+    within(
+        120,
+        "the controller's switchover",
+        rollout::switch_paused(&[console], &url, &old, &candidate, &settings),
+    )
+    .await
+    .expect("switchover with the pooler paused");
+    let took = started.elapsed();
+    assert_eq!(ha.leader().as_deref(), Some(candidate.as_str()));
+    assert!(wait_for_write_after(&log, Instant::now(), Duration::from_secs(20)).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        within(30, "writers to stop", w).await.unwrap();
+    }
+    let errors = log.errors.lock().unwrap().clone();
+    eprintln!(
+        "controller switchover {old} → {candidate} took {took:?}; {} transactions acknowledged by 20 clients, {} errors",
+        log.acked.lock().unwrap().len(),
+        errors.len()
+    );
+    assert!(
+        errors.is_empty(),
+        "clients saw errors during the controller's switchover: {:?}",
+        errors.iter().map(|(_, m)| m).collect::<Vec<_>>()
+    );
     assert_all_present(proxy.port(), &log).await;
 }
 

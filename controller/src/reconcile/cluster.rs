@@ -6,7 +6,8 @@
 
 use crate::api::PostgresCluster;
 use crate::reconcile::{apply, status};
-use crate::resources::{self, Owner};
+use crate::resources::{self, Child, Owner};
+use crate::rollout;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Endpoints, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -35,6 +36,8 @@ pub enum Error {
     },
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    #[error("rolling update: {0}")]
+    Rollout(#[from] rollout::Error),
 }
 
 impl Error {
@@ -46,6 +49,7 @@ impl Error {
             Error::Read { .. } => "read",
             Error::Apply { .. } => "apply",
             Error::Status(_) => "status",
+            Error::Rollout(_) => "rollout",
         }
     }
 }
@@ -62,8 +66,15 @@ pub struct Outcome {
 
 pub const REQUEUE_CONVERGING: Duration = Duration::from_secs(10);
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// Pods belong to the StatefulSet, not to the cluster, so no watch wakes
+/// the rollout when a recreated pod turns ready: it polls.
+pub const REQUEUE_ROLLING: Duration = Duration::from_secs(5);
 
-pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Outcome, Error> {
+pub async fn reconcile(
+    client: &Client,
+    cluster: &PostgresCluster,
+    settings: &rollout::Settings,
+) -> Result<Outcome, Error> {
     if cluster.uid().is_none() {
         // Without a uid the children would carry no owner reference and
         // outlive the cluster.
@@ -77,7 +88,8 @@ pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Out
         |name| secrets.get(name).cloned(),
         &mut rand::rngs::OsRng,
     );
-    let children = resources::desired(cluster, &credentials)?;
+    let mut children = resources::desired(cluster, &credentials)?;
+    hold_scale_down(client, &owner, &mut children).await?;
     for child in &children {
         apply::apply(client, ns, child)
             .await
@@ -86,6 +98,13 @@ pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Out
                 source,
             })?;
     }
+
+    let pooler_password = cluster
+        .spec
+        .pooler
+        .as_ref()
+        .map(|_| credentials.pooler.password.as_str());
+    let progress = rollout::step(client, &owner, pooler_password, settings).await;
 
     let statefulset = get::<StatefulSet>(client, ns, &owner.name).await?;
     let leader = get::<Endpoints>(client, ns, &owner.name).await?;
@@ -97,6 +116,10 @@ pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Out
         statefulset: statefulset.as_ref(),
         leader: leader.as_ref(),
         pooler: pooler.as_ref(),
+        rollout: match &progress {
+            Ok(p) => p.rolling(),
+            Err(e) => Some(format!("rolling update failed: {e}")),
+        },
     };
     // Whole seconds, as the API server stores a Time, so the status this
     // returns is the one stored.
@@ -109,6 +132,7 @@ pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Out
             .await
             .map_err(Error::Status)?;
     }
+    let progress = progress?;
     let ready = new_status
         .conditions
         .iter()
@@ -116,12 +140,56 @@ pub async fn reconcile(client: &Client, cluster: &PostgresCluster) -> Result<Out
     Ok(Outcome {
         applied: children.len(),
         status: new_status,
-        requeue_after: if ready {
+        requeue_after: if progress.rolling().is_some() {
+            REQUEUE_ROLLING
+        } else if ready {
             REQUEUE_READY
         } else {
             REQUEUE_CONVERGING
         },
     })
+}
+
+/// A scale-down must not remove the primary's pod: while Patroni's leader
+/// is in one it would remove, keep the StatefulSet at its current size
+/// (the rollout switches over first).
+async fn hold_scale_down(
+    client: &Client,
+    owner: &Owner<'_>,
+    children: &mut [Child],
+) -> Result<(), Error> {
+    let ns = owner.namespace.as_str();
+    let current = get::<StatefulSet>(client, ns, &owner.name)
+        .await?
+        .and_then(|s| s.spec)
+        .and_then(|s| s.replicas);
+    let Some(current) = current.and_then(|c| u32::try_from(c).ok()) else {
+        return Ok(());
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let leader = get::<Endpoints>(client, ns, &owner.name).await?;
+    let primary = leader.as_ref().and_then(|l| status::primary(l, &now));
+    let instances = owner.cluster.spec.instances as u32;
+    let keep = rollout::plan::replicas(
+        instances,
+        Some(current),
+        rollout::primary_ordinal(owner, primary.as_deref()),
+    );
+    if keep != instances {
+        tracing::info!(
+            cluster = %owner.name,
+            "scale-down to {instances} held at {keep} until the primary {} moves",
+            primary.as_deref().unwrap_or_default()
+        );
+    }
+    for child in children.iter_mut() {
+        if let Child::StatefulSet(s) = child {
+            if let Some(spec) = s.spec.as_mut() {
+                spec.replicas = Some(keep as i32);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn read_secrets(

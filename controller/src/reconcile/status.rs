@@ -19,6 +19,8 @@ pub struct Observed<'a> {
     /// `<cluster>`: Patroni's leader Endpoints.
     pub leader: Option<&'a Endpoints>,
     pub pooler: Option<&'a Deployment>,
+    /// What a rolling update in progress is doing.
+    pub rollout: Option<String>,
 }
 
 /// The pod holding the leader lock, as Patroni's Kubernetes DCS records it
@@ -93,7 +95,10 @@ pub fn compute(cluster: &PostgresCluster, observed: &Observed, now: Time) -> Pos
             "all instances and pooler replicas are ready".to_string(),
         )
     };
-    let progressing = sts_behind || pooler_behind || (!ready && ready_reason != "NoPrimary");
+    let progressing = sts_behind
+        || pooler_behind
+        || observed.rollout.is_some()
+        || (!ready && ready_reason != "NoPrimary");
     let (degraded, degraded_reason, degraded_message) = if primary.is_none() && ready_instances > 0
     {
         (
@@ -134,12 +139,12 @@ pub fn compute(cluster: &PostgresCluster, observed: &Observed, now: Time) -> Pos
             condition(
                 PROGRESSING,
                 progressing,
-                if progressing {
-                    "Reconciling"
-                } else {
-                    "Reconciled"
+                match (&observed.rollout, progressing) {
+                    (Some(_), _) => "RollingUpdate",
+                    (None, true) => "Reconciling",
+                    (None, false) => "Reconciled",
                 },
-                String::new(),
+                observed.rollout.clone().unwrap_or_default(),
             ),
             condition(DEGRADED, degraded, degraded_reason, degraded_message),
         ],
@@ -225,6 +230,7 @@ mod tests {
             statefulset: Some(&set),
             leader: Some(&lead),
             pooler: Some(&pool),
+            ..Default::default()
         };
         let s = compute(&c, &observed, at(200));
         assert_eq!(get(&s, READY).status, "True");
@@ -246,6 +252,7 @@ mod tests {
                 statefulset: Some(&set),
                 leader: Some(&no_leader),
                 pooler: Some(&pool),
+                ..Default::default()
             },
             at(1),
         );
@@ -260,6 +267,7 @@ mod tests {
                 statefulset: Some(&two),
                 leader: Some(&lead),
                 pooler: Some(&pool),
+                ..Default::default()
             },
             at(1),
         );
@@ -294,6 +302,7 @@ mod tests {
                 statefulset: Some(&set),
                 leader: Some(&lead),
                 pooler: Some(&pool),
+                ..Default::default()
             },
             at(1),
         );
@@ -313,6 +322,7 @@ mod tests {
                 statefulset: Some(&set),
                 leader: Some(&lead),
                 pooler: Some(&pool),
+                ..Default::default()
             },
             at(1),
         );
