@@ -211,7 +211,7 @@ fn ready(p: &Pod) -> bool {
 struct Cluster {
     client: Client,
     patroni: Shared,
-    settings: rollout::Settings,
+    settings: reconcile::cluster::Settings,
 }
 
 impl Cluster {
@@ -222,9 +222,12 @@ impl Cluster {
         let c = Cluster {
             client,
             patroni: patroni_state,
-            settings: rollout::Settings {
-                patroni_port: port,
-                ..Default::default()
+            settings: reconcile::cluster::Settings {
+                rollout: rollout::Settings {
+                    patroni_port: port,
+                    ..Default::default()
+                },
+                postgres: None,
             },
         };
         c.reconcile().await.unwrap();

@@ -2,4 +2,5 @@
 //! their databases (`roles`). Spilo itself sets the superuser, replication
 //! and admin passwords from the pod environment.
 
+pub mod connect;
 pub mod roles;

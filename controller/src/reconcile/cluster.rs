@@ -38,6 +38,8 @@ pub enum Error {
     Status(#[source] kube::Error),
     #[error("rolling update: {0}")]
     Rollout(#[from] rollout::Error),
+    #[error("users and databases in PostgreSQL: {0}")]
+    Users(String),
 }
 
 impl Error {
@@ -50,6 +52,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Status(_) => "status",
             Error::Rollout(_) => "rollout",
+            Error::Users(_) => "users",
         }
     }
 }
@@ -70,10 +73,39 @@ pub const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// the rollout when a recreated pod turns ready: it polls.
 pub const REQUEUE_ROLLING: Duration = Duration::from_secs(5);
 
+/// How a reconcile reaches into the cluster's pods.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub rollout: rollout::Settings,
+    /// How to reach each cluster's primary to create its users and
+    /// databases; `None`: do not (tests with no PostgreSQL behind).
+    pub postgres: Option<PostgresAccess>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PostgresAccess {
+    /// None: the cluster's primary Service, `<cluster>.<namespace>.svc`.
+    pub host: Option<String>,
+    pub port: u16,
+    pub timeout: Duration,
+    pub ssl_mode: tokio_postgres::config::SslMode,
+}
+
+impl Default for PostgresAccess {
+    fn default() -> Self {
+        PostgresAccess {
+            host: None,
+            port: resources::POSTGRES_PORT as u16,
+            timeout: Duration::from_secs(10),
+            ssl_mode: tokio_postgres::config::SslMode::Require,
+        }
+    }
+}
+
 pub async fn reconcile(
     client: &Client,
     cluster: &PostgresCluster,
-    settings: &rollout::Settings,
+    settings: &Settings,
 ) -> Result<Outcome, Error> {
     if cluster.uid().is_none() {
         // Without a uid the children would carry no owner reference and
@@ -104,7 +136,7 @@ pub async fn reconcile(
         .pooler
         .as_ref()
         .map(|_| credentials.pooler.password.as_str());
-    let progress = rollout::step(client, &owner, pooler_password, settings).await;
+    let progress = rollout::step(client, &owner, pooler_password, &settings.rollout).await;
 
     let statefulset = get::<StatefulSet>(client, ns, &owner.name).await?;
     let leader = get::<Endpoints>(client, ns, &owner.name).await?;
@@ -132,7 +164,16 @@ pub async fn reconcile(
             .await
             .map_err(Error::Status)?;
     }
+    // Users need a primary to be created in; the next reconcile after
+    // one is elected does it.
+    let users = match (&settings.postgres, &new_status.primary) {
+        (Some(access), Some(_)) if !cluster.spec.users.is_empty() => {
+            ensure_users(client, &owner, &credentials, access).await
+        }
+        _ => Ok(()),
+    };
     let progress = progress?;
+    users?;
     let ready = new_status
         .conditions
         .iter()
@@ -148,6 +189,61 @@ pub async fn reconcile(
             REQUEUE_CONVERGING
         },
     })
+}
+
+async fn ensure_users(
+    client: &Client,
+    owner: &Owner<'_>,
+    credentials: &crate::secrets::Credentials,
+    access: &PostgresAccess,
+) -> Result<(), Error> {
+    let ns = owner.namespace.as_str();
+    let ca_pem = match owner
+        .cluster
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_secret_name.as_ref())
+    {
+        Some(name) => {
+            let secret = get::<Secret>(client, ns, name)
+                .await?
+                .ok_or_else(|| Error::Users(format!("the CA Secret {name} does not exist")))?;
+            let ca = secret.data.and_then(|mut d| d.remove("ca.crt"));
+            Some(
+                ca.ok_or_else(|| Error::Users(format!("the Secret {name} has no ca.crt")))?
+                    .0,
+            )
+        }
+        None => None,
+    };
+    let target = crate::postgres::connect::Target {
+        host: access
+            .host
+            .clone()
+            .unwrap_or_else(|| format!("{}.{ns}.svc", owner.name)),
+        port: access.port,
+        user: credentials.superuser.user.clone(),
+        password: credentials.superuser.password.clone(),
+        dbname: "postgres".into(),
+        ca_pem,
+        ssl_mode: access.ssl_mode,
+    };
+    let pg = crate::postgres::connect::connect(&target, access.timeout)
+        .await
+        .map_err(|e| Error::Users(e.to_string()))?;
+    let steps = crate::postgres::roles::ensure(&pg, &owner.cluster.spec.users, credentials)
+        .await
+        .map_err(|e| {
+            Error::Users(match e.as_db_error() {
+                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            })
+        })?;
+    for step in &steps {
+        tracing::info!(cluster = %owner.name, namespace = %ns, "postgres: {}", step.summary);
+    }
+    Ok(())
 }
 
 /// A scale-down must not remove the primary's pod: while Patroni's leader

@@ -22,7 +22,9 @@ mod statefulset;
 mod system_secrets;
 mod user_secrets;
 
-pub use meta::{Owner, PATRONI_PORT, POOLER_PORT, ROLE_LABEL, SCOPE_LABEL, SPILO_LABEL};
+pub use meta::{
+    Owner, PATRONI_PORT, POOLER_PORT, POSTGRES_PORT, ROLE_LABEL, SCOPE_LABEL, SPILO_LABEL,
+};
 pub use pooler::{name as pooler_name, CONFIG_HASH_ANNOTATION};
 pub use pooler_config::pgwolf_config;
 

@@ -43,7 +43,7 @@ struct Ctx {
     client: Client,
     state: Arc<http::State>,
     recorder: Recorder,
-    rollout: crate::rollout::Settings,
+    settings: reconcile::cluster::Settings,
 }
 
 /// How long after a failed reconcile to try again (the error is also an
@@ -74,7 +74,10 @@ pub async fn run(client: Client, opts: Options) -> Result<()> {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         state: state.clone(),
-        rollout: crate::rollout::Settings::default(),
+        settings: reconcile::cluster::Settings {
+            postgres: Some(Default::default()),
+            ..Default::default()
+        },
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -144,7 +147,7 @@ async fn reconcile_one(
     ctx: Arc<Ctx>,
 ) -> Result<Action, reconcile::Error> {
     let started = Instant::now();
-    let result = reconcile::reconcile(&ctx.client, &cluster, &ctx.rollout).await;
+    let result = reconcile::reconcile(&ctx.client, &cluster, &ctx.settings).await;
     let m = &ctx.state.metrics;
     m.duration.observe(started.elapsed().as_secs_f64());
     match result {

@@ -7,7 +7,7 @@
 mod accept;
 mod connect;
 mod stream;
-mod verify;
+pub mod verify;
 
 pub use accept::{peer_common_name, ClientTls};
 pub use connect::{ServerTls, ServerTlsError};
