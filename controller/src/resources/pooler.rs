@@ -2,7 +2,10 @@
 //! (Kubernetes provider), so a switchover needs no Service change here.
 
 use super::meta::{Owner, POOLER_HTTP_PORT, POOLER_PORT, POSTGRES_PORT};
-use super::pooler_config::{auth_secret_name, config_map_name, AUTH_DIR, CONFIG_DIR, CONFIG_FILE};
+use super::pooler_config::{
+    auth_secret_name, config_map_name, server_ca, AUTH_DIR, CONFIG_DIR, CONFIG_FILE, SERVER_CA_DIR,
+    SERVER_CA_FILE,
+};
 use super::rbac;
 use super::statefulset::container_port;
 use crate::api::PoolerSpec;
@@ -10,8 +13,8 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    Capabilities, ConfigMapVolumeSource, Container, HTTPGetAction, KeyToPath, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
     ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -76,6 +79,51 @@ fn pod_spec(owner: &Owner, pooler: &PoolerSpec) -> PodSpec {
         failure_threshold: Some(3),
         ..Default::default()
     };
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    let secret_volume = |name: &str, secret: String| Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut mounts = vec![mount("config", CONFIG_DIR), mount("auth", AUTH_DIR)];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(owner),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        secret_volume("auth", auth_secret_name(owner)),
+    ];
+    let ca_secret = owner
+        .cluster
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_secret_name.clone());
+    if let (true, Some(ca_secret)) = (server_ca(owner), ca_secret) {
+        mounts.push(mount("server-ca", SERVER_CA_DIR));
+        let mut v = secret_volume("server-ca", ca_secret);
+        if let Some(s) = v.secret.as_mut() {
+            s.items = Some(vec![KeyToPath {
+                key: "ca.crt".into(),
+                path: SERVER_CA_FILE.into(),
+                ..Default::default()
+            }]);
+        }
+        volumes.push(v);
+    }
     PodSpec {
         service_account_name: Some(rbac::pooler_name(owner)),
         // Past pgwolf's default shutdown_timeout (30s), so transactions in
@@ -124,41 +172,10 @@ fn pod_spec(owner: &Owner, pooler: &PoolerSpec) -> PodSpec {
                 }),
                 ..Default::default()
             }),
-            volume_mounts: Some(vec![
-                VolumeMount {
-                    name: "config".into(),
-                    mount_path: CONFIG_DIR.into(),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
-                VolumeMount {
-                    name: "auth".into(),
-                    mount_path: AUTH_DIR.into(),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
-            ]),
+            volume_mounts: Some(mounts),
             ..Default::default()
         }],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_map_name(owner),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "auth".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(auth_secret_name(owner)),
-                    default_mode: Some(0o440),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ]),
+        volumes: Some(volumes),
         ..Default::default()
     }
 }

@@ -9,7 +9,7 @@ use super::Error;
 use crate::api::PoolerSpec;
 use crate::secrets::{Credentials, POOLER_USER};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use pgwolf::config::{AuthType, ClusterConfig, Config, DatabaseConfig};
+use pgwolf::config::{AuthType, ClusterConfig, Config, DatabaseConfig, SslMode};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,6 +18,10 @@ pub const CONFIG_DIR: &str = "/etc/pgwolf";
 pub const CONFIG_FILE: &str = "pgwolf.toml";
 pub const AUTH_DIR: &str = "/etc/pgwolf/auth";
 pub const AUTH_FILE: &str = "userlist.txt";
+/// `spec.tls.caSecretName`'s `ca.crt`, when set: what the pooler verifies
+/// the instances' certificates against.
+pub const SERVER_CA_DIR: &str = "/etc/pgwolf/server-ca";
+pub const SERVER_CA_FILE: &str = "ca.crt";
 
 pub fn config_map_name(owner: &Owner) -> String {
     owner.child("pooler")
@@ -68,10 +72,32 @@ pub fn pgwolf_config(owner: &Owner, pooler: &PoolerSpec) -> Result<Config, Error
         max_client_conn: positive("pooler.maxClientConn", pooler.max_client_conn)?,
         http_listen: format!("0.0.0.0:{POOLER_HTTP_PORT}"),
         admin_users: vec![POOLER_USER.to_string()],
+        // Spilo's pg_hba takes only TLS from outside the pod. The pooler
+        // reaches instances by pod IP, which certificates rarely name:
+        // verify the chain (verify-ca) when there is a CA, else encrypt
+        // unverified as libpq's require does (Spilo's default certificate
+        // is self-signed).
+        server_tls_sslmode: if server_ca(owner) {
+            SslMode::VerifyCa
+        } else {
+            SslMode::Require
+        },
+        server_tls_ca_file: server_ca(owner)
+            .then(|| PathBuf::from(SERVER_CA_DIR).join(SERVER_CA_FILE)),
         databases,
         clusters: BTreeMap::from([(owner.name.clone(), cluster)]),
         ..Config::default()
     })
+}
+
+/// Whether the cluster names a CA Secret for its instances' certificates.
+pub fn server_ca(owner: &Owner) -> bool {
+    owner
+        .cluster
+        .spec
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.ca_secret_name.is_some())
 }
 
 /// The schema keeps these at 1 or more; a manifest that skipped the API
@@ -88,7 +114,7 @@ fn positive(field: &'static str, v: i32) -> Result<u32, Error> {
 
 /// The settings `pgwolf_config` chooses; everything else is left to
 /// pgwolf's defaults.
-const CHOSEN: [&str; 10] = [
+const CHOSEN: [&str; 12] = [
     "listen",
     "auth_type",
     "auth_file",
@@ -97,6 +123,8 @@ const CHOSEN: [&str; 10] = [
     "max_client_conn",
     "http_listen",
     "admin_users",
+    "server_tls_sslmode",
+    "server_tls_ca_file",
     "databases",
     "clusters",
 ];
@@ -189,6 +217,49 @@ mod tests {
     use super::*;
     use crate::resources::{test_cluster, test_credentials};
     use pgwolf::config::{PoolMode, Provider, TargetRole};
+
+    #[test]
+    fn the_pooler_speaks_tls_to_the_instances_verifying_the_chain_when_there_is_a_ca() {
+        let c = test_cluster("main");
+        let owner = Owner::new(&c);
+        let pooler = c.spec.pooler.as_ref().unwrap();
+        let cfg = pgwolf_config(&owner, pooler).unwrap();
+        assert_eq!(cfg.server_tls_sslmode, SslMode::Require);
+        assert_eq!(cfg.server_tls_ca_file, None);
+
+        let mut c = test_cluster("main");
+        c.spec.tls = Some(
+            serde_json::from_value(json!({"secretName": "pg-tls", "caSecretName": "pg-ca"}))
+                .unwrap(),
+        );
+        let owner = Owner::new(&c);
+        let text = config_toml(&owner, pooler).unwrap();
+        let cfg: Config = toml::from_str(&text).unwrap();
+        pgwolf::config::validate(&cfg).unwrap();
+        assert_eq!(cfg.server_tls_sslmode, SslMode::VerifyCa);
+        assert_eq!(
+            cfg.server_tls_ca_file,
+            Some(PathBuf::from("/etc/pgwolf/server-ca/ca.crt"))
+        );
+        // The Deployment mounts that file from the CA Secret.
+        let pod = crate::resources::pooler::deployment(&owner, pooler, "hash".into())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "server-ca")
+            .expect("the CA volume");
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("pg-ca"));
+        assert_eq!(secret.items.unwrap()[0].key, "ca.crt");
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        assert!(mounts.iter().any(|m| m.mount_path == SERVER_CA_DIR));
+    }
 
     #[test]
     fn the_rendered_toml_loads_and_validates_as_pgwolf_config() {

@@ -44,11 +44,6 @@ pub fn env(owner: &Owner) -> Vec<EnvVar> {
         secret("PGPASSWORD_ADMIN", system_secrets::name(owner, ADMIN_USER)),
         value("SPILO_CONFIGURATION", &spilo_configuration(owner)),
     ];
-    // pgwolf connects to PostgreSQL without TLS (it has no server-side TLS
-    // yet) and Spilo's pg_hba rejects non-TLS connections unless told so.
-    if spec.pooler.is_some() {
-        env.push(value("ALLOW_NOSSL", "true"));
-    }
     if spec.tls.is_some() {
         env.push(value(
             "SSL_CERTIFICATE_FILE",
