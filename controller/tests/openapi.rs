@@ -71,6 +71,21 @@ fn rendered_examples_validate_against_the_kubernetes_schemas() {
 }
 
 #[test]
+fn the_application_examples_validate_against_the_kubernetes_schemas() {
+    let files = support::app_examples();
+    let documents: usize = files
+        .iter()
+        .map(|f| support::documents(&std::fs::read_to_string(f).unwrap()).len())
+        .sum();
+    let report = validate(&files);
+    assert_eq!(
+        report.matches("INFO").count(),
+        documents,
+        "one INFO line per validated object expected:\n{report}"
+    );
+}
+
+#[test]
 fn the_crd_validates_against_the_kubernetes_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crd.yaml");

@@ -7,12 +7,7 @@ mod support;
 
 use serde_json::Value;
 
-fn documents(yaml: &str) -> Vec<Value> {
-    yaml.split("\n---\n")
-        .filter(|d| d.lines().any(|l| l.starts_with("kind:")))
-        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
-        .collect()
-}
+use support::documents;
 
 /// (apiGroup, resource, verb) triples a rule grants.
 fn grants(rules: &Value) -> Vec<(String, String, String)> {

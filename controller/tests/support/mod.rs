@@ -12,6 +12,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// deploy/examples/cluster-*.yaml, sorted.
+#[allow(dead_code)]
 pub fn examples() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("deploy/examples"))
         .unwrap()
@@ -40,4 +41,27 @@ pub fn render_example(path: &Path) -> String {
         .namespace
         .get_or_insert_with(|| "default".into());
     render::render(&cluster, &mut StdRng::seed_from_u64(8)).unwrap()
+}
+
+/// deploy/examples/apps/*.yaml (applications bound to an example
+/// cluster), sorted.
+#[allow(dead_code)]
+pub fn app_examples() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("deploy/examples/apps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no deploy/examples/apps/*.yaml");
+    out
+}
+
+/// The objects of a multi-document YAML file, as JSON values.
+#[allow(dead_code)]
+pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    yaml.split("\n---\n")
+        .filter(|d| d.lines().any(|l| l.starts_with("kind:")))
+        .map(|d| serde_saphyr::from_str::<serde_json::Value>(d).unwrap())
+        .collect()
 }
