@@ -65,6 +65,10 @@ struct PatroniState {
     switchovers: Vec<Switch>,
     /// Answer POST /switchover with this status and do nothing.
     refuse: Option<u16>,
+    /// The DCS's dynamic configuration (`GET /config`).
+    config: serde_json::Value,
+    /// Every `PATCH /config` body, in order.
+    patches: Vec<serde_json::Value>,
 }
 
 type Shared = Arc<Mutex<PatroniState>>;
@@ -156,6 +160,23 @@ async fn answer(
                 format!("Successfully switched over to \"{candidate}\""),
             )
         }
+        ("GET", "/config") => (200, state.lock().unwrap().config.to_string()),
+        ("PATCH", "/config") => {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let mut s = state.lock().unwrap();
+            for (k, v) in patch.as_object().unwrap() {
+                if k == "postgresql" {
+                    for (p, pv) in v["parameters"].as_object().unwrap() {
+                        s.config["postgresql"]["parameters"][p] = pv.clone();
+                    }
+                } else {
+                    s.config[k] = v.clone();
+                }
+            }
+            s.patches.push(patch);
+            (200, s.config.to_string())
+        }
         _ => (404, String::new()),
     }
 }
@@ -230,6 +251,13 @@ impl Cluster {
                 postgres: None,
             },
         };
+        // What Spilo's bootstrap.dcs seeded, numbers as Patroni returns
+        // them, and a default of Spilo's own.
+        c.patroni.lock().unwrap().config = json!({
+            "ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+            "postgresql": { "parameters": {
+                "max_connections": 200, "shared_buffers": "256MB", "wal_level": "logical" } },
+        });
         c.reconcile().await.unwrap();
         for i in 0..instances {
             c.create_pod(&format!("main-{i}"), "main-rev1", true).await;
@@ -500,4 +528,40 @@ async fn scaling_down_first_moves_the_primary_out_of_the_pod_that_goes() {
     let left: Vec<String> = revisions(&c.client).await.into_keys().collect();
     assert_eq!(left, ["main-0", "main-1"]);
     assert_eq!(c.patroni.lock().unwrap().switchovers.len(), 1);
+}
+
+#[tokio::test]
+async fn a_parameter_change_goes_to_patroni_before_any_pod_is_recreated() {
+    let c = Cluster::new(3, "main-0").await;
+    c.reconcile().await.unwrap();
+    assert!(
+        c.patroni.lock().unwrap().patches.is_empty(),
+        "nothing changed"
+    );
+
+    api::<PostgresCluster>(&c.client)
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "postgresql": { "parameters": {
+                "max_connections": "200", "shared_buffers": "256MB", "work_mem": "64MB" } } } })),
+        )
+        .await
+        .unwrap();
+    let before = revisions(&c.client).await;
+    c.reconcile().await.unwrap();
+    assert!(c.deleted_since(&before).await.is_empty());
+    assert_eq!(
+        c.patroni.lock().unwrap().patches,
+        [json!({ "postgresql": { "parameters": { "work_mem": "64MB" } } })]
+    );
+    let config = c.patroni.lock().unwrap().config.clone();
+    assert_eq!(config["postgresql"]["parameters"]["wal_level"], "logical");
+
+    // The changed template then rolls out; the DCS is not patched again.
+    c.statefulset_controller("main-rev2").await;
+    let before = revisions(&c.client).await;
+    c.reconcile().await.unwrap();
+    assert_eq!(c.deleted_since(&before).await, ["main-2"]);
+    assert_eq!(c.patroni.lock().unwrap().patches.len(), 1);
 }

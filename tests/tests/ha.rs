@@ -283,10 +283,11 @@ async fn switchover_through_pgwolf_costs_twenty_clients_no_error() {
     assert_all_present(proxy.port(), &log).await;
 }
 
-/// The controller's rollout step for the primary (controller/src/rollout):
-/// Patroni's view from its REST API, the pooler paused through its admin
-/// console, `POST /switchover`, RESUME; against real Patroni and pgwolf,
-/// with 20 clients writing.
+/// The controller's rollout against real Patroni and pgwolf, with 20
+/// clients writing (controller/src/rollout): Patroni's view from its REST
+/// API, the dynamic configuration patched and reloaded, and the step for
+/// the primary: the pooler paused through its admin console,
+/// `POST /switchover`, RESUME.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_error() {
     use pgwolf::topology::Role;
@@ -332,6 +333,36 @@ async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_err
         user: HA_APP_USER.into(),
         password: HA_APP_PASSWORD.into(),
     };
+
+    // Dynamic configuration: one PATCH of what differs, then nothing; the
+    // members reload it (work_mem needs no restart).
+    let spec: pgwolf_controller::api::PostgresClusterSpec =
+        serde_json::from_value(serde_json::json!({
+            "patroni": { "ttl": 6, "loopWait": 1, "retryTimeout": 2 },
+            "postgresql": { "parameters": { "work_mem": "7MB" } },
+        }))
+        .unwrap();
+    let patched = rollout::config::sync(&url, &spec, settings.request_timeout)
+        .await
+        .expect("PATCH /config");
+    assert_eq!(
+        patched,
+        Some(serde_json::json!({ "postgresql": { "parameters": { "work_mem": "7MB" } } }))
+    );
+    let again = rollout::config::sync(&url, &spec, settings.request_timeout)
+        .await
+        .unwrap();
+    assert_eq!(again, None, "converged");
+    let reader = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let row = reader.query_one("SHOW work_mem", &[]).await.unwrap();
+        if row.get::<_, String>(0) == "7MB" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "work_mem never reloaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A refusal is Patroni's own words, and changes nothing.
     let wrong = patroni::switchover(&url, &candidate, &old, settings.request_timeout)

@@ -6,10 +6,13 @@
 //! lag, resume, and only then recreate the old primary. A scale-down that
 //! would remove the primary's pod switches over first, too.
 //!
+//! - `config`: Patroni's dynamic configuration (`PATCH /config`), synced
+//!   before any pod is recreated so restarted members come up with it.
 //! - `plan`: pure: observed pods and Patroni members → the next step.
 //! - `patroni`: `GET /cluster` and `POST /switchover`.
 //! - `pooler`: PAUSE / RESUME on pgwolf's admin console.
 
+pub mod config;
 pub mod patroni;
 pub mod plan;
 pub mod pooler;
@@ -68,6 +71,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Switchover(#[from] patroni::Error),
+    #[error(transparent)]
+    Config(#[from] config::Error),
     #[error("the switchover went through but RESUME failed, the pooler stays paused: {0}")]
     Resume(#[from] pooler::Error),
 }
@@ -141,15 +146,29 @@ pub async fn step(
         .filter_map(|p| urls.get(&p.name).cloned())
         .collect();
     order.dedup();
-    let members = patroni::cluster(&order, settings.request_timeout).await;
-    if let Err(e) = &members {
-        tracing::debug!(cluster = %owner.name, "rollout: {e}");
+    let members = patroni::answering(&order, settings.request_timeout).await;
+    match &members {
+        Err(e) => tracing::debug!(cluster = %owner.name, "rollout: {e}"),
+        // Any member writes the DCS: the one that answered.
+        Ok((_, url)) => {
+            let spec = &owner.cluster.spec;
+            if let Some(patch) = config::sync(url, spec, settings.request_timeout).await? {
+                let mut keys: Vec<String> = Vec::new();
+                if let Some(m) = patch.as_object() {
+                    keys.extend(m.keys().filter(|k| *k != "postgresql").cloned());
+                }
+                if let Some(p) = patch["postgresql"]["parameters"].as_object() {
+                    keys.extend(p.keys().cloned());
+                }
+                tracing::info!(cluster = %owner.name, "patroni: PATCH /config {}", keys.join(", "));
+            }
+        }
     }
     let step = plan::plan(&Observed {
         instances: owner.cluster.spec.instances as u32,
         update_revision,
         pods: &pods,
-        members: members.as_deref().ok(),
+        members: members.as_ref().ok().map(|(m, _)| m.as_slice()),
     });
     let outdated = match update_revision {
         Some(rev) => pods

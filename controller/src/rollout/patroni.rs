@@ -20,11 +20,16 @@ pub enum Error {
 /// `GET /cluster` from the first of `urls` that answers: every member
 /// reports the whole cluster from the DCS.
 pub async fn cluster(urls: &[String], timeout: Duration) -> Result<Vec<Member>, Error> {
+    answering(urls, timeout).await.map(|(members, _)| members)
+}
+
+/// `cluster`, and the URL that answered.
+pub async fn answering(urls: &[String], timeout: Duration) -> Result<(Vec<Member>, String), Error> {
     let mut last = String::from("no member has an address yet");
     for url in urls {
         match http::request("GET", url, "/cluster", None, timeout).await {
             Ok(r) if r.status == 200 => match parse_cluster(&r.body) {
-                Ok(members) => return Ok(members),
+                Ok(members) => return Ok((members, url.clone())),
                 Err(e) => last = format!("{url}: {e}"),
             },
             Ok(r) => last = format!("{url}: GET /cluster answered {}", r.status),
