@@ -258,16 +258,21 @@ impl Session {
                     return Err(e.into());
                 }
             };
+            // A console KILL drops the client even when its next request
+            // has already arrived (the socket can turn readable before this
+            // task sees the token); a shutdown answers that request first.
+            if self.cancel.slot.kill.is_cancelled()
+                && (header.is_none() || !self.app.shutdown.is_cancelled())
+            {
+                self.say_goodbye().await;
+                return Ok(Next::Leave);
+            }
             if let Some((tag, _)) = header {
                 return Ok(if tag == frontend::TERMINATE {
                     Next::Leave
                 } else {
                     Next::Request
                 });
-            }
-            if self.cancel.slot.kill.is_cancelled() {
-                self.say_goodbye().await;
-                return Ok(Next::Leave);
             }
             if self.cbuf.is_empty() && self.cbuf.capacity() > 0 {
                 // Idle clients hold no buffer: with thousands of them this is
