@@ -3,7 +3,6 @@
 
 use crate::api::PostgresCluster;
 use crate::resources::{self, Child};
-use crate::secrets::Credentials;
 use rand::Rng;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +44,11 @@ pub fn parse_cluster(yaml: &str) -> Result<PostgresCluster, Error> {
     Ok(cluster)
 }
 
-/// Every object for `cluster`, with fresh credentials from `rng` (offline
-/// there are no Secrets to read them back from).
+/// Every object for `cluster`, with fresh credentials from `rng` and
+/// freshly issued certificates (offline there are no Secrets to read them
+/// back from).
 pub fn render<R: Rng>(cluster: &PostgresCluster, rng: &mut R) -> Result<String, Error> {
-    let credentials = Credentials::resolve(&cluster.spec, |_| None, rng);
+    let credentials = resources::credentials(cluster, |_| None, rng, crate::secrets::tls::today())?;
     to_yaml(&resources::desired(cluster, &credentials)?)
 }
 

@@ -97,14 +97,19 @@ fn the_applications_read_only_secrets_and_keys_the_controller_writes() {
             );
             checked += 1;
         }
-        let mut mounted = Vec::new();
-        all(&doc, "secretName", &mut mounted);
-        for name in mounted {
-            let name = name.as_str().unwrap();
-            assert!(
-                cluster.secrets.contains_key(name),
-                "{file}: mounts Secret {name}, which is not rendered"
-            );
+        let mut volumes = Vec::new();
+        all(&doc, "secret", &mut volumes);
+        for volume in volumes {
+            let name = volume["secretName"].as_str().unwrap();
+            let keys = cluster
+                .secrets
+                .get(name)
+                .unwrap_or_else(|| panic!("{file}: mounts Secret {name}, which is not rendered"));
+            for item in volume["items"].as_array().into_iter().flatten() {
+                let key = item["key"].as_str().unwrap();
+                assert!(keys.contains(key), "{file}: Secret {name} has no {key}");
+                checked += 1;
+            }
             checked += 1;
         }
         if doc["kind"] == "RoleBinding" {
@@ -113,8 +118,9 @@ fn the_applications_read_only_secrets_and_keys_the_controller_writes() {
             checked += 1;
         }
     }
-    // keycloak.yaml: 3 keys; sidecar.yaml: 3 keys, 1 Secret, 1 Role.
-    assert_eq!(checked, 8);
+    // keycloak.yaml: 3 keys; sidecar.yaml: 3 keys, 2 Secrets (one with a
+    // key), 1 Role.
+    assert_eq!(checked, 10);
 }
 
 #[test]
@@ -141,6 +147,7 @@ fn the_sidecar_config_is_valid_pgwolf_config_following_the_cluster_s_leader() {
     assert_eq!(mine.role_label, theirs.role_label);
     assert_eq!(mine.port, theirs.port);
     assert_eq!(sidecar.server_tls_sslmode, pooler.server_tls_sslmode);
+    assert_eq!(sidecar.server_tls_ca_file, pooler.server_tls_ca_file);
     assert_eq!(sidecar.auth_file, pooler.auth_file);
     assert_eq!(
         sidecar.databases.keys().collect::<Vec<_>>(),

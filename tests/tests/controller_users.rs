@@ -12,8 +12,10 @@ use pgwolf_controller::api::PostgresCluster;
 use pgwolf_controller::postgres::connect;
 use pgwolf_controller::reconcile::cluster::{PostgresAccess, Settings};
 use pgwolf_controller::reconcile::{self};
-use pgwolf_tests::certs::Ca;
+use pgwolf_tests::certs::{Ca, Pair};
+use pgwolf_tests::clients::{libpq_command, psql_ok};
 use pgwolf_tests::tools::give_to_server_user;
+use pgwolf_tests::tools::run_bounded;
 use pgwolf_tests::{try_connect, PgOptions, PgServer};
 use serde_json::json;
 use std::time::Duration;
@@ -21,9 +23,11 @@ use tokio_postgres::config::SslMode;
 
 const NS: &str = "demo";
 
-/// A PostgreSQL with ssl = on and only hostssl lines for TCP.
-fn tls_only_server(dir: &std::path::Path) -> PgServer {
-    let ca = Ca::new("pg-ca");
+/// A PostgreSQL with ssl = on and only hostssl lines for TCP, serving a
+/// certificate of a CA the controller knows nothing of (the files are
+/// replaced by the controller's own later).
+fn tls_only_server(dir: &std::path::Path) -> (PgServer, Pair) {
+    let ca = Ca::new("someone-else-s-ca");
     let pair = ca.issue(dir, "server", "localhost", &["localhost", "127.0.0.1"]);
     give_to_server_user(dir);
     let pg = PgServer::start_with(PgOptions {
@@ -42,37 +46,24 @@ fn tls_only_server(dir: &std::path::Path) -> PgServer {
     )
     .unwrap();
     give_to_server_user(&hba);
-    pg
+    (pg, pair)
 }
 
 /// The test's own superuser connection: over the Unix socket, which the
 /// hostssl-only rules leave open (`local` line).
-async fn superuser(pg: &PgServer) -> tokio_postgres::Client {
+async fn superuser(pg: &PgServer, password: &str) -> tokio_postgres::Client {
     let socket_dir = pg.data_dir().parent().unwrap().to_path_buf();
     let (client, connection) = tokio_postgres::Config::new()
         .host_path(socket_dir)
         .port(pg.port())
         .user(pgwolf_tests::SUPERUSER)
-        .password(current_superuser_password())
+        .password(password)
         .dbname("postgres")
         .connect(tokio_postgres::NoTls)
         .await
         .expect("superuser over the Unix socket");
     tokio::spawn(connection);
     client
-}
-
-// The test changes the superuser's password to the controller's; the
-// socket login follows it.
-static SUPERUSER_PASSWORD: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-
-fn current_superuser_password() -> String {
-    let p = SUPERUSER_PASSWORD.lock().unwrap();
-    if p.is_empty() {
-        pgwolf_tests::SUPERUSER_PASSWORD.to_string()
-    } else {
-        p.clone()
-    }
 }
 
 fn stored_cluster() -> serde_json::Value {
@@ -87,10 +78,14 @@ fn stored_cluster() -> serde_json::Value {
     serde_json::to_value(&cluster).unwrap()
 }
 
+/// The controller dials the primary Service's name, as in a cluster, and
+/// reaches this machine's PostgreSQL through `hostaddr`: so the name on
+/// the certificate is checked as it would be there.
 fn settings(pg: &PgServer, ssl_mode: SslMode) -> Settings {
     Settings {
         postgres: Some(PostgresAccess {
-            host: Some("127.0.0.1".into()),
+            host: None,
+            hostaddr: Some(std::net::Ipv4Addr::LOCALHOST.into()),
             port: pg.port(),
             timeout: Duration::from_secs(10),
             ssl_mode,
@@ -115,8 +110,8 @@ async fn secret_value(client: &kube::Client, name: &str, key: &str) -> String {
     String::from_utf8(s.data.unwrap()[key].0.clone()).unwrap()
 }
 
-async fn role_exists(pg: &PgServer, name: &str) -> bool {
-    superuser(pg)
+async fn role_exists(pg: &PgServer, password: &str, name: &str) -> bool {
+    superuser(pg, password)
         .await
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
         .await
@@ -124,10 +119,48 @@ async fn role_exists(pg: &PgServer, name: &str) -> bool {
         .is_some()
 }
 
+async fn rolpassword(pg: &PgServer, password: &str, role: &str) -> String {
+    superuser(pg, password)
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// What Spilo does with the controller's `<cluster>-tls` Secret mounted at
+/// /tls: serve that certificate (PostgreSQL re-reads it on a reload).
+async fn serve_issued_certificate(
+    client: &kube::Client,
+    pg: &PgServer,
+    superuser_password: &str,
+    files: &Pair,
+) {
+    std::fs::write(
+        &files.cert,
+        secret_value(client, "main-tls", "tls.crt").await,
+    )
+    .unwrap();
+    std::fs::write(
+        &files.key,
+        secret_value(client, "main-tls", "tls.key").await,
+    )
+    .unwrap();
+    give_to_server_user(files.cert.parent().unwrap());
+    superuser(pg, superuser_password)
+        .await
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_declared_user_and_database_appear_once_there_is_a_primary() {
     let dir = tempfile::tempdir().unwrap();
-    let pg = tls_only_server(dir.path());
+    let (pg, cert_files) = tls_only_server(dir.path());
     pg.execute("postgres", "SELECT pg_reload_conf()").await;
     assert!(
         try_connect(
@@ -145,20 +178,16 @@ async fn the_declared_user_and_database_appear_once_there_is_a_primary() {
 
     // No leader yet: nothing to connect to, and no error for it.
     reconcile(&client, &tls).await.expect("first reconcile");
-    assert!(!role_exists(&pg, "keycloak").await);
+    assert!(!role_exists(&pg, pgwolf_tests::SUPERUSER_PASSWORD, "keycloak").await);
 
     // What Spilo does with PGPASSWORD_SUPERUSER from the Secret, and what
     // Patroni writes once it has a leader.
-    let superuser_password = secret_value(&client, "main-postgres-credentials", "password").await;
-    superuser(&pg)
+    let su = secret_value(&client, "main-postgres-credentials", "password").await;
+    superuser(&pg, pgwolf_tests::SUPERUSER_PASSWORD)
         .await
-        .execute(
-            &format!("ALTER ROLE postgres PASSWORD '{superuser_password}'"),
-            &[],
-        )
+        .execute(&format!("ALTER ROLE postgres PASSWORD '{su}'"), &[])
         .await
         .unwrap();
-    *SUPERUSER_PASSWORD.lock().unwrap() = superuser_password.clone();
     Api::<Endpoints>::namespaced(client.clone(), NS)
         .patch(
             "main",
@@ -179,23 +208,32 @@ async fn the_declared_user_and_database_appear_once_there_is_a_primary() {
         .unwrap_err();
     assert_eq!(err.kind(), "users");
     assert!(err.to_string().contains("28000"), "{err}");
-    assert!(!err.to_string().contains(&superuser_password), "{err}");
-    assert!(!role_exists(&pg, "keycloak").await);
+    assert!(!err.to_string().contains(&su), "{err}");
 
+    // A server whose certificate is not of the cluster's CA is not given
+    // the superuser's password.
+    let err = reconcile(&client, &tls).await.unwrap_err();
+    assert_eq!(err.kind(), "users");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(!role_exists(&pg, &su, "keycloak").await);
+
+    serve_issued_certificate(&client, &pg, &su, &cert_files).await;
     reconcile(&client, &tls)
         .await
-        .expect("reconcile with a primary");
+        .expect("reconcile with a primary serving the issued certificate");
     let password = secret_value(&client, "keycloak-db", "password").await;
     let dbname = secret_value(&client, "keycloak-db", "dbname").await;
     assert_eq!(dbname, "keycloak");
+    let ca = secret_value(&client, "main-tls", "ca.crt").await;
     let app = connect::connect(
         &connect::Target {
-            host: "127.0.0.1".into(),
+            host: format!("main.{NS}.svc"),
+            hostaddr: Some(std::net::Ipv4Addr::LOCALHOST.into()),
             port: pg.port(),
             user: "keycloak".into(),
-            password,
-            dbname,
-            ca_pem: None,
+            password: password.clone(),
+            dbname: dbname.clone(),
+            ca_pem: Some(ca.clone().into_bytes()),
             ssl_mode: SslMode::Require,
         },
         Duration::from_secs(10),
@@ -212,27 +250,35 @@ async fn the_declared_user_and_database_appear_once_there_is_a_primary() {
         .get(0);
     assert_eq!(owner, "keycloak");
 
+    // libpq (OpenSSL) takes the issued chain and names too: verify-full
+    // by each name the certificate was made for, and not by another.
+    let root = dir.path().join("issued-ca.crt");
+    std::fs::write(&root, &ca).unwrap();
+    let libpq = |host: &str| {
+        let mut cmd = libpq_command("psql", pg.port(), "keycloak", &password, &dbname);
+        cmd.arg("-XAtqc").arg("SELECT current_user").arg(format!(
+            "host={host} hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={}",
+            root.display()
+        ));
+        run_bounded(&mut cmd, Duration::from_secs(20))
+    };
+    for host in [
+        format!("main.{NS}.svc"),
+        format!("main-replicas.{NS}.svc.cluster.local"),
+        format!("main-1.main-pods.{NS}.svc"),
+    ] {
+        let out = libpq(&host);
+        assert_eq!(psql_ok(&out), "keycloak", "{host}");
+    }
+    let out = libpq("elsewhere.example");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not match host name"), "{stderr}");
+
     // Converged: the next reconcile changes nothing and fails on nothing.
-    let before: String = superuser(&pg)
-        .await
-        .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = 'keycloak'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let before = rolpassword(&pg, &su, "keycloak").await;
     reconcile(&client, &tls)
         .await
         .expect("a converged reconcile");
-    let after: String = superuser(&pg)
-        .await
-        .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = 'keycloak'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(before, after);
+    assert_eq!(rolpassword(&pg, &su, "keycloak").await, before);
 }

@@ -105,8 +105,9 @@ pub struct PostgresClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerSpec>,
 
-    /// Server TLS. Default: unset, and each instance serves the self-signed
-    /// certificate Spilo generates at start.
+    /// Server TLS from the user's Secrets. Default: unset, and the
+    /// controller issues a CA (`<cluster>-ca`) and a server certificate
+    /// (`<cluster>-tls`) that every instance serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 }

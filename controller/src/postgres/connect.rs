@@ -1,10 +1,10 @@
 //! The controller's own connection to the primary, as the superuser, over
-//! TLS: Spilo's pg_hba only takes `hostssl` from outside the pod (unless
-//! ALLOW_NOSSL). With a CA (`spec.tls.caSecretName`) the certificate is
-//! verified against it; without one, as libpq's `sslmode=require`, it is
-//! not (Spilo's default certificate is self-signed), and SCRAM with
-//! channel binding is what keeps a man in the middle from relaying the
-//! login.
+//! TLS: Spilo's pg_hba only takes `hostssl` from outside the pod. With a
+//! CA (the one the controller issued, or `spec.tls.caSecretName`) the
+//! certificate and its name are verified against it; without one (user
+//! certificates and no CA named), as libpq's `sslmode=require`, only
+//! encrypted, and SCRAM with channel binding is what keeps a man in the
+//! middle from relaying the login.
 
 use pgwolf::tls::verify::AnyServerCert;
 use rustls::pki_types::CertificateDer;
@@ -14,7 +14,10 @@ use tokio_postgres::config::{ChannelBinding, SslMode};
 
 #[derive(Clone)]
 pub struct Target {
+    /// The name dialled and, with a CA, the name the certificate must carry.
     pub host: String,
+    /// Connect here without resolving `host` (libpq's `hostaddr`).
+    pub hostaddr: Option<std::net::IpAddr>,
     pub port: u16,
     pub user: String,
     pub password: String,
@@ -59,6 +62,9 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<tokio_postgre
         .ssl_mode(target.ssl_mode)
         .channel_binding(ChannelBinding::Prefer)
         .connect_timeout(timeout);
+    if let Some(addr) = target.hostaddr {
+        config.hostaddr(addr);
+    }
     let fail = |detail: String| Error::Connect {
         target: format!("{target:?}"),
         detail,
@@ -69,7 +75,7 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<tokio_postgre
         .map_err(|e| {
             fail(match e.as_db_error() {
                 Some(db) => format!("{}: {}", db.code().code(), db.message()),
-                None => e.to_string(),
+                None => with_causes(&e),
             })
         })?;
     tokio::spawn(async move {
@@ -78,6 +84,19 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<tokio_postgre
         }
     });
     Ok(client)
+}
+
+/// tokio-postgres's Display stops at "error performing TLS handshake"; the
+/// why (an unknown issuer, a name mismatch) is in the source chain.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn tls_config(target: &Target) -> Result<rustls::ClientConfig, Error> {

@@ -85,7 +85,11 @@ pub struct Settings {
 #[derive(Clone, Debug)]
 pub struct PostgresAccess {
     /// None: the cluster's primary Service, `<cluster>.<namespace>.svc`.
+    /// The name the certificate is checked against.
     pub host: Option<String>,
+    /// Where to connect instead of resolving `host` (libpq's `hostaddr`);
+    /// None in a cluster.
+    pub hostaddr: Option<std::net::IpAddr>,
     pub port: u16,
     pub timeout: Duration,
     pub ssl_mode: tokio_postgres::config::SslMode,
@@ -95,6 +99,7 @@ impl Default for PostgresAccess {
     fn default() -> Self {
         PostgresAccess {
             host: None,
+            hostaddr: None,
             port: resources::POSTGRES_PORT as u16,
             timeout: Duration::from_secs(10),
             ssl_mode: tokio_postgres::config::SslMode::Require,
@@ -119,7 +124,8 @@ pub async fn reconcile(
         cluster,
         |name| secrets.get(name).cloned(),
         &mut rand::rngs::OsRng,
-    );
+        crate::secrets::tls::today(),
+    )?;
     let mut children = resources::desired(cluster, &credentials)?;
     hold_scale_down(client, &owner, &mut children).await?;
     for child in &children {
@@ -198,15 +204,13 @@ async fn ensure_users(
     access: &PostgresAccess,
 ) -> Result<(), Error> {
     let ns = owner.namespace.as_str();
-    let ca_pem = match owner
-        .cluster
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.ca_secret_name.as_ref())
-    {
-        Some(name) => {
-            let secret = get::<Secret>(client, ns, name)
+    // The certificate is verified, name and chain: against the CA the
+    // controller issued, else the manifest's CA Secret, else (a user
+    // certificate with no CA named) only encrypted, as sslmode=require.
+    let ca_pem = match (&credentials.tls, owner.tls().ca_secret_name) {
+        (Some(issued), _) => Some(issued.ca_cert.clone().into_bytes()),
+        (None, Some(name)) => {
+            let secret = get::<Secret>(client, ns, &name)
                 .await?
                 .ok_or_else(|| Error::Users(format!("the CA Secret {name} does not exist")))?;
             let ca = secret.data.and_then(|mut d| d.remove("ca.crt"));
@@ -215,13 +219,14 @@ async fn ensure_users(
                     .0,
             )
         }
-        None => None,
+        (None, None) => None,
     };
     let target = crate::postgres::connect::Target {
         host: access
             .host
             .clone()
             .unwrap_or_else(|| format!("{}.{ns}.svc", owner.name)),
+        hostaddr: access.hostaddr,
         port: access.port,
         user: credentials.superuser.user.clone(),
         password: credentials.superuser.password.clone(),

@@ -1,7 +1,7 @@
 //! Names, labels and owner references every child shares, so the builders
 //! cannot disagree on them.
 
-use crate::api::PostgresCluster;
+use crate::api::{PostgresCluster, TlsSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
@@ -96,6 +96,21 @@ impl<'a> Owner<'a> {
             owner_references: self.owner_ref.clone().map(|r| vec![r]),
             ..Default::default()
         }
+    }
+
+    /// The instances' certificate Secrets: the manifest's `spec.tls`, else
+    /// the one the controller issues (`<cluster>-tls`, which carries the
+    /// CA's certificate as `ca.crt` too).
+    pub fn tls(&self) -> TlsSpec {
+        self.cluster.spec.tls.clone().unwrap_or_else(|| TlsSpec {
+            secret_name: self.child("tls"),
+            ca_secret_name: Some(self.child("tls")),
+        })
+    }
+
+    /// Whether the controller issues the certificates (no `spec.tls`).
+    pub fn issues_tls(&self) -> bool {
+        self.cluster.spec.tls.is_none()
     }
 
     /// Host name of a Service of this cluster inside the Kubernetes cluster.

@@ -10,6 +10,7 @@
 //! - `pdb`: the instances' PodDisruptionBudget.
 //! - `pooler_config`, `pooler`: pgwolf's config and auth file, Deployment, Service.
 //! - `user_secrets`: each declared user's credentials and connection strings.
+//! - `tls_secrets`: the certificates the controller issues without `spec.tls`.
 
 mod meta;
 mod pdb;
@@ -20,6 +21,7 @@ mod services;
 mod spilo_env;
 mod statefulset;
 mod system_secrets;
+mod tls_secrets;
 mod user_secrets;
 
 pub use meta::{
@@ -27,6 +29,7 @@ pub use meta::{
 };
 pub use pooler::{name as pooler_name, CONFIG_HASH_ANNOTATION};
 pub use pooler_config::pgwolf_config;
+pub use tls_secrets::{ca_secret_name, server_secret_name as tls_secret_name};
 
 use crate::api::PostgresCluster;
 use crate::secrets::{
@@ -54,6 +57,8 @@ pub enum Error {
     },
     #[error("the pooler's config is not valid pgwolf config: {0}")]
     PoolerInvalid(#[source] pgwolf::config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::secrets::tls::Error),
 }
 
 /// One object the controller manages. Serializes as the object itself
@@ -137,6 +142,14 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
             out.push(Child::Secret(user_secrets::secret(&owner, user, c)));
         }
     }
+    if owner.issues_tls() {
+        let tls = credentials.tls.as_ref().ok_or(Error::Invalid {
+            field: "tls",
+            message: "unset, and no certificates were issued for the cluster",
+        })?;
+        out.push(Child::Secret(tls_secrets::ca_secret(&owner, tls)));
+        out.push(Child::Secret(tls_secrets::server_secret(&owner, tls)));
+    }
     out.extend([
         Child::Service(services::primary(&owner)),
         Child::Service(services::replicas(&owner)),
@@ -170,20 +183,37 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
 /// The credentials a reconcile passes to [`desired`]: each role's as its
 /// Secret holds it (`secret` looks a Secret up by name in the cluster's
 /// namespace), a new one where the Secret is missing or unusable. So a
-/// password is made once and then survives every reconcile.
+/// password is made once and then survives every reconcile; the same holds
+/// for the certificates issued when there is no `spec.tls` (`today`, UTC
+/// year-month-day, starts a new certificate's validity).
 pub fn credentials<R: Rng>(
     cluster: &PostgresCluster,
     secret: impl Fn(&str) -> Option<Secret>,
     rng: &mut R,
-) -> Credentials {
+    today: (i16, i8, i8),
+) -> Result<Credentials, Error> {
     let owner = Owner::new(cluster);
-    Credentials::resolve(
+    let mut credentials = Credentials::resolve(
         &cluster.spec,
         |role| {
             secret(&credential_secret(&owner, role)).and_then(|s| Credential::from_secret(role, &s))
         },
         rng,
-    )
+    );
+    if owner.issues_tls() {
+        let found = tls_secrets::found(
+            secret(&tls_secrets::ca_secret_name(&owner)).as_ref(),
+            secret(&tls_secrets::server_secret_name(&owner)).as_ref(),
+        );
+        let subject = format!("{}/{}", owner.namespace, owner.name);
+        credentials.tls = Some(crate::secrets::tls::resolve(
+            &found,
+            &subject,
+            &tls_secrets::host_names(&owner),
+            today,
+        )?);
+    }
+    Ok(credentials)
 }
 
 /// The name of every Secret [`credentials`] reads, so a reconcile can
@@ -193,11 +223,16 @@ pub fn credential_secret_names(cluster: &PostgresCluster) -> Vec<String> {
     let owner = Owner::new(cluster);
     let system = [SUPERUSER, REPLICATION_USER, ADMIN_USER, POOLER_USER];
     let users = cluster.spec.users.iter().map(|u| u.name.as_str());
-    system
+    let mut names: Vec<String> = system
         .into_iter()
         .chain(users)
         .map(|role| credential_secret(&owner, role))
-        .collect()
+        .collect();
+    if owner.issues_tls() {
+        names.push(tls_secrets::ca_secret_name(&owner));
+        names.push(tls_secrets::server_secret_name(&owner));
+    }
+    names
 }
 
 fn credential_secret(owner: &Owner, role: &str) -> String {
@@ -236,12 +271,17 @@ pub(crate) fn test_cluster(name: &str) -> PostgresCluster {
 #[cfg(test)]
 pub(crate) fn test_credentials(c: &PostgresCluster) -> Credentials {
     use rand::SeedableRng;
-    Credentials::resolve(
-        &c.spec,
+    credentials(
+        c,
         |_| None,
         &mut rand::rngs::StdRng::seed_from_u64(42),
+        TEST_DAY,
     )
+    .unwrap()
 }
+
+#[cfg(test)]
+pub(crate) const TEST_DAY: (i16, i8, i8) = (2026, 12, 3);
 
 #[cfg(test)]
 mod tests {
@@ -255,7 +295,7 @@ mod tests {
     fn every_child_is_owned_by_the_cluster_in_its_namespace() {
         let c = test_cluster("main");
         let all = desired(&c, &test_credentials(&c)).unwrap();
-        assert_eq!(all.len(), 22);
+        assert_eq!(all.len(), 24);
         for child in &all {
             let m = meta(child);
             assert_eq!(m.namespace.as_deref(), Some("db"), "{:?}", m.name);
@@ -295,7 +335,13 @@ mod tests {
             })
             .collect();
         let mut other_seed = rand::rngs::StdRng::seed_from_u64(99);
-        let again = credentials(&c, |name| secrets.get(name).cloned(), &mut other_seed);
+        let again = credentials(
+            &c,
+            |name| secrets.get(name).cloned(),
+            &mut other_seed,
+            TEST_DAY,
+        )
+        .unwrap();
         assert_eq!(again, first);
         assert_eq!(desired(&c, &again).unwrap(), objects);
 
@@ -304,7 +350,13 @@ mod tests {
         more.spec
             .users
             .push(serde_json::from_value(serde_json::json!({"name": "carol"})).unwrap());
-        let third = credentials(&more, |name| secrets.get(name).cloned(), &mut other_seed);
+        let third = credentials(
+            &more,
+            |name| secrets.get(name).cloned(),
+            &mut other_seed,
+            TEST_DAY,
+        )
+        .unwrap();
         assert_eq!(third.users["alice"], first.users["alice"]);
         assert_eq!(third.superuser, first.superuser);
         assert!(third.users.contains_key("carol"));

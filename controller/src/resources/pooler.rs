@@ -106,12 +106,7 @@ fn pod_spec(owner: &Owner, pooler: &PoolerSpec) -> PodSpec {
         },
         secret_volume("auth", auth_secret_name(owner)),
     ];
-    let ca_secret = owner
-        .cluster
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.ca_secret_name.clone());
+    let ca_secret = owner.tls().ca_secret_name;
     if let (true, Some(ca_secret)) = (server_ca(owner), ca_secret) {
         mounts.push(mount("server-ca", SERVER_CA_DIR));
         let mut v = secret_volume("server-ca", ca_secret);

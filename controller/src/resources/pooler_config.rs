@@ -73,10 +73,10 @@ pub fn pgwolf_config(owner: &Owner, pooler: &PoolerSpec) -> Result<Config, Error
         http_listen: format!("0.0.0.0:{POOLER_HTTP_PORT}"),
         admin_users: vec![POOLER_USER.to_string()],
         // Spilo's pg_hba takes only TLS from outside the pod. The pooler
-        // reaches instances by pod IP, which certificates rarely name:
-        // verify the chain (verify-ca) when there is a CA, else encrypt
-        // unverified as libpq's require does (Spilo's default certificate
-        // is self-signed).
+        // reaches instances by pod IP, which no certificate names: verify
+        // the chain (verify-ca) against the issued or the manifest's CA;
+        // with user certificates and no CA, encrypt unverified as libpq's
+        // require does.
         server_tls_sslmode: if server_ca(owner) {
             SslMode::VerifyCa
         } else {
@@ -90,14 +90,10 @@ pub fn pgwolf_config(owner: &Owner, pooler: &PoolerSpec) -> Result<Config, Error
     })
 }
 
-/// Whether the cluster names a CA Secret for its instances' certificates.
+/// Whether there is a CA for the instances' certificates: the one the
+/// controller issues, or the manifest's `spec.tls.caSecretName`.
 pub fn server_ca(owner: &Owner) -> bool {
-    owner
-        .cluster
-        .spec
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.ca_secret_name.is_some())
+    owner.tls().ca_secret_name.is_some()
 }
 
 /// The schema keeps these at 1 or more; a manifest that skipped the API
@@ -220,10 +216,19 @@ mod tests {
 
     #[test]
     fn the_pooler_speaks_tls_to_the_instances_verifying_the_chain_when_there_is_a_ca() {
+        let ca_file = Some(PathBuf::from("/etc/pgwolf/server-ca/ca.crt"));
+        // The controller's own CA, by default.
         let c = test_cluster("main");
         let owner = Owner::new(&c);
         let pooler = c.spec.pooler.as_ref().unwrap();
         let cfg = pgwolf_config(&owner, pooler).unwrap();
+        assert_eq!(cfg.server_tls_sslmode, SslMode::VerifyCa);
+        assert_eq!(cfg.server_tls_ca_file, ca_file);
+
+        // User certificates and no CA: encrypted, unverified.
+        let mut c = test_cluster("main");
+        c.spec.tls = Some(serde_json::from_value(json!({"secretName": "pg-tls"})).unwrap());
+        let cfg = pgwolf_config(&Owner::new(&c), pooler).unwrap();
         assert_eq!(cfg.server_tls_sslmode, SslMode::Require);
         assert_eq!(cfg.server_tls_ca_file, None);
 
@@ -237,10 +242,7 @@ mod tests {
         let cfg: Config = toml::from_str(&text).unwrap();
         pgwolf::config::validate(&cfg).unwrap();
         assert_eq!(cfg.server_tls_sslmode, SslMode::VerifyCa);
-        assert_eq!(
-            cfg.server_tls_ca_file,
-            Some(PathBuf::from("/etc/pgwolf/server-ca/ca.crt"))
-        );
+        assert_eq!(cfg.server_tls_ca_file, ca_file);
         // The Deployment mounts that file from the CA Secret.
         let pod = crate::resources::pooler::deployment(&owner, pooler, "hash".into())
             .spec

@@ -44,21 +44,19 @@ pub fn env(owner: &Owner) -> Vec<EnvVar> {
         secret("PGPASSWORD_ADMIN", system_secrets::name(owner, ADMIN_USER)),
         value("SPILO_CONFIGURATION", &spilo_configuration(owner)),
     ];
-    if spec.tls.is_some() {
-        env.push(value(
-            "SSL_CERTIFICATE_FILE",
-            &format!("{TLS_MOUNT}/tls.crt"),
-        ));
-        env.push(value(
-            "SSL_PRIVATE_KEY_FILE",
-            &format!("{TLS_MOUNT}/tls.key"),
-        ));
-    }
-    if spec
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.ca_secret_name.is_some())
-    {
+    // Always a certificate: the manifest's, else the one the controller
+    // issued. Spilo's own self-signed one would leave clients nothing to
+    // verify against.
+    let tls = owner.tls();
+    env.push(value(
+        "SSL_CERTIFICATE_FILE",
+        &format!("{TLS_MOUNT}/tls.crt"),
+    ));
+    env.push(value(
+        "SSL_PRIVATE_KEY_FILE",
+        &format!("{TLS_MOUNT}/tls.key"),
+    ));
+    if tls.ca_secret_name.is_some() {
         env.push(value("SSL_CA_FILE", &format!("{TLS_CA_MOUNT}/ca.crt")));
     }
     env

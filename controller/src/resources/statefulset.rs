@@ -76,13 +76,12 @@ fn pod_spec(owner: &Owner) -> PodSpec {
         }),
         ..Default::default()
     }];
-    if let Some(tls) = &spec.tls {
-        mounts.push(mount("tls", TLS_MOUNT));
-        volumes.push(secret_volume("tls", &tls.secret_name));
-        if let Some(ca) = &tls.ca_secret_name {
-            mounts.push(mount("tls-ca", TLS_CA_MOUNT));
-            volumes.push(secret_volume("tls-ca", ca));
-        }
+    let tls = owner.tls();
+    mounts.push(mount("tls", TLS_MOUNT));
+    volumes.push(secret_volume("tls", &tls.secret_name));
+    if let Some(ca) = &tls.ca_secret_name {
+        mounts.push(mount("tls-ca", TLS_CA_MOUNT));
+        volumes.push(secret_volume("tls-ca", ca));
     }
     PodSpec {
         service_account_name: Some(rbac::patroni_name(owner)),

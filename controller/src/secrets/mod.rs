@@ -11,6 +11,7 @@
 //! re-salted on every reconcile.
 
 mod credential;
+pub mod tls;
 
 pub use credential::{Credential, KEY_PASSWORD, KEY_VERIFIER};
 
@@ -38,6 +39,9 @@ pub struct Credentials {
     pub pooler: Credential,
     /// Declared users by name.
     pub users: BTreeMap<String, Credential>,
+    /// The certificates the controller issued; None when `spec.tls` names
+    /// the user's own Secrets.
+    pub tls: Option<tls::IssuedTls>,
 }
 
 impl Credentials {
@@ -60,6 +64,7 @@ impl Credentials {
                 .iter()
                 .map(|u| (u.name.clone(), get(&u.name)))
                 .collect(),
+            tls: None,
         }
     }
 }
