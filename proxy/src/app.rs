@@ -36,6 +36,9 @@ pub struct App {
     /// Verifiers derived from plaintext passwords, so a login does not pay
     /// for PBKDF2 every time. Keyed by user; the password checks freshness.
     scram_cache: DashMap<String, (String, ScramVerifier)>,
+    /// Keys the stand-in verifiers of unknown users (see
+    /// [`ScramVerifier::decoy`]); never leaves the process.
+    decoy_key: [u8; 32],
     /// Running topology providers, started when a pool first needs one.
     clusters: DashMap<String, Arc<Cluster>>,
     /// RELOAD from the admin console: answered by the signal loop, which
@@ -67,6 +70,7 @@ impl App {
             db_limits: DashMap::new(),
             user_limits: DashMap::new(),
             scram_cache: DashMap::new(),
+            decoy_key: rand::random(),
             clusters: DashMap::new(),
             reload_tx,
             reload_rx: std::sync::Mutex::new(Some(reload_rx)),
@@ -125,6 +129,11 @@ impl App {
                 Some(v)
             }
         }
+    }
+
+    /// What an unknown user's SCRAM exchange runs against.
+    pub fn decoy_verifier(&self, user: &str) -> ScramVerifier {
+        ScramVerifier::decoy(&self.decoy_key, user)
     }
 
     /// Pool mode for a client (users may override the database's).

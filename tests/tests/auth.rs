@@ -81,6 +81,67 @@ async fn unknown_user_is_refused() {
     );
 }
 
+/// The salt and iteration count pgwolf's first SCRAM message offers
+/// `user`: a raw exchange that stops there.
+async fn scram_challenge(port: u16, user: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", APP_DB)] {
+        body.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
+    }
+    body.push(0);
+    let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    startup.extend(body);
+    s.write_all(&startup).await.unwrap();
+
+    async fn message(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        let tag = s.read_u8().await.unwrap();
+        let len = s.read_i32().await.unwrap() as usize;
+        let mut body = vec![0; len - 4];
+        s.read_exact(&mut body).await.unwrap();
+        (tag, body)
+    }
+    let (tag, sasl) = within(10, "AuthenticationSASL", message(&mut s)).await;
+    assert_eq!((tag, &sasl[..4]), (b'R', &10i32.to_be_bytes()[..]));
+    let first = b"n,,n=,r=abcdefghijklmnopqrstuvwx";
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    body.extend_from_slice(first);
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    msg.extend(body);
+    s.write_all(&msg).await.unwrap();
+    let (tag, cont) = within(10, "AuthenticationSASLContinue", message(&mut s)).await;
+    assert_eq!((tag, &cont[..4]), (b'R', &11i32.to_be_bytes()[..]));
+    let text = String::from_utf8(cont[4..].to_vec()).unwrap();
+    let field = |name: &str| {
+        text.split(',')
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    (field("s="), field("i="))
+}
+
+/// A user that does not exist gets the same salt on every try, and the
+/// same iteration count as a real one: comparing two challenges, as one
+/// could before, no longer tells the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_s_challenge_is_as_stable_as_a_real_one_s() {
+    let fx = Fixture::new(PoolMode::Transaction, 2).await;
+    let real = scram_challenge(fx.port(), APP_USER).await;
+    assert_eq!(scram_challenge(fx.port(), APP_USER).await, real);
+    let ghost = scram_challenge(fx.port(), "mallory").await;
+    assert_eq!(scram_challenge(fx.port(), "mallory").await, ghost);
+    assert_eq!(ghost.1, real.1, "iteration counts differ");
+    assert_ne!(ghost.0, real.0);
+    let other = scram_challenge(fx.port(), "trudy").await;
+    assert_ne!(other.0, ghost.0, "every unknown user has one salt");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_database_is_3d000() {
     let fx = Fixture::new(PoolMode::Transaction, 2).await;

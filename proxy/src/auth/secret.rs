@@ -143,6 +143,26 @@ impl ScramVerifier {
         }
     }
 
+    /// A stand-in for a user who does not exist: the same salt for the same
+    /// user every time (from `key`, a per-process secret), keys that no
+    /// password opens, and no PBKDF2 to time. A real user's salt is stable
+    /// too, so neither a second login nor the first answer's delay tells
+    /// the two apart.
+    pub fn decoy(key: &[u8; 32], user: &str) -> Self {
+        let with = |label: &[u8]| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+            mac.update(label);
+            mac.update(user.as_bytes());
+            <[u8; 32]>::from(mac.finalize().into_bytes())
+        };
+        ScramVerifier {
+            iterations: SCRAM_DEFAULT_ITERATIONS,
+            salt: with(b"salt")[..SCRAM_DEFAULT_SALT_LEN].to_vec(),
+            stored_key: with(b"stored key"),
+            server_key: with(b"server key"),
+        }
+    }
+
     /// The stored form, as [`ScramVerifier::parse`] reads it. Deliberately
     /// not `Display`, so that a verifier cannot slip into a log line.
     pub fn encode(&self) -> String {

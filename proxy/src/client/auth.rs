@@ -210,17 +210,14 @@ async fn scram_exchange(
     user: &str,
     secret: Option<&Secret>,
 ) -> Result<bool, ClientError> {
-    // An unknown user still gets a full exchange against a throwaway
+    // An unknown user still gets a full exchange against a stand-in
     // verifier, so the answer does not tell whether the user exists.
     let verifier = match secret {
         Some(s) => app.scram_verifier(user, s),
         None => None,
     };
     let known = verifier.is_some();
-    let verifier = verifier.unwrap_or_else(|| {
-        let junk: [u8; 16] = rand::random();
-        ScramVerifier::from_password(&hex(&junk), &junk, 4096)
-    });
+    let verifier = verifier.unwrap_or_else(|| app.decoy_verifier(user));
     let mut server = scram::ScramServer::new(verifier);
     send(stream, |o| {
         backend::auth_sasl(o, scram::auth_sasl_mechanisms())
@@ -268,8 +265,4 @@ fn read_cstr(body: &mut BytesMut) -> Result<String, ClientError> {
     let s = String::from_utf8_lossy(&body[..end]).into_owned();
     body.advance(end + 1);
     Ok(s)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
