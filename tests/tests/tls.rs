@@ -514,3 +514,54 @@ async fn hba_hostssl_and_cert_lines_see_the_tls() {
     ));
     assert_eq!(v, APP_USER);
 }
+
+/// `clientcert=verify-full` on a password line: the password alone is not
+/// enough, nor is another user's certificate; both together are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hba_clientcert_demands_the_user_s_certificate_besides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("pgwolf test CA");
+    let ca_file = ca.write(dir.path(), "ca");
+    let server = ca.issue(dir.path(), "pgwolf", "localhost", NAMES);
+    let app_cert = ca.issue(dir.path(), "app", APP_USER, &[]);
+    let other_cert = ca.issue(dir.path(), "other", "someone-else", &[]);
+    let hba = dir.path().join("hba.conf");
+    std::fs::write(
+        &hba,
+        "hostssl appdb app 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n",
+    )
+    .unwrap();
+    let opts = FixtureOptions::new(PoolMode::Transaction, 2)
+        .auth_type("hba")
+        .setting(&format!("auth_hba_file = {hba:?}"))
+        .setting(&client_tls_settings("require", &server))
+        .setting(&format!("client_tls_ca_file = {ca_file:?}"));
+    let fx = Fixture::with(opts).await;
+    let port = fx.port();
+    let (mine, other) = (client_cert_env(&app_cert), client_cert_env(&other_cert));
+
+    let e = failed(&psql_env(port, APP_PASSWORD, &[], "require", "SELECT 1"));
+    assert!(e.contains("certificate authentication failed"), "{e}");
+    let e = failed(&psql_env(port, APP_PASSWORD, &other, "require", "SELECT 1"));
+    assert!(e.contains("certificate authentication failed"), "{e}");
+    let e = failed(&psql_env(
+        port,
+        "not-the-password",
+        &mine,
+        "require",
+        "SELECT 1",
+    ));
+    assert!(e.contains("password authentication failed"), "{e}");
+    let v = ok(&psql_env(
+        port,
+        APP_PASSWORD,
+        &mine,
+        "require",
+        "SELECT current_user",
+    ));
+    assert_eq!(v, APP_USER);
+}
+
+fn client_cert_env(cert: &Pair) -> [(&'static str, &Path); 2] {
+    [("PGSSLCERT", &cert.cert), ("PGSSLKEY", &cert.key)]
+}

@@ -7,8 +7,12 @@
 //! matched: pgwolf has no Unix socket). Databases and users: names, quoted
 //! names, comma lists, `all`; `sameuser` for databases. Addresses: CIDR,
 //! address plus mask, `all`. Methods: trust, reject, scram-sha-256, md5,
-//! password, cert. Options after the method (`clientcert=...`) are
-//! accepted and ignored. Anything else is an error naming the line.
+//! password, cert. One option: `clientcert=verify-ca|verify-full` on a
+//! `hostssl` line, which also demands a client certificate (verified
+//! against `client_tls_ca_file`; verify-full: its CN is the user). Any
+//! other option is an error, not ignored: a line that looks stricter than
+//! it is would be worse than none. Anything else is an error naming the
+//! line.
 
 use crate::config::AuthType;
 use std::net::IpAddr;
@@ -45,6 +49,18 @@ pub enum Method {
     Cert,
 }
 
+/// A line's `clientcert` option: what the client's certificate must be
+/// besides the method passing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientCert {
+    #[default]
+    Optional,
+    /// A certificate the CA vouches for.
+    VerifyCa,
+    /// That, and its CN is the user.
+    VerifyFull,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
     line: usize,
@@ -53,6 +69,7 @@ struct Rule {
     users: Vec<Name>,
     addr: Addr,
     method: Method,
+    clientcert: ClientCert,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,10 +124,15 @@ impl Hba {
     /// The method of the first line matching `a`, with its line number;
     /// None when no line matches.
     pub fn method(&self, a: Attempt<'_>) -> Option<(Method, usize)> {
+        self.decide(a).map(|(m, line, _)| (m, line))
+    }
+
+    /// [`Hba::method`] and the line's `clientcert`.
+    pub fn decide(&self, a: Attempt<'_>) -> Option<(Method, usize, ClientCert)> {
         self.rules
             .iter()
             .find(|r| r.matches(a))
-            .map(|r| (r.method, r.line))
+            .map(|r| (r.method, r.line, r.clientcert))
     }
 }
 
@@ -273,11 +295,32 @@ fn parse_rule(line: usize, fields: &[Field]) -> Result<Rule, String> {
         ))
         }
     };
+    let mut clientcert = ClientCert::Optional;
     for opt in &rest[1..] {
         let text = single(opt, "an option")?;
-        if !text.contains('=') {
+        let Some((name, value)) = text.split_once('=') else {
             return Err(format!("`{text}`: options after the method are name=value"));
+        };
+        if name != "clientcert" {
+            return Err(format!(
+                "option `{name}` is not supported (only clientcert=verify-ca|verify-full)"
+            ));
         }
+        if conn != Conn::HostSsl {
+            return Err("clientcert can only be set on hostssl lines".into());
+        }
+        clientcert = match value {
+            "verify-full" => ClientCert::VerifyFull,
+            "verify-ca" if method == Method::Cert => {
+                return Err("clientcert only accepts verify-full with the cert method".into())
+            }
+            "verify-ca" => ClientCert::VerifyCa,
+            other => {
+                return Err(format!(
+                    "clientcert=`{other}`: only verify-ca and verify-full"
+                ))
+            }
+        };
     }
     Ok(Rule {
         line,
@@ -286,6 +329,7 @@ fn parse_rule(line: usize, fields: &[Field]) -> Result<Rule, String> {
         users,
         addr,
         method,
+        clientcert,
     })
 }
 
@@ -443,6 +487,24 @@ mod tests {
     }
 
     #[test]
+    fn clientcert_is_kept_with_the_line() {
+        let hba = Hba::parse(
+            "hostssl a all all scram-sha-256 clientcert=verify-ca\n\
+             hostssl b all all md5 clientcert=verify-full\n\
+             hostssl all all all scram-sha-256\n",
+        )
+        .unwrap();
+        let tls = |db| Attempt {
+            tls: true,
+            ..at(db, "u", "10.0.0.1")
+        };
+        let cc = |db| hba.decide(tls(db)).map(|(_, _, c)| c);
+        assert_eq!(cc("a"), Some(ClientCert::VerifyCa));
+        assert_eq!(cc("b"), Some(ClientCert::VerifyFull));
+        assert_eq!(cc("c"), Some(ClientCert::Optional));
+    }
+
+    #[test]
     fn bad_lines_name_the_line_and_the_problem() {
         let cases = [
             (
@@ -473,6 +535,22 @@ mod tests {
                 "options after the method are name=value",
             ),
             ("host all all samenet trust\n", "`samenet` is not supported"),
+            (
+                "hostssl all all all md5 map=users\n",
+                "option `map` is not supported",
+            ),
+            (
+                "host all all all md5 clientcert=verify-ca\n",
+                "only be set on hostssl lines",
+            ),
+            (
+                "hostssl all all all cert clientcert=verify-ca\n",
+                "only accepts verify-full with the cert method",
+            ),
+            (
+                "hostssl all all all md5 clientcert=1\n",
+                "only verify-ca and verify-full",
+            ),
         ];
         for (text, want) in cases {
             let got = err(text);

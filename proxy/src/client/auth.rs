@@ -85,7 +85,7 @@ fn hba_method(
     user: &str,
     db: &str,
 ) -> Result<AuthType, ClientError> {
-    use crate::auth::hba::{Attempt, Method};
+    use crate::auth::hba::{Attempt, ClientCert, Method};
     let ip = stream
         .tcp()
         .peer_addr()
@@ -103,7 +103,20 @@ fn hba_method(
         "no encryption"
     };
     let about = format!("host \"{ip}\", user \"{user}\", database \"{db}\", {encryption}");
-    match auth.hba.as_ref().and_then(|h| h.method(attempt)) {
+    let decision = auth.hba.as_ref().and_then(|h| h.decide(attempt));
+    if let Some((_, line, required)) = decision {
+        // As PostgreSQL: the certificate is checked before the method runs.
+        let ok = match required {
+            ClientCert::Optional => true,
+            ClientCert::VerifyCa => stream.peer_certificate().is_some(),
+            ClientCert::VerifyFull => certificate_names(stream, user),
+        };
+        if !ok {
+            tracing::info!(line, %ip, user, db, "auth_hba_file: clientcert not satisfied");
+            return Err(ClientError::CertFailed(user.to_string()));
+        }
+    }
+    match decision.map(|(m, line, _)| (m, line)) {
         Some((Method::Auth(t), _)) => Ok(t),
         Some((Method::Reject, line)) => {
             tracing::info!(line, %ip, user, db, "auth_hba_file rejects the connection");
