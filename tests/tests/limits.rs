@@ -190,6 +190,45 @@ async fn client_idle_timeout_closes_idle_clients_only() {
     assert!(!busy.is_closed(), "active client was disconnected");
 }
 
+/// The limit covers startup and authentication together: a client that
+/// spends most of it before its startup packet and then never answers the
+/// password request is dropped when the whole has run out, not after a
+/// second full period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_login_timeout_bounds_startup_and_authentication_together() {
+    use tokio::io::AsyncWriteExt;
+    let opts =
+        FixtureOptions::new(PoolMode::Transaction, 1).setting("client_login_timeout = \"2s\"");
+    let fx = Fixture::with(opts).await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", fx.port()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0app\0database\0appdb\0\0");
+    let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    startup.extend(body);
+    slow.write_all(&startup).await.unwrap();
+    let mut buf = Vec::new();
+    within(
+        10,
+        "pgwolf closing the stalled login",
+        slow.read_to_end(&mut buf),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    // Two periods (3.5 s) was the old behaviour; the margin is for a
+    // loaded machine.
+    assert!(took < Duration::from_millis(3000), "closed after {took:?}");
+    assert!(took >= Duration::from_millis(1900), "closed after {took:?}");
+    assert!(
+        String::from_utf8_lossy(&buf).contains("client_login_timeout"),
+        "{buf:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_login_timeout_drops_silent_connections() {
     let opts =

@@ -129,8 +129,9 @@ pub fn serve(
 async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<session::Session> {
     let _ = tcp.set_nodelay(true);
     let connected = std::time::SystemTime::now();
-    let login_timeout = app.config.load().client_login_timeout;
-    let deadline = tokio::time::Instant::now() + login_timeout;
+    // One deadline for the opening (TLS, startup packet) and the login
+    // after it: client_login_timeout bounds the whole, not each part.
+    let deadline = tokio::time::Instant::now() + app.config.load().client_login_timeout;
     let mut buf = BytesMut::with_capacity(1024);
     let (mut stream, first) = Box::pin(open(&app, tcp, &mut buf, deadline, peer)).await?;
     let params = match first {
@@ -163,7 +164,7 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
     };
     if crate::admin::DATABASES.contains(&db.as_str()) {
         let login = admin_login(&app, &mut stream, &mut buf, &user, &db);
-        match tokio::time::timeout(login_timeout, login).await {
+        match tokio::time::timeout_at(deadline, login).await {
             Ok(Ok(access)) => {
                 tracing::info!(%peer, %user, ?access, "admin console login");
                 registration.slot.logged_in(info(None, &stream));
@@ -191,7 +192,7 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
         &user,
         registration.key,
     );
-    let (pool, mode, wanted) = match tokio::time::timeout(login_timeout, login).await {
+    let (pool, mode, wanted) = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(x)) => x,
         Ok(Err(ClientError::Eof)) => return None,
         Ok(Err(e)) => {
