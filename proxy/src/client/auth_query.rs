@@ -66,9 +66,36 @@ pub async fn secret_for(app: &App, user: &str, db: &str) -> Option<Secret> {
             return None;
         }
     };
-    app.looked_up
-        .insert(user.to_string(), (secret.clone(), Instant::now()));
+    remember(app, &cfg, user, &secret);
     secret
+}
+
+/// Remembers the result within `auth_cache_max_entries`. A found secret
+/// is always kept (the user's pool is made from it, and SCRAM pass-through
+/// needs it), making room by dropping expired entries, then the oldest;
+/// the lack of one is kept only while there is room, so random user names
+/// cannot grow the cache or push real users out.
+fn remember(app: &App, cfg: &crate::config::Config, user: &str, secret: &Option<Secret>) {
+    let max = cfg.auth_cache_max_entries.max(1);
+    let cache = &app.looked_up;
+    if cache.len() >= max && !cache.contains_key(user) {
+        let ttl = cfg.auth_cache_ttl;
+        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+        if cache.len() >= max && secret.is_none() {
+            return;
+        }
+        while cache.len() >= max {
+            let oldest = cache
+                .iter()
+                .min_by_key(|e| (e.value().0.is_some(), e.value().1))
+                .map(|e| e.key().clone());
+            match oldest {
+                Some(name) => cache.remove(&name),
+                None => break,
+            };
+        }
+    }
+    cache.insert(user.to_string(), (secret.clone(), Instant::now()));
 }
 
 #[cfg(test)]

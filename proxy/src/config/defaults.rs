@@ -23,6 +23,7 @@ impl Default for Config {
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".to_string(),
             auth_dbname: None,
             auth_cache_ttl: Duration::from_secs(10),
+            auth_cache_max_entries: 10_000,
             pool_mode: PoolMode::Transaction,
             default_pool_size: 20,
             min_pool_size: 0,

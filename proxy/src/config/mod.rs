@@ -126,6 +126,9 @@ pub struct Config {
     /// How long a looked-up secret, or the lack of one, is reused.
     #[serde(with = "humantime_serde")]
     pub auth_cache_ttl: Duration,
+    /// At most this many looked-up users are remembered, so a client
+    /// trying random names cannot grow the cache without bound.
+    pub auth_cache_max_entries: usize,
     pub pool_mode: PoolMode,
     /// Server connections per (database, user) pool.
     pub default_pool_size: u32,
