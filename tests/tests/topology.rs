@@ -35,6 +35,7 @@ fn config(hosts: &[u16], poll: &str, wait: &str) -> String {
     let hosts: Vec<String> = hosts.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     format!(
         r#"pool_mode = "transaction"
+admin_users = ["{APP_USER}"]
 
 [clusters.pair]
 provider = "static"
@@ -65,6 +66,27 @@ async fn where_am_i(c: &tokio_postgres::Client) -> (bool, i32) {
     (row.get(0), row.get(1))
 }
 
+/// SHOW TOPOLOGY on the admin console: (port, role, last_change) per
+/// member of `pair`.
+async fn show_topology(port: u16) -> Vec<(String, String, String)> {
+    let admin = connect(port, APP_USER, APP_PASSWORD, "pgwolf").await;
+    admin
+        .simple_query("SHOW TOPOLOGY")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .filter(|r| r.get("cluster") == Some("pair"))
+        .map(|r| {
+            let cell = |c: &str| r.get(c).unwrap_or_default().to_string();
+            (cell("port"), cell("role"), cell("last_change"))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_follow_a_promotion_and_reads_go_to_the_standby() {
     let mut a = server().await;
@@ -82,6 +104,15 @@ async fn writes_follow_a_promotion_and_reads_go_to_the_standby() {
     rw.execute("INSERT INTO t VALUES ('on a')", &[])
         .await
         .unwrap();
+
+    let before = show_topology(proxy.port()).await;
+    let roles: Vec<(&str, &str)> = before
+        .iter()
+        .map(|(p, r, _)| (p.as_str(), r.as_str()))
+        .collect();
+    let (pa, pb) = (a.port().to_string(), b.port().to_string());
+    assert_eq!(roles, [(pa.as_str(), "primary"), (pb.as_str(), "replica")]);
+    assert!(before[0].2.ends_with(" UTC"), "last_change: {before:?}");
 
     let ro_db = format!("{APP_DB}_ro");
     let ro = connect(proxy.port(), APP_USER, APP_PASSWORD, &ro_db).await;
@@ -136,6 +167,13 @@ async fn writes_follow_a_promotion_and_reads_go_to_the_standby() {
         started.elapsed()
     );
     assert_eq!(where_am_i(&rw).await, (false, b.port() as i32));
+    // The console saw the change: b is primary, a unknown, and the time of
+    // the change moved on.
+    let after = show_topology(proxy.port()).await;
+    let b_row = after.iter().find(|(p, ..)| *p == pb).unwrap();
+    assert_eq!(b_row.1, "primary", "{after:?}");
+    assert!(b_row.2 >= before[0].2, "{before:?} then {after:?}");
+    assert_ne!(after, before);
     let direct_b = connect(b.port(), APP_USER, APP_PASSWORD, APP_DB).await;
     let n: i64 = direct_b
         .query_one("SELECT count(*) FROM t WHERE v = 'on b'", &[])
@@ -180,6 +218,7 @@ async fn a_standby_listed_as_primary_gets_no_write() {
     let rest = stale_patroni(a.port());
     let toml = format!(
         r#"pool_mode = "transaction"
+admin_users = ["{APP_USER}"]
 
 [clusters.pair]
 provider = "patroni"

@@ -36,7 +36,7 @@ const COLUMNS: [(&str, u32); 18] = [
 ];
 
 /// PgBouncer's timestamp format, e.g. `2026-12-02 13:37:38 UTC`.
-fn timestamp(t: SystemTime) -> String {
+pub(super) fn timestamp(t: SystemTime) -> String {
     let s = humantime::format_rfc3339_seconds(t).to_string();
     format!("{} UTC", s.trim_end_matches('Z').replacen('T', " ", 1))
 }

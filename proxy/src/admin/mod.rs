@@ -360,7 +360,16 @@ async fn switchover(
 fn show_topology(app: &App, out: &mut BytesMut) {
     rows::row_description(
         out,
-        &["cluster", "member", "host", "port", "role", "lag", "error"],
+        &[
+            "cluster",
+            "member",
+            "host",
+            "port",
+            "role",
+            "lag",
+            "last_change",
+            "error",
+        ],
     );
     let mut n = 0;
     let names: Vec<String> = app.config.load().clusters.keys().cloned().collect();
@@ -376,6 +385,7 @@ fn show_topology(app: &App, out: &mut BytesMut) {
                     Some(m.port.to_string()),
                     Some(m.role.as_str().to_string()),
                     m.lag.map(|l| l.to_string()),
+                    t.changed_at.map(conns::timestamp),
                     t.error.clone(),
                 ],
             );

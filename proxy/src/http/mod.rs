@@ -124,6 +124,7 @@ fn topology_json(app: &App) -> String {
                 "primary": t.primary().map(|m| m.name.clone()),
                 "members": members,
                 "primary_changes": t.primary_changes,
+                "last_change": t.changed_at.map(|at| humantime::format_rfc3339_seconds(at).to_string()),
                 "error": t.error,
             }),
         );

@@ -64,6 +64,9 @@ pub struct Topology {
     pub error: Option<String>,
     /// How often the primary changed since the provider started (metrics).
     pub primary_changes: u64,
+    /// When a member last appeared, left or changed role (SHOW TOPOLOGY,
+    /// /topology); None before the first members are known.
+    pub changed_at: Option<std::time::SystemTime>,
 }
 
 impl Topology {
@@ -173,6 +176,14 @@ impl Drop for Cluster {
 pub(crate) fn publish(cluster: &str, tx: &watch::Sender<Topology>, mut next: Topology) {
     tx.send_if_modified(|cur| {
         next.primary_changes = cur.primary_changes;
+        let roles = |t: &Topology| -> Vec<(String, Role)> {
+            t.members.iter().map(|m| (m.name.clone(), m.role)).collect()
+        };
+        next.changed_at = if roles(cur) == roles(&next) {
+            cur.changed_at
+        } else {
+            Some(std::time::SystemTime::now())
+        };
         if *cur == next {
             return false;
         }
