@@ -106,3 +106,121 @@ async fn stats_users_may_not_pause_and_others_may_not_enter() {
         .expect_err("wrong password");
     assert_eq!(code(&err), "28P01");
 }
+
+/// A SHOW's rows as column → value maps.
+async fn show(
+    c: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    c.simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| (col.name().to_string(), r.get(i).unwrap_or("").to_string()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn setting(c: &tokio_postgres::Client, key: &str) -> String {
+    show(c, "SHOW CONFIG")
+        .await
+        .into_iter()
+        .find(|r| r["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in SHOW CONFIG"))["value"]
+        .clone()
+}
+
+/// SET changes a reloadable setting and refuses the rest with a reason,
+/// leaving the running config as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_changes_reloadable_settings_only() {
+    let fx = fixture("admin_users").await;
+    let admin = console(&fx, "pgwolf").await;
+    admin
+        .simple_query("SET default_pool_size = 7")
+        .await
+        .unwrap();
+    assert_eq!(setting(&admin, "default_pool_size").await, "7");
+    admin
+        .simple_query("SET query_wait_timeout = '3s'")
+        .await
+        .unwrap();
+    assert_eq!(setting(&admin, "query_wait_timeout").await, "3s");
+
+    for (sql, want) in [
+        ("SET listen = '0.0.0.0:1'", "55P02"),
+        ("SET no_such_setting = 1", "42704"),
+        ("SET default_pool_size", "42601"),
+        ("SET default_pool_size = 'many'", "22023"),
+    ] {
+        let e = admin.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), want, "{sql}: {e}");
+    }
+    assert_eq!(setting(&admin, "default_pool_size").await, "7");
+    // Stats users may look, not set.
+    let fx = fixture("stats_users").await;
+    let stats = console(&fx, "pgwolf").await;
+    let e = stats
+        .simple_query("SET default_pool_size = 3")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42501");
+}
+
+/// SHOW STATE follows PAUSE/RESUME; SHOW PREPARED counts a pool's
+/// prepared-statement cache; SHUTDOWN ends the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_prepared_and_shutdown() {
+    let mut fx = fixture("admin_users").await;
+    let admin = console(&fx, "pgwolf").await;
+    let app = try_connect(fx.port(), APP_USER, APP_PASSWORD, APP_DB)
+        .await
+        .unwrap();
+    let state = |rows: Vec<std::collections::BTreeMap<String, String>>| {
+        rows.into_iter()
+            .map(|r| (r["key"].clone(), r["value"].clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let s = state(show(&admin, "SHOW STATE").await);
+    assert_eq!((s["active"].as_str(), s["paused"].as_str()), ("yes", "no"));
+    admin.simple_query("PAUSE").await.unwrap();
+    let s = state(show(&admin, "SHOW STATE").await);
+    assert_eq!((s["active"].as_str(), s["paused"].as_str()), ("no", "yes"));
+    admin.simple_query("RESUME").await.unwrap();
+    assert_eq!(state(show(&admin, "SHOW STATE").await)["paused"], "no");
+
+    // tokio-postgres prepares a named statement per query: the first use
+    // of a text is a miss, its reuse on the pool's server a hit.
+    let stmt = app.prepare("SELECT $1::int + 1").await.unwrap();
+    for i in 0..3 {
+        let v: i32 = app.query_one(&stmt, &[&i]).await.unwrap().get(0);
+        assert_eq!(v, i + 1);
+    }
+    let again = app.prepare("SELECT $1::int + 1").await.unwrap();
+    app.query_one(&again, &[&1]).await.unwrap();
+    let prepared = show(&admin, "SHOW PREPARED").await;
+    let pool = prepared
+        .iter()
+        .find(|r| r["database"] == APP_DB && r["user"] == APP_USER)
+        .unwrap_or_else(|| panic!("{prepared:?}"));
+    let n = |c: &str| pool[c].parse::<u64>().unwrap();
+    assert!(n("misses") >= 1, "{pool:?}");
+    assert!(n("hits") >= 1, "{pool:?}");
+    assert_eq!(n("evictions"), 0, "{pool:?}");
+
+    admin.simple_query("SHUTDOWN").await.unwrap();
+    let status = fx
+        .proxy
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("pgwolf exits after SHUTDOWN");
+    assert!(status.success(), "{status:?}");
+}
