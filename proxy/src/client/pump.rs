@@ -235,6 +235,9 @@ pub struct Pump<'a> {
     pub track: &'a mut Track,
     pub mode: PoolMode,
     pub max_packet: u32,
+    /// `max_pipelined_requests`: no more client bytes are read while this
+    /// many requests await their answers.
+    pub max_pipelined: usize,
     /// The client's kill token: cancelled by KILL/KILL_CLIENT, or by
     /// `draining` (a child of it).
     pub shutdown: Pin<&'a mut WaitForCancellationFutureOwned>,
@@ -461,6 +464,17 @@ impl Pump<'_> {
         }
         if run.client_stopped {
             return Poll::Ready(Some(Outcome::ClientClosed));
+        }
+        if self
+            .prepared
+            .as_ref()
+            .is_some_and(|p| p.responses.len() >= self.max_pipelined)
+        {
+            // Back-pressure on a pipelining client: each request in flight
+            // holds a record here, and the socket buffers in between could
+            // take hundreds of thousands. The answers, read on the server
+            // side of this same poll, wake the task again.
+            return Poll::Pending;
         }
         reserve(self.cbuf);
         match poll_read_buf(Pin::new(&mut *self.client), cx, self.cbuf) {

@@ -72,6 +72,7 @@ async fn start(mode: PoolMode) -> Ends {
             track: &mut track,
             mode,
             max_packet: 8 << 20,
+            max_pipelined: 10_000,
             shutdown,
             draining: &token,
             timer: None,

@@ -384,6 +384,7 @@ impl Session {
             track,
             mode: self.mode,
             max_packet: cfg.max_packet_size,
+            max_pipelined: cfg.max_pipelined_requests as usize,
             shutdown: waits.shutdown.as_mut(),
             draining: &self.app.shutdown,
             timer: waits.timer.as_mut().map(|t| t.as_mut()),

@@ -45,6 +45,7 @@ impl Default for Config {
             client_login_timeout: Duration::from_secs(60),
             auth_failure_delay: Duration::from_millis(500),
             max_prepared_statements: 200,
+            max_pipelined_requests: 10_000,
             worker_threads: 0,
             admin_wait_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),

@@ -182,6 +182,10 @@ pub struct Config {
     /// and statement mode (pgwolf renames and re-prepares them so they
     /// survive pooling); 0 passes them through unmanaged.
     pub max_prepared_statements: u32,
+    /// Requests of one client forwarded and not yet answered, past which
+    /// pgwolf stops reading that client until answers come back (each
+    /// costs a small record while prepared statements are managed).
+    pub max_pipelined_requests: u32,
     /// Threads running client sessions; 0 = one per CPU. Read at start only.
     pub worker_threads: u32,
     /// How long the admin console's PAUSE and WAIT_CLOSE wait for

@@ -23,6 +23,7 @@ const RESERVED_DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
 /// PostgreSQL keeps each prepared statement in the backend's memory; more
 /// than this per server connection is a typo.
 const MAX_PREPARED_STATEMENTS: u32 = 100_000;
+const MIN_PIPELINED_REQUESTS: u32 = 2_048;
 
 /// A refused login holds its connection slot this long at most.
 const MAX_AUTH_FAILURE_DELAY: Duration = Duration::from_secs(60);
@@ -45,6 +46,15 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         return Err(invalid(
             "max_prepared_statements",
             format!("must be 0 (off) to {MAX_PREPARED_STATEMENTS}"),
+        ));
+    }
+    // Below this a server that buffers its answers (8 KiB of 5-byte
+    // ParseCompletes before it flushes) could owe more than the limit
+    // lets through, and the client would wait on itself.
+    if cfg.max_pipelined_requests < MIN_PIPELINED_REQUESTS {
+        return Err(invalid(
+            "max_pipelined_requests",
+            format!("must be at least {MIN_PIPELINED_REQUESTS}"),
         ));
     }
     if cfg.worker_threads > MAX_WORKER_THREADS {

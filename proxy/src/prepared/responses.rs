@@ -136,6 +136,11 @@ impl Responses {
         self.queue.is_empty()
     }
 
+    /// Requests forwarded whose answers have not all come back.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Empties the queue, keeping its allocation for the next transaction.
     pub fn clear(&mut self) {
         self.queue.clear();
