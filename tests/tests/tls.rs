@@ -161,9 +161,19 @@ async fn client_certificates_and_cert_authentication() {
 /// With `client_certificates`, the hostssl lines also demand a client
 /// certificate signed by `ca` (`clientcert=verify-ca`).
 async fn tls_only_server(dir: &Path, ca: &Ca, client_certificates: bool) -> Fixture {
+    tls_only_server_named(dir, ca, client_certificates, NAMES).await
+}
+
+/// As [`tls_only_server`], its certificate valid for `names` only.
+async fn tls_only_server_named(
+    dir: &Path,
+    ca: &Ca,
+    client_certificates: bool,
+    names: &[&str],
+) -> Fixture {
     let pg_certs = dir.join("pg");
     std::fs::create_dir(&pg_certs).unwrap();
-    let pg_pair = ca.issue(&pg_certs, "server", "localhost", NAMES);
+    let pg_pair = ca.issue(&pg_certs, "server", "localhost", names);
     let pg_ca = ca.write(&pg_certs, "ca");
     give_to_server_user(&pg_certs);
     let mut conf = vec![
@@ -248,6 +258,51 @@ async fn server_tls_verify_full_to_a_hostssl_only_server() {
     wait_for_reloads(&fx, 3).await;
     let e = admin_reconnect_then_fail(&fx).await;
     assert!(e.contains("TLS handshake with the server failed"), "{e}");
+}
+
+/// The modes short of verify-full against a server whose certificate does
+/// not name the address pgwolf dials: verify-full refuses it; verify-ca
+/// (chain only), require, prefer and allow all encrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tls_modes_below_verify_full_encrypt_without_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("database CA");
+    let ca_file = ca.write(dir.path(), "db-ca");
+    let fx = tls_only_server_named(dir.path(), &ca, false, &["db.example"]).await;
+    let mut reloads = 0;
+    let mut set = |settings: String| {
+        fx.proxy.rewrite_config(&server_tls_config(&fx, &settings));
+        fx.proxy.signal("HUP");
+        reloads += 1;
+        reloads
+    };
+
+    let n = set(format!(
+        "server_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = {ca_file:?}"
+    ));
+    wait_for_reloads(&fx, n).await;
+    let e = admin_reconnect_then_fail(&fx).await;
+    assert!(e.contains("TLS handshake with the server failed"), "{e}");
+
+    for mode in ["verify-ca", "require", "prefer", "allow"] {
+        let n = set(format!(
+            "server_tls_sslmode = \"{mode}\"\nserver_tls_ca_file = {ca_file:?}"
+        ));
+        wait_for_reloads(&fx, n).await;
+        let mut cmd = psql_command(fx.port(), APP_USER, APP_PASSWORD, "pgwolf");
+        cmd.arg("-c").arg("RECONNECT");
+        ok(&run_bounded(&mut cmd, Duration::from_secs(30)));
+        let c = fx.connect().await;
+        let ssl: bool = c
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"))
+            .get(0);
+        assert!(ssl, "{mode}: the server connection is not TLS");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,4 +619,65 @@ async fn hba_clientcert_demands_the_user_s_certificate_besides_the_password() {
 
 fn client_cert_env(cert: &Pair) -> [(&'static str, &Path); 2] {
     [("PGSSLCERT", &cert.cert), ("PGSSLKEY", &cert.key)]
+}
+
+/// client_tls_sslmode allow takes plaintext and TLS alike (a presented
+/// certificate is still checked); verify-ca demands a certificate of the
+/// CA, whoever it names, and the password still decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_tls_allow_and_verify_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("pgwolf test CA");
+    let ca_file = ca.write(dir.path(), "ca");
+    let server = ca.issue(dir.path(), "pgwolf", "localhost", NAMES);
+    let someone = ca.issue(dir.path(), "someone", "someone-else", &[]);
+    let stranger = Ca::new("some other CA").issue(dir.path(), "stranger", APP_USER, &[]);
+    let settings = |mode: &str| {
+        format!(
+            "{}client_tls_ca_file = {ca_file:?}\n",
+            client_tls_settings(mode, &server)
+        )
+    };
+    let opts = FixtureOptions::new(PoolMode::Transaction, 2).setting(&settings("allow"));
+    let fx = Fixture::with(opts).await;
+    let port = fx.port();
+    let (someone, stranger) = (client_cert_env(&someone), client_cert_env(&stranger));
+
+    assert_eq!(
+        ok(&psql_env(port, APP_PASSWORD, &[], "disable", "SELECT 1")),
+        "1"
+    );
+    assert_eq!(
+        ok(&psql_env(port, APP_PASSWORD, &[], "require", "SELECT 1")),
+        "1"
+    );
+    let e = failed(&psql_env(
+        port,
+        APP_PASSWORD,
+        &stranger,
+        "require",
+        "SELECT 1",
+    ));
+    assert!(e.contains("alert unknown ca"), "{e}");
+
+    let config = fx
+        .config_with("")
+        .replace(&settings("allow"), &settings("verify-ca"));
+    fx.proxy.rewrite_config(&config);
+    fx.proxy.signal("HUP");
+    wait_for_reloads(&fx, 1).await;
+    let e = failed(&psql_env(port, APP_PASSWORD, &[], "require", "SELECT 1"));
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let e = failed(&psql_env(port, APP_PASSWORD, &[], "disable", "SELECT 1"));
+    assert!(e.contains("SSL connection is required"), "{e}");
+    let v = ok(&psql_env(
+        port,
+        APP_PASSWORD,
+        &someone,
+        "require",
+        "SELECT current_user",
+    ));
+    assert_eq!(v, APP_USER, "verify-ca checks the chain, not the name");
+    let e = failed(&psql_env(port, "wrong", &someone, "require", "SELECT 1"));
+    assert!(e.contains("password authentication failed"), "{e}");
 }
