@@ -1,9 +1,10 @@
-//! pgwolf's SCRAM-SHA-256 server exchange: the input is a client-first
-//! message, a NUL byte, and a client-final message.
+//! pgwolf's SCRAM-SHA-256 server exchange: the input is a
+//! SASLInitialResponse body as the client sends it (mechanism, length,
+//! client-first message), a 0xFF byte, and a client-final message.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pgwolf::auth::ScramVerifier;
-use pgwolf::protocol::scram::ScramServer;
+use pgwolf::protocol::scram::{parse_initial_response, ScramServer};
 use std::sync::OnceLock;
 
 fn verifier() -> &'static ScramVerifier {
@@ -13,12 +14,15 @@ fn verifier() -> &'static ScramVerifier {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (first, last) = match data.iter().position(|b| *b == 0) {
+    let (initial, last) = match data.iter().position(|b| *b == 0xFF) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
     };
+    let Some((mechanism, first)) = parse_initial_response(initial) else {
+        return;
+    };
     let mut server = ScramServer::new(verifier().clone());
-    if server.client_first("SCRAM-SHA-256", first).is_ok() {
+    if server.client_first(mechanism, first).is_ok() {
         let _ = server.client_final(last);
     }
     let _ = server.client_key();

@@ -8,7 +8,7 @@ use crate::auth::{ScramVerifier, Secret};
 use crate::config::AuthType;
 use crate::protocol::{backend, frame::split_message, frontend, md5, scram};
 use crate::tls::Stream;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -237,21 +237,11 @@ async fn scram_exchange(
     })
     .await?;
 
-    let mut body = read_password(stream, buf).await?;
-    let mechanism = read_cstr(&mut body)?;
-    if body.remaining() < 4 {
-        return Err(ClientError::Protocol(
-            "malformed SASLInitialResponse".into(),
-        ));
-    }
-    let len = body.get_i32();
-    if len < 0 || len as usize != body.len() {
-        return Err(ClientError::Protocol(
-            "malformed SASLInitialResponse".into(),
-        ));
-    }
+    let body = read_password(stream, buf).await?;
+    let (mechanism, data) = scram::parse_initial_response(&body)
+        .ok_or_else(|| ClientError::Protocol("malformed SASLInitialResponse".into()))?;
     let first = server
-        .client_first(&mechanism, &body)
+        .client_first(mechanism, data)
         .map_err(|e| ClientError::Protocol(format!("SCRAM: {e}")))?;
     send(stream, |o| backend::auth_sasl_continue(o, &first)).await?;
 
@@ -270,12 +260,3 @@ async fn scram_exchange(
     }
 }
 
-fn read_cstr(body: &mut BytesMut) -> Result<String, ClientError> {
-    let end = body
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or_else(|| ClientError::Protocol("missing string terminator".into()))?;
-    let s = String::from_utf8_lossy(&body[..end]).into_owned();
-    body.advance(end + 1);
-    Ok(s)
-}

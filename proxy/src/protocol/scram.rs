@@ -20,6 +20,18 @@ pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 const SERVER_NONCE_LEN: usize = 18;
 
 /// The mechanisms to list in AuthenticationSASL.
+/// A SASLInitialResponse body: the mechanism's name (a C string), then
+/// the length of the client's first message (-1 for none, which SCRAM
+/// never sends) and the message. None when it does not frame exactly.
+pub fn parse_initial_response(body: &[u8]) -> Option<(&str, &[u8])> {
+    let end = body.iter().position(|b| *b == 0)?;
+    let mechanism = std::str::from_utf8(&body[..end]).ok()?;
+    let rest = &body[end + 1..];
+    let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let data = &rest[4..];
+    (usize::try_from(len).ok()? == data.len()).then_some((mechanism, data))
+}
+
 pub fn auth_sasl_mechanisms() -> &'static [&'static str] {
     &[SCRAM_SHA_256]
 }
@@ -338,6 +350,24 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn initial_responses_frame_exactly() {
+        let mut body = b"SCRAM-SHA-256\0".to_vec();
+        body.extend_from_slice(&5i32.to_be_bytes());
+        body.extend_from_slice(b"n,,n=");
+        assert_eq!(
+            super::parse_initial_response(&body),
+            Some(("SCRAM-SHA-256", &b"n,,n="[..]))
+        );
+        let short = &body[..body.len() - 1];
+        assert_eq!(super::parse_initial_response(short), None);
+        let mut none = b"SCRAM-SHA-256\0".to_vec();
+        none.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(super::parse_initial_response(&none), None);
+        assert_eq!(super::parse_initial_response(b"SCRAM-SHA-256"), None);
+        assert_eq!(super::parse_initial_response(b"\xff\0\0\0\0\0"), None);
+    }
+
     use super::*;
     use crate::auth::Secret;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
