@@ -254,6 +254,29 @@ async fn client_login_timeout_drops_silent_connections() {
     // It says why: an ErrorResponse naming the timeout.
     assert_eq!(buf.first(), Some(&b'E'), "{buf:?}");
     assert!(String::from_utf8_lossy(&buf).contains("client_login_timeout"));
+
+    // A startup packet begun and never finished (its length promises more
+    // than ever comes) meets the same end.
+    use tokio::io::AsyncWriteExt;
+    let mut partial = tokio::net::TcpStream::connect(("127.0.0.1", fx.port()))
+        .await
+        .unwrap();
+    partial
+        .write_all(&[0, 0, 0, 40, 0, 3, 0, 0, b'u', b's'])
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    within(
+        5,
+        "pgwolf closing a half-sent startup",
+        partial.read_to_end(&mut buf),
+    )
+    .await
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf).contains("client_login_timeout"),
+        "{buf:?}"
+    );
     let c = fx.connect().await;
     assert_eq!(
         simple_value(&c, "SELECT 1").await.unwrap().as_deref(),

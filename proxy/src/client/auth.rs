@@ -259,4 +259,3 @@ async fn scram_exchange(
         Err(e) => Err(ClientError::Protocol(format!("SCRAM: {e}"))),
     }
 }
-
