@@ -482,7 +482,8 @@ async fn certificates_reload_on_sighup_while_a_tls_client_stays() {
     let old_ca_file = old_ca.write(dir.path(), "old-ca");
     let server = old_ca.issue(dir.path(), "pgwolf", "localhost", NAMES);
     let opts = FixtureOptions::new(PoolMode::Transaction, 2)
-        .setting(&client_tls_settings("require", &server));
+        .setting(&client_tls_settings("require", &server))
+        .setting(&format!("admin_users = [\"{APP_USER}\"]"));
     let fx = Fixture::with(opts).await;
     let staying = tls_client(fx.port(), &old_ca_file, false, false)
         .await
@@ -525,6 +526,19 @@ async fn certificates_reload_on_sighup_while_a_tls_client_stays() {
         .unwrap();
     assert_eq!(one(&again).await, 1);
     assert_eq!(one(&staying).await, 1);
+
+    // The admin console's RELOAD loads certificates the same way.
+    let third_ca = Ca::new("third CA");
+    let third_ca_file = third_ca.write(dir.path(), "third-ca");
+    third_ca.issue(dir.path(), "pgwolf", "localhost", NAMES);
+    let mut cmd = psql_command(fx.port(), APP_USER, APP_PASSWORD, "pgwolf");
+    cmd.env("PGSSLMODE", "require").arg("-c").arg("RELOAD");
+    ok(&run_bounded(&mut cmd, Duration::from_secs(30)));
+    let third = tls_client(fx.port(), &third_ca_file, false, false)
+        .await
+        .unwrap();
+    assert_eq!(one(&third).await, 1);
+    assert_eq!(one(&staying).await, 1, "still the first connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
