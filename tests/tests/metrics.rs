@@ -136,5 +136,35 @@ async fn readyz_waits_for_a_primary() {
         serde_json::Value::Null,
         "{v}"
     );
+    let m = samples(&get(http, "/metrics").1);
+    assert_eq!(m[r#"pgwolf_cluster_primary_known{cluster="gone"}"#], 0.0);
+
+    // The member comes to exist (the fixture's own server): ready, with a
+    // primary in /topology and the metrics, and the change's time.
+    let config = fx.config_with("").replace(
+        &format!("127.0.0.1:{dead}"),
+        &format!("127.0.0.1:{}", fx.pg.port()),
+    );
+    fx.proxy.rewrite_config(&config);
+    fx.proxy.signal("HUP");
+    let ready = pgwolf_tests::time::eventually(Duration::from_secs(20), || async {
+        (get(http, "/readyz").0 == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "{}", get(http, "/readyz").1);
+    let v: serde_json::Value = serde_json::from_str(&get(http, "/topology").1).unwrap();
+    let gone = &v["clusters"]["gone"];
+    assert!(gone["primary"].is_string(), "{v}");
+    assert!(gone["last_change"].is_string(), "{v}");
+    let m = samples(&get(http, "/metrics").1);
+    assert_eq!(m[r#"pgwolf_cluster_primary_known{cluster="gone"}"#], 1.0);
+
+    // A refused login is counted.
+    let failures = |m: &BTreeMap<String, f64>| m["pgwolf_auth_failures_total{}"];
+    let before = failures(&m);
+    let refused = pgwolf_tests::try_connect(fx.port(), APP_USER, "wrong", APP_DB).await;
+    assert!(refused.is_err());
+    let after = failures(&samples(&get(http, "/metrics").1));
+    assert_eq!(after, before + 1.0);
     drop(fx);
 }
