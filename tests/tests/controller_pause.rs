@@ -87,3 +87,76 @@ async fn a_wrong_password_is_a_clear_error_that_does_not_show_it() {
     assert!(!err.contains(wrong), "{err}");
     assert!(!err.contains(APP_PASSWORD), "{err}");
 }
+
+/// The pooler as the controller renders it takes only TLS, with the
+/// certificate the controller issued: libpq verifies it by the pooler
+/// Service's name, plaintext is refused, and the rollout's PAUSE/RESUME
+/// still get through (over TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_pooler_s_tls_serves_the_issued_certificate() {
+    use pgwolf_tests::clients::{libpq_command, psql_ok};
+    use pgwolf_tests::tools::run_bounded;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/cluster-with-pooler.yaml"
+    ))
+    .unwrap();
+    let cluster = pgwolf_controller::render::parse_cluster(&text).unwrap();
+    let creds = pgwolf_controller::resources::credentials(
+        &cluster,
+        |_| None,
+        &mut rand::thread_rng(),
+        pgwolf_controller::secrets::tls::today(),
+    )
+    .unwrap();
+    let issued = creds.tls.expect("issued certificates");
+    let rendered = pgwolf_controller::resources::pgwolf_config(
+        &pgwolf_controller::resources::Owner::new(&cluster),
+        cluster.spec.pooler.as_ref().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rendered.client_tls_sslmode.as_str(), "require");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        dir.path().join("ca.crt"),
+    );
+    std::fs::write(&cert, &issued.cert).unwrap();
+    std::fs::write(&key, &issued.key).unwrap();
+    std::fs::write(&ca, &issued.ca_cert).unwrap();
+    let opts = FixtureOptions::new(PoolMode::Transaction, 2)
+        .setting(&format!("admin_users = [\"{APP_USER}\"]"))
+        .setting(&format!(
+            "client_tls_sslmode = \"require\"\nclient_tls_cert_file = {cert:?}\nclient_tls_key_file = {key:?}"
+        ));
+    let fx = Fixture::with(opts).await;
+
+    let psql = |conninfo: String| {
+        let mut cmd = libpq_command("psql", fx.port(), APP_USER, APP_PASSWORD, "appdb");
+        cmd.arg("-XAtqc").arg("SELECT 1").arg(conninfo);
+        run_bounded(&mut cmd, Duration::from_secs(20))
+    };
+    let ns = cluster
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or("default".into());
+    let verified = psql(format!(
+        "host=main-pooler.{ns}.svc hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={}",
+        ca.display()
+    ));
+    assert_eq!(psql_ok(&verified), "1");
+    let plain = psql("host=127.0.0.1 sslmode=disable".into());
+    assert!(!plain.status.success());
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("SSL connection is required"));
+
+    let c = console(&fx, APP_PASSWORD);
+    pooler::pause(&c, Duration::from_secs(10))
+        .await
+        .expect("PAUSE over TLS");
+    pooler::resume(&c, Duration::from_secs(10))
+        .await
+        .expect("RESUME over TLS");
+}

@@ -3,8 +3,8 @@
 
 use super::meta::{Owner, POOLER_HTTP_PORT, POOLER_PORT, POSTGRES_PORT};
 use super::pooler_config::{
-    auth_secret_name, config_map_name, server_ca, AUTH_DIR, CONFIG_DIR, CONFIG_FILE, SERVER_CA_DIR,
-    SERVER_CA_FILE,
+    auth_secret_name, config_map_name, server_ca, AUTH_DIR, CLIENT_TLS_CERT, CLIENT_TLS_DIR,
+    CLIENT_TLS_KEY, CONFIG_DIR, CONFIG_FILE, SERVER_CA_DIR, SERVER_CA_FILE,
 };
 use super::rbac;
 use super::statefulset::container_port;
@@ -119,6 +119,22 @@ fn pod_spec(owner: &Owner, pooler: &PoolerSpec) -> PodSpec {
         }
         volumes.push(v);
     }
+    // The certificate pgwolf shows its clients: the instances' own (its
+    // names include the pooler Service's), only the certificate and key.
+    mounts.push(mount("tls", CLIENT_TLS_DIR));
+    let mut v = secret_volume("tls", owner.tls().secret_name);
+    if let Some(s) = v.secret.as_mut() {
+        s.items = Some(
+            [CLIENT_TLS_CERT, CLIENT_TLS_KEY]
+                .map(|key| KeyToPath {
+                    key: key.into(),
+                    path: key.into(),
+                    ..Default::default()
+                })
+                .to_vec(),
+        );
+    }
+    volumes.push(v);
     PodSpec {
         service_account_name: Some(rbac::pooler_name(owner)),
         // Past pgwolf's default shutdown_timeout (30s), so transactions in

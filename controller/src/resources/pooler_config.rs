@@ -22,6 +22,11 @@ pub const AUTH_FILE: &str = "userlist.txt";
 /// the instances' certificates against.
 pub const SERVER_CA_DIR: &str = "/etc/pgwolf/server-ca";
 pub const SERVER_CA_FILE: &str = "ca.crt";
+/// The instances' certificate Secret's `tls.crt`/`tls.key`: what the pooler
+/// shows its clients.
+pub const CLIENT_TLS_DIR: &str = "/etc/pgwolf/tls";
+pub const CLIENT_TLS_CERT: &str = "tls.crt";
+pub const CLIENT_TLS_KEY: &str = "tls.key";
 
 pub fn config_map_name(owner: &Owner) -> String {
     owner.child("pooler")
@@ -84,6 +89,11 @@ pub fn pgwolf_config(owner: &Owner, pooler: &PoolerSpec) -> Result<Config, Error
         },
         server_tls_ca_file: server_ca(owner)
             .then(|| PathBuf::from(SERVER_CA_DIR).join(SERVER_CA_FILE)),
+        // Clients must use TLS, as Spilo asks of direct connections: a
+        // pooled connection is no weaker than a direct one.
+        client_tls_sslmode: SslMode::Require,
+        client_tls_cert_file: Some(PathBuf::from(CLIENT_TLS_DIR).join(CLIENT_TLS_CERT)),
+        client_tls_key_file: Some(PathBuf::from(CLIENT_TLS_DIR).join(CLIENT_TLS_KEY)),
         databases,
         clusters: BTreeMap::from([(owner.name.clone(), cluster)]),
         ..Config::default()
@@ -110,7 +120,7 @@ fn positive(field: &'static str, v: i32) -> Result<u32, Error> {
 
 /// The settings `pgwolf_config` chooses; everything else is left to
 /// pgwolf's defaults.
-const CHOSEN: [&str; 12] = [
+const CHOSEN: [&str; 15] = [
     "listen",
     "auth_type",
     "auth_file",
@@ -121,6 +131,9 @@ const CHOSEN: [&str; 12] = [
     "admin_users",
     "server_tls_sslmode",
     "server_tls_ca_file",
+    "client_tls_sslmode",
+    "client_tls_cert_file",
+    "client_tls_key_file",
     "databases",
     "clusters",
 ];
@@ -224,6 +237,28 @@ mod tests {
         let cfg = pgwolf_config(&owner, pooler).unwrap();
         assert_eq!(cfg.server_tls_sslmode, SslMode::VerifyCa);
         assert_eq!(cfg.server_tls_ca_file, ca_file);
+        // Its clients must use TLS, with the instances' certificate.
+        assert_eq!(cfg.client_tls_sslmode, SslMode::Require);
+        assert_eq!(
+            cfg.client_tls_cert_file,
+            Some(PathBuf::from("/etc/pgwolf/tls/tls.crt"))
+        );
+        let pod = crate::resources::pooler::deployment(&owner, pooler, "hash".into())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let tls = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .unwrap();
+        let tls = tls.secret.unwrap();
+        assert_eq!(tls.secret_name.as_deref(), Some("main-tls"));
+        let keys: Vec<String> = tls.items.unwrap().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["tls.crt", "tls.key"], "never the CA's key");
 
         // User certificates and no CA: encrypted, unverified.
         let mut c = test_cluster("main");

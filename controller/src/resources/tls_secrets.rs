@@ -22,14 +22,20 @@ pub fn server_secret_name(owner: &Owner) -> String {
     owner.child("tls")
 }
 
-/// Every name a client or a replica dials: the primary and replicas
-/// Services in each form the cluster DNS resolves, and each pod through
-/// the headless Service (`<pod>.<cluster>-pods.<ns>.svc`). Assumes the
-/// cluster domain `cluster.local`, Kubernetes' default.
+/// Every name a client or a replica dials: the primary, replicas and
+/// pooler Services in each form the cluster DNS resolves (the pooler's
+/// whether or not one is declared, so adding one later remakes nothing),
+/// and each pod through the headless Service
+/// (`<pod>.<cluster>-pods.<ns>.svc`). Assumes the cluster domain
+/// `cluster.local`, Kubernetes' default.
 pub fn host_names(owner: &Owner) -> Vec<String> {
     let ns = &owner.namespace;
     let mut names = Vec::new();
-    for service in [owner.name.clone(), owner.child("replicas")] {
+    for service in [
+        owner.name.clone(),
+        owner.child("replicas"),
+        super::pooler::name(owner),
+    ] {
         names.extend([
             service.clone(),
             format!("{service}.{ns}"),

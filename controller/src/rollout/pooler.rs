@@ -4,7 +4,7 @@
 //! against a primary that is stepping down.
 
 use std::time::Duration;
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
 
 #[derive(Clone, Debug)]
 pub struct Console {
@@ -51,9 +51,13 @@ async fn run(console: &Console, command: &'static str, timeout: Duration) -> Res
         .password(&console.password)
         .dbname("pgwolf")
         .application_name("pgwolf-controller")
+        // The controller's poolers take only TLS; prefer keeps a plain
+        // pgwolf (a test, a sidecar) reachable.
+        .ssl_mode(SslMode::Prefer)
         .connect_timeout(timeout);
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::postgres::connect::unverified());
     let work = async {
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = config.connect(tls).await?;
         let driver = tokio::spawn(connection);
         let result = client.simple_query(command).await.map(drop);
         drop(client);
