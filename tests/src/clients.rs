@@ -73,6 +73,29 @@ pub async fn simple_value(
         .flatten())
 }
 
+/// Every row of `sql` (simple query protocol) as column name → text
+/// (NULL as ""): what the admin console's SHOW commands are read with.
+pub async fn simple_rows(
+    client: &Client,
+    sql: &str,
+) -> Result<Vec<std::collections::BTreeMap<String, String>>, tokio_postgres::Error> {
+    Ok(client
+        .simple_query(sql)
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_string(), r.get(i).unwrap_or("").to_string()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
 /// The SQLSTATE code of an error from the server (or proxy), if it has one.
 pub fn sqlstate(err: &tokio_postgres::Error) -> Option<&str> {
     err.code().map(|c| c.code())

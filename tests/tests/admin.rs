@@ -112,21 +112,9 @@ async fn show(
     c: &tokio_postgres::Client,
     sql: &str,
 ) -> Vec<std::collections::BTreeMap<String, String>> {
-    c.simple_query(sql)
+    pgwolf_tests::clients::simple_rows(c, sql)
         .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, col)| (col.name().to_string(), r.get(i).unwrap_or("").to_string()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn setting(c: &tokio_postgres::Client, key: &str) -> String {

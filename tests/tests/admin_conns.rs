@@ -4,11 +4,10 @@
 
 use pgwolf_tests::clients::{config, simple_value, try_connect_with};
 use pgwolf_tests::{within, Fixture, FixtureOptions, PoolMode, APP_DB, APP_PASSWORD, APP_USER};
-use std::collections::HashMap;
 use std::time::Duration;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-type Row = HashMap<String, String>;
+type Row = std::collections::BTreeMap<String, String>;
 
 async fn fixture(pool_size: u32) -> Fixture {
     let opts = FixtureOptions::new(PoolMode::Transaction, pool_size)
@@ -23,22 +22,9 @@ async fn named(fx: &Fixture, db: &str, application_name: &str) -> Client {
 }
 
 async fn show(admin: &Client, what: &str) -> Vec<Row> {
-    admin
-        .simple_query(what)
+    pgwolf_tests::clients::simple_rows(admin, what)
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_string(), r.get(i).unwrap_or("").to_string()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 fn by_app<'a>(rows: &'a [Row], app: &str) -> &'a Row {

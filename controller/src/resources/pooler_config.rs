@@ -227,6 +227,25 @@ mod tests {
     use crate::resources::{test_cluster, test_credentials};
     use pgwolf::config::{PoolMode, Provider, TargetRole};
 
+    fn pod_of(owner: &Owner, pooler: &PoolerSpec) -> k8s_openapi::api::core::v1::PodSpec {
+        crate::resources::pooler::deployment(owner, pooler, "hash".into())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    }
+
+    fn secret_volume(
+        pod: &k8s_openapi::api::core::v1::PodSpec,
+        name: &str,
+    ) -> k8s_openapi::api::core::v1::SecretVolumeSource {
+        let volumes = pod.volumes.as_ref().unwrap();
+        let v = volumes.iter().find(|v| v.name == name);
+        v.and_then(|v| v.secret.clone())
+            .unwrap_or_else(|| panic!("no Secret volume {name}"))
+    }
+
     #[test]
     fn the_pooler_speaks_tls_to_the_instances_verifying_the_chain_when_there_is_a_ca() {
         let ca_file = Some(PathBuf::from("/etc/pgwolf/server-ca/ca.crt"));
@@ -243,19 +262,7 @@ mod tests {
             cfg.client_tls_cert_file,
             Some(PathBuf::from("/etc/pgwolf/tls/tls.crt"))
         );
-        let pod = crate::resources::pooler::deployment(&owner, pooler, "hash".into())
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap();
-        let tls = pod
-            .volumes
-            .unwrap()
-            .into_iter()
-            .find(|v| v.name == "tls")
-            .unwrap();
-        let tls = tls.secret.unwrap();
+        let tls = secret_volume(&pod_of(&owner, pooler), "tls");
         assert_eq!(tls.secret_name.as_deref(), Some("main-tls"));
         let keys: Vec<String> = tls.items.unwrap().into_iter().map(|i| i.key).collect();
         assert_eq!(keys, ["tls.crt", "tls.key"], "never the CA's key");
@@ -279,19 +286,8 @@ mod tests {
         assert_eq!(cfg.server_tls_sslmode, SslMode::VerifyCa);
         assert_eq!(cfg.server_tls_ca_file, ca_file);
         // The Deployment mounts that file from the CA Secret.
-        let pod = crate::resources::pooler::deployment(&owner, pooler, "hash".into())
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap();
-        let volume = pod
-            .volumes
-            .unwrap()
-            .into_iter()
-            .find(|v| v.name == "server-ca")
-            .expect("the CA volume");
-        let secret = volume.secret.unwrap();
+        let pod = pod_of(&owner, pooler);
+        let secret = secret_volume(&pod, "server-ca");
         assert_eq!(secret.secret_name.as_deref(), Some("pg-ca"));
         assert_eq!(secret.items.unwrap()[0].key, "ca.crt");
         let mounts = pod.containers[0].volume_mounts.clone().unwrap();
