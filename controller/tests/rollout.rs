@@ -249,6 +249,7 @@ impl Cluster {
                     ..Default::default()
                 },
                 postgres: None,
+                ..Default::default()
             },
         };
         // What Spilo's bootstrap.dcs seeded, numbers as Patroni returns

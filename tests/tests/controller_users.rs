@@ -275,10 +275,32 @@ async fn the_declared_user_and_database_appear_once_there_is_a_primary() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not match host name"), "{stderr}");
 
-    // Converged: the next reconcile changes nothing and fails on nothing.
+    // Converged: the next reconcile changes nothing and fails on nothing;
+    // it does not even connect (the primary is down and it succeeds).
     let before = rolpassword(&pg, &su, "keycloak").await;
     reconcile(&client, &tls)
         .await
         .expect("a converged reconcile");
     assert_eq!(rolpassword(&pg, &su, "keycloak").await, before);
+    let mut pg = pg;
+    pg.stop();
+    reconcile(&client, &tls)
+        .await
+        .expect("nothing changed: no connection to the primary");
+    pg.restart();
+
+    // A user added to the spec is a change: the next reconcile connects
+    // and creates it.
+    let api: Api<PostgresCluster> = Api::namespaced(client.clone(), NS);
+    let mut cluster = api.get("main").await.unwrap();
+    cluster.spec.users.push(
+        serde_json::from_value(json!({"name": "reporter", "databases": ["keycloak"]})).unwrap(),
+    );
+    api.replace("main", &Default::default(), &cluster)
+        .await
+        .unwrap();
+    reconcile(&client, &tls)
+        .await
+        .expect("reconcile with a new user");
+    assert!(role_exists(&pg, &su, "reporter").await);
 }

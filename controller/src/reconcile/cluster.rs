@@ -80,6 +80,50 @@ pub struct Settings {
     /// How to reach each cluster's primary to create its users and
     /// databases; `None`: do not (tests with no PostgreSQL behind).
     pub postgres: Option<PostgresAccess>,
+    /// Which clusters' users were last found converged, and when.
+    pub users_checked: UsersChecked,
+}
+
+/// A reconcile runs every 5-10 s while a cluster converges or rolls; the
+/// users need checking only when something they depend on changed (the
+/// spec's users, their verifiers, the primary) or now and then, in case
+/// someone altered a role by hand.
+#[derive(Clone, Debug, Default)]
+pub struct UsersChecked(
+    std::sync::Arc<std::sync::Mutex<BTreeMap<String, ([u8; 32], std::time::Instant)>>>,
+);
+
+/// How long a converged check stands when nothing it depends on changed.
+pub const USERS_RECHECK: Duration = Duration::from_secs(300);
+
+impl UsersChecked {
+    fn fresh(&self, uid: &str, mark: &[u8; 32]) -> bool {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(uid)
+            .is_some_and(|(m, at)| m == mark && at.elapsed() < USERS_RECHECK)
+    }
+
+    fn record(&self, uid: &str, mark: [u8; 32]) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(uid.to_string(), (mark, std::time::Instant::now()));
+    }
+}
+
+/// What the users' state in PostgreSQL depends on.
+fn users_mark(
+    cluster: &PostgresCluster,
+    credentials: &crate::secrets::Credentials,
+    primary: &str,
+) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&cluster.spec.users).unwrap_or_default());
+    for c in credentials.users.values() {
+        h.update(c.verifier.as_bytes());
+    }
+    h.update(credentials.superuser.verifier.as_bytes());
+    h.update(primary.as_bytes());
+    h.finalize().into()
 }
 
 #[derive(Clone, Debug)]
@@ -171,10 +215,22 @@ pub async fn reconcile(
             .map_err(Error::Status)?;
     }
     // Users need a primary to be created in; the next reconcile after
-    // one is elected does it.
+    // one is elected does it. Not while pods are being recreated: the
+    // primary may be the next to go, and the rollout comes first.
+    let rolling = !matches!(&progress, Ok(p) if p.rolling().is_none());
+    let uid = cluster.uid().unwrap_or_default();
     let users = match (&settings.postgres, &new_status.primary) {
-        (Some(access), Some(_)) if !cluster.spec.users.is_empty() => {
-            ensure_users(client, &owner, &credentials, access).await
+        (Some(access), Some(primary)) if !cluster.spec.users.is_empty() && !rolling => {
+            let mark = users_mark(cluster, &credentials, primary);
+            if settings.users_checked.fresh(&uid, &mark) {
+                Ok(())
+            } else {
+                let done = ensure_users(client, &owner, &credentials, access).await;
+                if done.is_ok() {
+                    settings.users_checked.record(&uid, mark);
+                }
+                done
+            }
         }
         _ => Ok(()),
     };
