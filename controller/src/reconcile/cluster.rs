@@ -89,9 +89,10 @@ pub struct Settings {
 /// spec's users, their verifiers, the primary) or now and then, in case
 /// someone altered a role by hand.
 #[derive(Clone, Debug, Default)]
-pub struct UsersChecked(
-    std::sync::Arc<std::sync::Mutex<BTreeMap<String, ([u8; 32], std::time::Instant)>>>,
-);
+pub struct UsersChecked(std::sync::Arc<std::sync::Mutex<BTreeMap<String, Checked>>>);
+
+/// The fingerprint of what was found converged, and when.
+type Checked = ([u8; 32], std::time::Instant);
 
 /// How long a converged check stands when nothing it depends on changed.
 pub const USERS_RECHECK: Duration = Duration::from_secs(300);
