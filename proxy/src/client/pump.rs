@@ -468,7 +468,7 @@ impl Pump<'_> {
         if self
             .prepared
             .as_ref()
-            .is_some_and(|p| p.responses.len() >= self.max_pipelined)
+            .is_some_and(|p| p.responses.awaiting_server() >= self.max_pipelined)
         {
             // Back-pressure on a pipelining client: each request in flight
             // holds a record here, and the socket buffers in between could

@@ -117,6 +117,8 @@ pub struct Responses {
     /// That COPY failed before the client ended it: the Execute is gone
     /// from the queue, the Syncs sent during copy-in mode are at its head.
     copy_failed: bool,
+    /// Entries of the queue pgwolf answers itself ([`Action::Answer`]).
+    answers: usize,
 }
 
 // Server message tags the queue reads. Kept here: only this file needs them.
@@ -136,9 +138,11 @@ impl Responses {
         self.queue.is_empty()
     }
 
-    /// Requests forwarded whose answers have not all come back.
-    pub fn len(&self) -> usize {
-        self.queue.len()
+    /// Requests sent to the server whose answers have not all come back
+    /// (pgwolf's own answers waiting their turn not counted: the server
+    /// owes nothing for them, so they must not hold a client back).
+    pub fn awaiting_server(&self) -> usize {
+        self.queue.len() - self.answers
     }
 
     /// Empties the queue, keeping its allocation for the next transaction.
@@ -146,11 +150,23 @@ impl Responses {
         self.queue.clear();
         self.in_copy = false;
         self.copy_failed = false;
+        self.answers = 0;
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let e = self.queue.pop_front()?;
+        if matches!(e.action, Action::Answer(_)) {
+            self.answers -= 1;
+        }
+        Some(e)
     }
 
     /// A request was sent to the server (or, for [`Action::Answer`], is
     /// answered by pgwolf in its turn).
     pub fn push(&mut self, request: Request, action: Action, undo: Option<Undo>) {
+        if matches!(action, Action::Answer(_)) {
+            self.answers += 1;
+        }
         self.queue.push_back(Entry {
             request,
             action,
@@ -169,7 +185,7 @@ impl Responses {
         }) = self.queue.front()
         {
             super::message::complete(out, *tag);
-            self.queue.pop_front();
+            self.pop_front();
         }
     }
 
@@ -228,7 +244,7 @@ impl Responses {
             _ => Verdict::Forward,
         };
         if ends {
-            self.queue.pop_front();
+            self.pop_front();
         }
         verdict
     }
@@ -243,7 +259,7 @@ impl Responses {
             if e.request == Request::Sync {
                 return;
             }
-            let e = self.queue.pop_front().expect("front exists");
+            let e = self.pop_front().expect("front exists");
             undone.extend(e.undo);
         }
     }
@@ -276,6 +292,33 @@ mod tests {
 
     const NOTICE: u8 = b'N';
     const DATA_ROW: u8 = b'D';
+
+    /// pgwolf's own answers do not count as owed by the server, through
+    /// their answering and through an error that drops them.
+    #[test]
+    fn awaiting_server_leaves_out_pgwolf_s_own_answers() {
+        let mut r = Responses::default();
+        r.push(Request::Parse, Action::Forward, None);
+        for _ in 0..3 {
+            r.push(Request::Parse, ANSWER_PARSE, None);
+        }
+        r.push(Request::Sync, Action::Forward, None);
+        assert_eq!(r.awaiting_server(), 2);
+        let mut undone = Vec::new();
+        let seen = feed(&mut r, &[PARSE_COMPLETE], &mut undone);
+        assert_eq!(seen, [PARSE_COMPLETE; 4]);
+        assert_eq!(r.awaiting_server(), 1);
+        feed(&mut r, &[READY_FOR_QUERY], &mut undone);
+        assert_eq!((r.awaiting_server(), r.is_empty()), (0, true));
+
+        r.push(Request::Parse, Action::Forward, None);
+        r.push(Request::Parse, ANSWER_PARSE, None);
+        r.push(Request::Sync, Action::Forward, None);
+        feed(&mut r, &[ERROR_RESPONSE], &mut undone);
+        assert_eq!(r.awaiting_server(), 1, "only the Sync is left");
+        feed(&mut r, &[READY_FOR_QUERY], &mut undone);
+        assert_eq!(r.awaiting_server(), 0);
+    }
 
     /// Feeds server tags; returns the tags the client sees, pgwolf's own
     /// answers included, in order.
