@@ -3,8 +3,8 @@
 
 use super::meta::{Owner, POOLER_HTTP_PORT, POOLER_PORT, POSTGRES_PORT};
 use super::pooler_config::{
-    auth_secret_name, config_map_name, server_ca, AUTH_DIR, CLIENT_TLS_CERT, CLIENT_TLS_DIR,
-    CLIENT_TLS_KEY, CONFIG_DIR, CONFIG_FILE, SERVER_CA_DIR, SERVER_CA_FILE,
+    auth_secret_name, config_map_name, AUTH_DIR, CLIENT_TLS_CERT, CLIENT_TLS_DIR, CLIENT_TLS_KEY,
+    CONFIG_DIR, CONFIG_FILE, SERVER_CA_DIR, SERVER_CA_FILE,
 };
 use super::rbac;
 use super::statefulset::container_port;
@@ -85,11 +85,22 @@ fn pod_spec(owner: &Owner, pooler: &PoolerSpec) -> PodSpec {
         read_only: Some(true),
         ..Default::default()
     };
-    let secret_volume = |name: &str, secret: String| Volume {
+    // Only `keys` of the Secret when given: the pooler never sees the
+    // instances' other files (the CA's key is in no Secret it mounts).
+    let secret_volume = |name: &str, secret: String, keys: &[&str]| Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret),
             default_mode: Some(0o440),
+            items: (!keys.is_empty()).then(|| {
+                keys.iter()
+                    .map(|&key| KeyToPath {
+                        key: key.into(),
+                        path: key.into(),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -104,37 +115,21 @@ fn pod_spec(owner: &Owner, pooler: &PoolerSpec) -> PodSpec {
             }),
             ..Default::default()
         },
-        secret_volume("auth", auth_secret_name(owner)),
+        secret_volume("auth", auth_secret_name(owner), &[]),
     ];
-    let ca_secret = owner.tls().ca_secret_name;
-    if let (true, Some(ca_secret)) = (server_ca(owner), ca_secret) {
+    let tls = owner.tls();
+    if let Some(ca_secret) = tls.ca_secret_name {
         mounts.push(mount("server-ca", SERVER_CA_DIR));
-        let mut v = secret_volume("server-ca", ca_secret);
-        if let Some(s) = v.secret.as_mut() {
-            s.items = Some(vec![KeyToPath {
-                key: "ca.crt".into(),
-                path: SERVER_CA_FILE.into(),
-                ..Default::default()
-            }]);
-        }
-        volumes.push(v);
+        volumes.push(secret_volume("server-ca", ca_secret, &[SERVER_CA_FILE]));
     }
     // The certificate pgwolf shows its clients: the instances' own (its
     // names include the pooler Service's), only the certificate and key.
     mounts.push(mount("tls", CLIENT_TLS_DIR));
-    let mut v = secret_volume("tls", owner.tls().secret_name);
-    if let Some(s) = v.secret.as_mut() {
-        s.items = Some(
-            [CLIENT_TLS_CERT, CLIENT_TLS_KEY]
-                .map(|key| KeyToPath {
-                    key: key.into(),
-                    path: key.into(),
-                    ..Default::default()
-                })
-                .to_vec(),
-        );
-    }
-    volumes.push(v);
+    volumes.push(secret_volume(
+        "tls",
+        tls.secret_name,
+        &[CLIENT_TLS_CERT, CLIENT_TLS_KEY],
+    ));
     PodSpec {
         service_account_name: Some(rbac::pooler_name(owner)),
         // Past pgwolf's default shutdown_timeout (30s), so transactions in
