@@ -4,5 +4,6 @@ pub mod hba;
 mod secret;
 mod userlist;
 
+pub(crate) use secret::hmac_sha256;
 pub use secret::{ScramVerifier, Secret};
 pub use userlist::{AuthFile, AuthFileError};

@@ -149,12 +149,7 @@ impl ScramVerifier {
     /// too, so neither a second login nor the first answer's delay tells
     /// the two apart.
     pub fn decoy(key: &[u8; 32], user: &str) -> Self {
-        let with = |label: &[u8]| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
-            mac.update(label);
-            mac.update(user.as_bytes());
-            <[u8; 32]>::from(mac.finalize().into_bytes())
-        };
+        let with = |label: &[u8]| hmac_sha256(key, &[label, user.as_bytes()].concat());
         ScramVerifier {
             iterations: SCRAM_DEFAULT_ITERATIONS,
             salt: with(b"salt")[..SCRAM_DEFAULT_SALT_LEN].to_vec(),
@@ -212,7 +207,9 @@ fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     result
 }
 
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+/// HMAC-SHA-256, SCRAM's HMAC(); every SCRAM computation in the crate uses
+/// this one.
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(message);
     mac.finalize().into_bytes().into()

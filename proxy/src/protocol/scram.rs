@@ -7,10 +7,9 @@
 //! `SCRAM-SHA-256` (not `-PLUS`) is offered. Errors are fixed text and never
 //! echo client bytes or key material.
 
-use crate::auth::ScramVerifier;
+use crate::auth::{hmac_sha256, ScramVerifier};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -340,12 +339,6 @@ fn check_extension(attr: &[u8]) -> Result<(), ScramError> {
         [name, b'=', ..] if name.is_ascii_alphabetic() => Ok(()),
         _ => Err(ScramError::Malformed("invalid attribute")),
     }
-}
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

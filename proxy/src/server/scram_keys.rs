@@ -7,11 +7,10 @@
 //! postgres-protocol's SCRAM client starts from a password, so this small
 //! client starts from the ClientKey instead (RFC 5802 §3).
 
-use crate::auth::ScramVerifier;
+use crate::auth::{hmac_sha256, ScramVerifier};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use dashmap::DashMap;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// ClientKeys learned from client logins, by user. As sensitive as the
@@ -31,12 +30,6 @@ impl ClientKeys {
         let stored: [u8; 32] = Sha256::digest(key).into();
         (stored == verifier.stored_key).then_some(key)
     }
-}
-
-fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(msg);
-    mac.finalize().into_bytes().into()
 }
 
 /// One SCRAM-SHA-256 exchange with a server, from a ClientKey.
@@ -93,14 +86,17 @@ impl KeyScram {
         }
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
-        let signature = hmac(&self.verifier.stored_key, auth_message.as_bytes());
+        let signature = hmac_sha256(&self.verifier.stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = self
             .client_key
             .iter()
             .zip(signature)
             .map(|(k, s)| k ^ s)
             .collect();
-        self.server_signature = Some(hmac(&self.verifier.server_key, auth_message.as_bytes()));
+        self.server_signature = Some(hmac_sha256(
+            &self.verifier.server_key,
+            auth_message.as_bytes(),
+        ));
         Ok(format!("{without_proof},p={}", STANDARD.encode(proof)).into_bytes())
     }
 
