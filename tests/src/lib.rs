@@ -34,6 +34,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod time;
 pub mod tools;
+pub mod wire;
 
 pub use clients::{
     connect, parse_pgbench, pgbench, psql, psql_ok, sqlstate, try_connect, PgbenchRun, PgbenchStats,

@@ -84,37 +84,21 @@ async fn unknown_user_is_refused() {
 /// The salt and iteration count pgwolf's first SCRAM message offers
 /// `user`: a raw exchange that stops there.
 async fn scram_challenge(port: u16, user: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use pgwolf_tests::wire::{message, read_message, startup_packet};
+    use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", user), ("database", APP_DB)] {
-        body.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
-    }
-    body.push(0);
-    let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    startup.extend(body);
+    let startup = startup_packet(&[("user", user), ("database", APP_DB)]);
     s.write_all(&startup).await.unwrap();
-
-    async fn message(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
-        let tag = s.read_u8().await.unwrap();
-        let len = s.read_i32().await.unwrap() as usize;
-        let mut body = vec![0; len - 4];
-        s.read_exact(&mut body).await.unwrap();
-        (tag, body)
-    }
-    let (tag, sasl) = within(10, "AuthenticationSASL", message(&mut s)).await;
+    let (tag, sasl) = within(10, "AuthenticationSASL", read_message(&mut s)).await;
     assert_eq!((tag, &sasl[..4]), (b'R', &10i32.to_be_bytes()[..]));
     let first = b"n,,n=,r=abcdefghijklmnopqrstuvwx";
     let mut body = b"SCRAM-SHA-256\0".to_vec();
     body.extend_from_slice(&(first.len() as i32).to_be_bytes());
     body.extend_from_slice(first);
-    let mut msg = vec![b'p'];
-    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    msg.extend(body);
-    s.write_all(&msg).await.unwrap();
-    let (tag, cont) = within(10, "AuthenticationSASLContinue", message(&mut s)).await;
+    s.write_all(&message(b'p', &body)).await.unwrap();
+    let (tag, cont) = within(10, "AuthenticationSASLContinue", read_message(&mut s)).await;
     assert_eq!((tag, &cont[..4]), (b'R', &11i32.to_be_bytes()[..]));
     let text = String::from_utf8(cont[4..].to_vec()).unwrap();
     let field = |name: &str| {

@@ -5,17 +5,11 @@
 //! the test decides exactly when bytes are read.
 
 use pgwolf_tests::clients::simple_value;
+use pgwolf_tests::wire::{message, startup_packet};
 use pgwolf_tests::{within, Fixture, FixtureOptions, PoolMode, APP_DB, APP_USER};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
 
 fn query(sql: &str) -> Vec<u8> {
     let mut body = sql.as_bytes().to_vec();
@@ -26,16 +20,7 @@ fn query(sql: &str) -> Vec<u8> {
 /// Logs in (trust) and reads to the first ReadyForQuery.
 async fn raw_login(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    for (k, v) in [("user", APP_USER), ("database", APP_DB)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut startup = (body.len() as u32 + 4).to_be_bytes().to_vec();
-    startup.extend_from_slice(&body);
+    let startup = startup_packet(&[("user", APP_USER), ("database", APP_DB)]);
     s.write_all(&startup).await.unwrap();
     let mut seen = Vec::new();
     within(30, "raw login", async {

@@ -205,10 +205,7 @@ async fn client_login_timeout_bounds_startup_and_authentication_together() {
         .unwrap();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0app\0database\0appdb\0\0");
-    let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    startup.extend(body);
+    let startup = pgwolf_tests::wire::startup_packet(&[("user", APP_USER), ("database", APP_DB)]);
     slow.write_all(&startup).await.unwrap();
     let mut buf = Vec::new();
     within(
