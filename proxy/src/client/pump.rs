@@ -215,9 +215,12 @@ impl Inspect for ServerSide<'_, '_> {
             return Flow::StopAfter;
         }
         // The client changed a setting (SET TimeZone ...): both sides now have it.
-        if let Some((name, value)) = backend::parse_parameter_status(body) {
-            self.server_params.observe(name, value);
-            self.client_params.observe(name, value);
+        // Other whole messages (answers to managed statements) are no settings.
+        if tag == backend::PARAMETER_STATUS {
+            if let Some((name, value)) = backend::parse_parameter_status(body) {
+                self.server_params.observe(name, value);
+                self.client_params.observe(name, value);
+            }
         }
         managed.unwrap_or(Flow::Continue)
     }

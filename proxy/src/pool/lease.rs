@@ -10,14 +10,14 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub struct Lease {
-    conn: Option<ServerConn>,
+    conn: Option<Box<ServerConn>>,
     pool: Arc<Inner>,
     _slot: OwnedSemaphorePermit,
     since: Instant,
 }
 
 impl Lease {
-    pub(super) fn new(conn: ServerConn, pool: Arc<Inner>, slot: OwnedSemaphorePermit) -> Self {
+    pub(super) fn new(conn: Box<ServerConn>, pool: Arc<Inner>, slot: OwnedSemaphorePermit) -> Self {
         pool.stats.active.fetch_add(1, Ordering::Relaxed);
         Lease {
             conn: Some(conn),

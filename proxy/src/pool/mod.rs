@@ -92,7 +92,9 @@ pub(crate) struct Inner {
     settings: ArcSwap<PoolSettings>,
     /// Bumped when the server target changes: older connections are closed.
     generation: AtomicU64,
-    idle: Mutex<Vec<ServerConn>>,
+    /// Boxed: a connection moves in and out of the stack and through a
+    /// lease on every transaction; a pointer moves, the struct does not.
+    idle: Mutex<Vec<Box<ServerConn>>>,
     slots: Arc<Semaphore>,
     reserve: Arc<Semaphore>,
     /// Permits currently meant to exist in `slots` (for resizing).
@@ -306,7 +308,7 @@ impl Pool {
             None => {
                 let deadline = deadline
                     .or_else(|| (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait));
-                Box::pin(self.open(&settings, CapWait::Client(deadline))).await?
+                Box::new(Box::pin(self.open(&settings, CapWait::Client(deadline))).await?)
             }
         };
         Ok(Lease::new(conn, self.0.clone(), permit))
@@ -331,7 +333,7 @@ impl Pool {
         }
     }
 
-    fn pop_idle(&self, s: &PoolSettings) -> Option<ServerConn> {
+    fn pop_idle(&self, s: &PoolSettings) -> Option<Box<ServerConn>> {
         let generation = self.0.generation.load(Ordering::Acquire);
         loop {
             let mut conn = self.0.idle.lock().unwrap().pop()?;
@@ -460,7 +462,7 @@ impl Pool {
             // Take a slot so min_pool_size never pushes past the pool size.
             if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
                 match self.open(&s, CapWait::Upkeep).await {
-                    Ok(c) => Lease::new(c, self.0.clone(), permit).release(),
+                    Ok(c) => Lease::new(Box::new(c), self.0.clone(), permit).release(),
                     Err(PoolError::CapReached) => {}
                     Err(e) => {
                         tracing::warn!(db = %self.0.key.db, user = %self.0.key.user, error = %e, "min_pool_size: cannot open server connection")
@@ -521,7 +523,7 @@ impl Pool {
     /// in to; the proxy must not use it (nothing checks the pool size).
     #[doc(hidden)]
     pub fn seed_idle_for_bench(&self, conn: ServerConn) {
-        self.0.push_idle(conn);
+        self.0.push_idle(Box::new(conn));
     }
 }
 
@@ -534,7 +536,7 @@ impl Inner {
         self.settings.load()
     }
 
-    pub(crate) fn push_idle(&self, conn: ServerConn) {
+    pub(crate) fn push_idle(&self, conn: Box<ServerConn>) {
         self.idle.lock().unwrap().push(conn);
     }
 }
