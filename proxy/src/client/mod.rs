@@ -2,6 +2,7 @@
 
 mod auth;
 mod auth_query;
+mod buffers;
 pub mod cancel;
 pub mod pump;
 mod pump_prepared;
@@ -218,7 +219,7 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if buf.is_empty() {
         // An idle client holds no buffer; one is taken when it sends.
-        buf = BytesMut::new();
+        buffers::release(&mut buf);
     }
     Some(session::Session {
         app,

@@ -1,7 +1,7 @@
 //! One logged-in client: wait for a request, borrow a server, pump until the
 //! transaction (or session) ends, give the server back clean or close it.
 
-use super::pump::{Outcome, Pump, Track, READ_CHUNK};
+use super::pump::{Outcome, Pump, Track};
 use super::pump_prepared::Prepared;
 use super::registry::Registration;
 use super::{send_error, ClientError};
@@ -80,6 +80,30 @@ enum Next {
     Leave,
 }
 
+/// The settings a request cycle uses, copied out of the shared config
+/// before the wait for a request and once the request is there: each read
+/// of the shared config costs a debt slot, and the cycle made three.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_packet: u32,
+    client_idle_timeout: Duration,
+    idle_transaction_timeout: Duration,
+    max_prepared: u32,
+    max_pipelined: usize,
+}
+
+impl Limits {
+    fn of(cfg: &crate::config::Config) -> Limits {
+        Limits {
+            max_packet: cfg.max_packet_size,
+            client_idle_timeout: cfg.client_idle_timeout,
+            idle_transaction_timeout: cfg.idle_transaction_timeout,
+            max_prepared: cfg.max_prepared_statements,
+            max_pipelined: cfg.max_pipelined_requests as usize,
+        }
+    }
+}
+
 impl Session {
     /// The login's user and database, kept once, in the client registry.
     fn user(&self) -> &str {
@@ -111,16 +135,20 @@ impl Session {
         };
         let mut cscan = Scanner::new();
         loop {
-            if let Next::Leave = self.wait_for_request(&mut waits).await? {
+            let limits = Limits::of(&self.app.config.load());
+            if let Next::Leave = self.wait_for_request(&mut waits, limits).await? {
                 return Ok(());
             }
-            if self.answer_idle_parse().await? {
+            // Read again: a reload during a long wait applies to the
+            // request that ended it.
+            let limits = Limits::of(&self.app.config.load());
+            if self.answer_idle_parse(limits).await? {
                 continue;
             }
             // Boxed per transaction: a transaction's state (the lease, the
             // check-out, the pump) is most of a client's future, and an idle
             // client should not carry it. One allocation per transaction.
-            if !Box::pin(self.transaction(&mut cscan, &mut waits)).await {
+            if !Box::pin(self.transaction(&mut cscan, &mut waits, limits)).await {
                 return Ok(());
             }
         }
@@ -128,7 +156,12 @@ impl Session {
 
     /// One transaction (or, in session mode, the whole session) on a
     /// borrowed server. True when the client stays for another.
-    async fn transaction(&mut self, cscan: &mut Scanner, waits: &mut Waits) -> bool {
+    async fn transaction(
+        &mut self,
+        cscan: &mut Scanner,
+        waits: &mut Waits,
+        limits: Limits,
+    ) -> bool {
         let Some(checkout) = self.checkout(waits).await else {
             self.cancel.slot.stop_waiting();
             self.say_goodbye().await;
@@ -161,7 +194,9 @@ impl Session {
             return false;
         }
         let mut track = Track::default();
-        let outcome = self.pump(&mut lease, cscan, &mut track, waits).await;
+        let outcome = self
+            .pump(&mut lease, cscan, &mut track, waits, limits)
+            .await;
         self.cancel.slot.clear();
         self.finish(outcome, lease, &track).await
     }
@@ -202,10 +237,8 @@ impl Session {
     /// transactions is answered without a server (see
     /// [`super::pump_prepared::answer_idle_parse`] and
     /// [`super::pump_prepared::answer_idle_deallocate`]). True when it was.
-    async fn answer_idle_parse(&mut self) -> Result<bool, ClientError> {
-        let cfg = self.app.config.load();
-        let (managed, max_packet) = (cfg.max_prepared_statements > 0, cfg.max_packet_size);
-        drop(cfg);
+    async fn answer_idle_parse(&mut self, limits: Limits) -> Result<bool, ClientError> {
+        let (managed, max_packet) = (limits.max_prepared > 0, limits.max_packet);
         if self.mode == PoolMode::Session || !managed {
             return Ok(false);
         }
@@ -239,11 +272,13 @@ impl Session {
     }
 
     /// Waits, holding no server, until the client sends something.
-    async fn wait_for_request(&mut self, waits: &mut Waits) -> Result<Next, ClientError> {
-        let cfg = self.app.config.load();
-        let max = cfg.max_packet_size;
-        let idle_timeout = cfg.client_idle_timeout;
-        drop(cfg);
+    async fn wait_for_request(
+        &mut self,
+        waits: &mut Waits,
+        limits: Limits,
+    ) -> Result<Next, ClientError> {
+        let max = limits.max_packet;
+        let idle_timeout = limits.client_idle_timeout;
         if !idle_timeout.is_zero() {
             waits.ensure_timer();
             if let Some(t) = waits.timer.as_mut() {
@@ -277,7 +312,7 @@ impl Session {
             if self.cbuf.is_empty() && self.cbuf.capacity() > 0 {
                 // Idle clients hold no buffer: with thousands of them this is
                 // most of the proxy's memory. One is taken when bytes arrive.
-                self.cbuf = BytesMut::new();
+                super::buffers::release(&mut self.cbuf);
             }
             let timer = waits.timer.as_mut().filter(|_| !idle_timeout.is_zero());
             match wake(&self.client, &mut waits.shutdown, timer).await? {
@@ -294,9 +329,7 @@ impl Session {
                     return Ok(Next::Leave);
                 }
             }
-            if self.cbuf.capacity() - self.cbuf.len() < READ_CHUNK / 4 {
-                self.cbuf.reserve(READ_CHUNK);
-            }
+            super::buffers::reserve(&mut self.cbuf);
             // poll_read, not try_read: a short read clears tokio's readiness,
             // so the pump's first read of the client does not cost a recv
             // that can only say EAGAIN (one syscall of five per transaction).
@@ -339,21 +372,20 @@ impl Session {
         cscan: &mut Scanner,
         track: &mut Track,
         waits: &mut Waits,
+        cfg: Limits,
     ) -> Outcome {
-        let cfg = self.app.config.load();
         let timed = !cfg.idle_transaction_timeout.is_zero()
             || (self.mode == PoolMode::Session && !cfg.client_idle_timeout.is_zero());
         if timed {
             waits.ensure_timer();
         }
-        let managed = self.mode != PoolMode::Session && cfg.max_prepared_statements > 0;
+        let managed = self.mode != PoolMode::Session && cfg.max_prepared > 0;
         if managed && self.prepared.is_none() {
             self.prepared = Some(Box::default());
         }
         let counters = &self.pool.stats().prepared;
         let conn = lease.conn();
-        conn.prepared
-            .set_capacity(cfg.max_prepared_statements as usize);
+        conn.prepared.set_capacity(cfg.max_prepared as usize);
         conn.prepared.start_lease();
         let prepared = match self.prepared.as_deref_mut() {
             Some(p) if managed => {
@@ -383,8 +415,8 @@ impl Session {
             client_params: &mut self.wanted,
             track,
             mode: self.mode,
-            max_packet: cfg.max_packet_size,
-            max_pipelined: cfg.max_pipelined_requests as usize,
+            max_packet: cfg.max_packet,
+            max_pipelined: cfg.max_pipelined,
             shutdown: waits.shutdown.as_mut(),
             draining: &self.app.shutdown,
             timer: waits.timer.as_mut().map(|t| t.as_mut()),
