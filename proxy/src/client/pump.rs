@@ -276,10 +276,9 @@ struct Run {
 
 impl Pump<'_> {
     pub async fn run(mut self) -> Outcome {
-        let mut run = Run {
-            last_client: Some(Instant::now()),
-            ..Run::default()
-        };
+        // The client just sent: the idle clock starts when the pump first
+        // waits (poll_waits reads it then, and only with a timeout set).
+        let mut run = Run::default();
         if let Err(e) = self.scan_client(&mut run) {
             return Outcome::ClientProtocol(e);
         }

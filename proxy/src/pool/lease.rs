@@ -17,13 +17,19 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub(super) fn new(conn: Box<ServerConn>, pool: Arc<Inner>, slot: OwnedSemaphorePermit) -> Self {
+    /// `now`: the check-out's clock reading.
+    pub(super) fn new(
+        conn: Box<ServerConn>,
+        pool: Arc<Inner>,
+        slot: OwnedSemaphorePermit,
+        now: Instant,
+    ) -> Self {
         pool.stats.active.fetch_add(1, Ordering::Relaxed);
         Lease {
             conn: Some(conn),
             pool,
             _slot: slot,
-            since: Instant::now(),
+            since: now,
         }
     }
 
@@ -49,11 +55,12 @@ impl Lease {
     pub fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
             let s = self.pool.settings();
+            let now = Instant::now();
             if conn.generation == self.pool.current_generation()
-                && !s.expired(&conn)
+                && !s.expired(&conn, now)
                 && conn.rbuf.is_empty()
             {
-                conn.last_used = Instant::now();
+                conn.last_used = now;
                 self.pool.push_idle(conn);
             }
         }

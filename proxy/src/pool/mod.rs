@@ -291,8 +291,9 @@ impl Pool {
         // free one here never jumps the queue.
         if !self.0.paused.load(Ordering::Acquire) {
             if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
-                if let Some(conn) = self.pop_idle(&self.0.settings.load()) {
-                    return Ok(Lease::new(conn, self.0.clone(), permit));
+                let now = Instant::now();
+                if let Some(conn) = self.pop_idle(&self.0.settings.load(), now) {
+                    return Ok(Lease::new(conn, self.0.clone(), permit, now));
                 }
                 return self.checkout_waiting(Some(permit)).await;
             }
@@ -329,15 +330,21 @@ impl Pool {
                 (p?, deadline)
             }
         };
-        if let Some(conn) = self.pop_idle(&self.0.settings.load()) {
-            return Ok(Lease::new(conn, self.0.clone(), permit));
+        let now = Instant::now();
+        if let Some(conn) = self.pop_idle(&self.0.settings.load(), now) {
+            return Ok(Lease::new(conn, self.0.clone(), permit, now));
         }
         let settings = self.0.settings.load_full();
         let deadline =
             deadline.or_else(|| (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait));
         // Boxed: connecting is rare and its state is large.
         let conn = Box::pin(self.open(&settings, CapWait::Client(deadline))).await?;
-        Ok(Lease::new(Box::new(conn), self.0.clone(), permit))
+        Ok(Lease::new(
+            Box::new(conn),
+            self.0.clone(),
+            permit,
+            Instant::now(),
+        ))
     }
 
     /// A slot of the pool, or after `reserve_timeout` one of its reserve
@@ -364,11 +371,11 @@ impl Pool {
         }
     }
 
-    fn pop_idle(&self, s: &PoolSettings) -> Option<Box<ServerConn>> {
+    fn pop_idle(&self, s: &PoolSettings, now: Instant) -> Option<Box<ServerConn>> {
         let generation = self.0.generation.load(Ordering::Acquire);
         loop {
             let mut conn = self.0.idle.lock().unwrap().pop()?;
-            if conn.generation == generation && !s.expired(&conn) && conn.is_alive() {
+            if conn.generation == generation && !s.expired(&conn, now) && conn.is_alive() {
                 return Some(conn);
             }
             // Dropping closes the socket; the server sees EOF and cleans up.
@@ -483,7 +490,7 @@ impl Pool {
             let mut idle = self.0.idle.lock().unwrap();
             idle.retain_mut(|c| {
                 c.generation == generation
-                    && !s.expired(c)
+                    && !s.expired(c, now)
                     && (s.idle_timeout.is_zero() || now - c.last_used < s.idle_timeout)
                     && c.is_alive()
             });
@@ -493,7 +500,9 @@ impl Pool {
             // Take a slot so min_pool_size never pushes past the pool size.
             if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
                 match self.open(&s, CapWait::Upkeep).await {
-                    Ok(c) => Lease::new(Box::new(c), self.0.clone(), permit).release(),
+                    Ok(c) => {
+                        Lease::new(Box::new(c), self.0.clone(), permit, Instant::now()).release()
+                    }
                     Err(PoolError::CapReached) => {}
                     Err(e) => {
                         tracing::warn!(db = %self.0.key.db, user = %self.0.key.user, error = %e, "min_pool_size: cannot open server connection")

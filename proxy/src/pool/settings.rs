@@ -25,8 +25,10 @@ pub struct PoolSettings {
 }
 
 impl PoolSettings {
-    pub fn expired(&self, conn: &ServerConn) -> bool {
-        !self.lifetime.is_zero() && Instant::now() - conn.created >= self.lifetime
+    /// Past `server_lifetime` at `now` (the caller's clock reading, shared
+    /// with what else it times).
+    pub fn expired(&self, conn: &ServerConn, now: Instant) -> bool {
+        !self.lifetime.is_zero() && now - conn.created >= self.lifetime
     }
 
     /// Same server and login: existing connections stay valid.
