@@ -285,8 +285,9 @@ impl Pool {
     /// `query_wait_timeout` for a free slot, both the pool's own and, when a
     /// new connection is needed, the shared max_db/max_user_connections caps.
     pub async fn checkout(&self) -> Result<Lease, PoolError> {
-        // The usual case, a free slot and an idle connection, reads no
-        // clock, touches no waiting counter and clones no Arc. The
+        // The usual case, a free slot and an idle connection, reads the
+        // clock once (the lease's start), touches no waiting counter and
+        // does not clone the settings' Arc. The
         // semaphore hands released permits to waiters first, so taking a
         // free one here never jumps the queue.
         if !self.0.paused.load(Ordering::Acquire) {
