@@ -80,9 +80,9 @@ enum Next {
     Leave,
 }
 
-/// The settings a request cycle uses, copied out of the shared config
-/// before the wait for a request and once the request is there: each read
-/// of the shared config costs a debt slot, and the cycle made three.
+/// The settings a request uses, copied out of the shared config once the
+/// request is there: each read of the shared config costs a debt slot, and
+/// the request cycle made three (now two, with the wait's own).
 #[derive(Clone, Copy)]
 struct Limits {
     max_packet: u32,
@@ -135,14 +135,16 @@ impl Session {
         };
         let mut cscan = Scanner::new();
         loop {
-            let limits = Limits::of(&self.app.config.load());
-            if let Next::Leave = self.wait_for_request(&mut waits, limits).await? {
+            if let Next::Leave = self.wait_for_request(&mut waits).await? {
                 return Ok(());
             }
-            // Read again: a reload during a long wait applies to the
-            // request that ended it.
+            // Read once the request is there: a reload during a long wait
+            // applies to the request that ended it.
             let limits = Limits::of(&self.app.config.load());
-            if self.answer_idle_parse(limits).await? {
+            if let Some(out) = self.idle_answer(limits) {
+                // Boxed: rare next to transactions, and inlined its state
+                // would be part of every idle client's future.
+                Box::pin(send_answer(&mut self.client, out)).await?;
                 continue;
             }
             // Boxed per transaction: a transaction's state (the lease, the
@@ -236,11 +238,13 @@ impl Session {
     /// A prepare or a `DEALLOCATE` of a client's statement between
     /// transactions is answered without a server (see
     /// [`super::pump_prepared::answer_idle_parse`] and
-    /// [`super::pump_prepared::answer_idle_deallocate`]). True when it was.
-    async fn answer_idle_parse(&mut self, limits: Limits) -> Result<bool, ClientError> {
+    /// [`super::pump_prepared::answer_idle_deallocate`]): the answer to
+    /// send, taken off `cbuf`. Not async, so the limits passed in are not
+    /// stored in the future every idle client carries.
+    fn idle_answer(&mut self, limits: Limits) -> Option<BytesMut> {
         let (managed, max_packet) = (limits.max_prepared > 0, limits.max_packet);
         if self.mode == PoolMode::Session || !managed {
-            return Ok(false);
+            return None;
         }
         let answer = match self.cbuf.first() {
             Some(&crate::prepared::message::PARSE) => {
@@ -263,22 +267,16 @@ impl Session {
             },
             _ => None,
         };
-        let Some(out) = answer else {
-            return Ok(false);
-        };
-        tokio::io::AsyncWriteExt::write_all(&mut self.client, &out).await?;
-        tokio::io::AsyncWriteExt::flush(&mut self.client).await?;
-        Ok(true)
+        answer
     }
 
     /// Waits, holding no server, until the client sends something.
-    async fn wait_for_request(
-        &mut self,
-        waits: &mut Waits,
-        limits: Limits,
-    ) -> Result<Next, ClientError> {
-        let max = limits.max_packet;
-        let idle_timeout = limits.client_idle_timeout;
+    /// Reads its two settings itself: what it is passed is stored in its
+    /// future, which every idle client carries.
+    async fn wait_for_request(&mut self, waits: &mut Waits) -> Result<Next, ClientError> {
+        let cfg = self.app.config.load();
+        let (max, idle_timeout) = (cfg.max_packet_size, cfg.client_idle_timeout);
+        drop(cfg);
         if !idle_timeout.is_zero() {
             waits.ensure_timer();
             if let Some(t) = waits.timer.as_mut() {
@@ -583,6 +581,11 @@ impl Session {
         }
         lease.release();
     }
+}
+
+async fn send_answer(client: &mut Stream, out: BytesMut) -> std::io::Result<()> {
+    tokio::io::AsyncWriteExt::write_all(client, &out).await?;
+    tokio::io::AsyncWriteExt::flush(client).await
 }
 
 /// What ended a wait for the client's next request.
