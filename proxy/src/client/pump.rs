@@ -382,6 +382,16 @@ impl Pump<'_> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Outcome> {
+        // Before any byte moves: a KILL wakes this task, and a request the
+        // client sent after it may be readable by then; checked only once
+        // nothing moved, that request was forwarded and answered first.
+        if !run.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+            if !self.draining.is_cancelled() {
+                return Poll::Ready(Outcome::Killed);
+            }
+            // A shutdown lets the transaction in flight finish.
+            run.shutting_down = true;
+        }
         loop {
             let mut progress = false;
 
@@ -564,18 +574,13 @@ impl Pump<'_> {
         }
     }
 
-    /// Nothing moved: check shutdown and idle timeouts, registering wakeups.
+    /// Nothing moved: end a draining client between transactions, or arm
+    /// the idle timeouts.
     fn poll_waits(&mut self, cx: &mut Context<'_>, run: &mut Run) -> Poll<Outcome> {
         let quiet = run.c_ready == 0
             && run.s_ready == 0
             && self.cscan.at_boundary()
             && self.prepared.as_ref().is_none_or(|p| p.idle());
-        if !run.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
-            if !self.draining.is_cancelled() {
-                return Poll::Ready(Outcome::Killed);
-            }
-            run.shutting_down = true;
-        }
         if run.shutting_down && quiet && self.track.idle() {
             return Poll::Ready(Outcome::Shutdown);
         }
