@@ -488,7 +488,7 @@ impl Pump<'_> {
             // side of this same poll, wake the task again.
             return Poll::Pending;
         }
-        reserve(self.cbuf);
+        super::buffers::reserve(self.cbuf);
         match poll_read_buf(Pin::new(&mut *self.client), cx, self.cbuf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
             Poll::Ready(Ok(_)) => {
@@ -560,7 +560,7 @@ impl Pump<'_> {
         if run.statement_violation {
             return Poll::Ready(Some(Outcome::StatementModeTransaction));
         }
-        reserve(self.sbuf);
+        super::buffers::reserve(self.sbuf);
         match poll_read_buf(Pin::new(&mut *self.server), cx, self.sbuf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
             Poll::Ready(Ok(_)) => {
@@ -606,11 +606,5 @@ impl Pump<'_> {
             });
         }
         Poll::Pending
-    }
-}
-
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
     }
 }
