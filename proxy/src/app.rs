@@ -28,7 +28,8 @@ pub struct App {
     pub looked_up: DashMap<String, (Option<Secret>, std::time::Instant)>,
     /// Every connected client, by its cancel key.
     pub clients: Arc<ClientRegistry>,
-    /// Cancelled when SIGTERM/SIGINT asks the process to drain.
+    /// Cancelled when SIGTERM/SIGINT asks the process to drain; only
+    /// through [`App::begin_shutdown`], which also tells the clients.
     pub shutdown: CancellationToken,
     pools: DashMap<PoolKey, Pool>,
     db_limits: DashMap<String, (u32, Arc<Semaphore>)>,
@@ -77,6 +78,13 @@ impl App {
             history: Default::default(),
             auth_failures: Default::default(),
         })
+    }
+
+    /// Starts the drain: listeners stop, every client is told (its kill
+    /// switch fires; a client in a transaction finishes it first).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        self.clients.kill_all();
     }
 
     /// The pool serving `user` on logical database `db`, created on first

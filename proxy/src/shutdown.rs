@@ -89,7 +89,7 @@ pub fn load_auth(cfg: &config::Config) -> Result<AuthFile, crate::auth::AuthFile
 /// Stops accepting, lets clients finish, then closes pools.
 pub async fn drain(app: Arc<App>, tracker: TaskTracker) {
     let timeout = app.config.load().shutdown_timeout;
-    app.shutdown.cancel();
+    app.begin_shutdown();
     tracker.close();
     if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
         tracing::warn!(

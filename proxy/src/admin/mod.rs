@@ -209,7 +209,7 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
         ["SHUTDOWN"] => {
             admin()?;
             tracing::info!("SHUTDOWN from the admin console");
-            app.shutdown.cancel();
+            app.begin_shutdown();
             rows::command_complete(out, "SHUTDOWN");
         }
         ["SWITCHOVER", ..] => {

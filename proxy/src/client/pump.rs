@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 /// Read size; a buffer grows past it only to hold one whole inspected message.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -241,9 +241,9 @@ pub struct Pump<'a> {
     /// `max_pipelined_requests`: no more client bytes are read while this
     /// many requests await their answers.
     pub max_pipelined: usize,
-    /// The client's kill token: cancelled by KILL/KILL_CLIENT, or by
-    /// `draining` (a child of it).
-    pub shutdown: Pin<&'a mut WaitForCancellationFutureOwned>,
+    /// The client's kill switch: fired by KILL/KILL_CLIENT, or once
+    /// `draining` is.
+    pub kill: &'a super::kill::Kill,
     /// The process's shutdown: when it is what fired, the transaction in
     /// flight finishes first.
     pub draining: &'a CancellationToken,
@@ -385,7 +385,7 @@ impl Pump<'_> {
         // Before any byte moves: a KILL wakes this task, and a request the
         // client sent after it may be readable by then; checked only once
         // nothing moved, that request was forwarded and answered first.
-        if !run.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+        if !run.shutting_down && self.kill.poll_cancelled(cx).is_ready() {
             if !self.draining.is_cancelled() {
                 return Poll::Ready(Outcome::Killed);
             }

@@ -56,8 +56,7 @@ async fn start(mode: PoolMode) -> Ends {
     let mut proxy_server = crate::tls::Stream::Plain(proxy_server);
     let pump = tokio::spawn(async move {
         let token = CancellationToken::new();
-        let shutdown = token.clone().cancelled_owned();
-        tokio::pin!(shutdown);
+        let kill = crate::client::kill::Kill::default();
         let (mut cbuf, mut sbuf, mut cscan) = (BytesMut::new(), BytesMut::new(), Scanner::new());
         let (mut server_params, mut client_params) = (ParamSet::default(), ParamSet::default());
         let mut track = Track::default();
@@ -73,7 +72,7 @@ async fn start(mode: PoolMode) -> Ends {
             mode,
             max_packet: 8 << 20,
             max_pipelined: 10_000,
-            shutdown,
+            kill: &kill,
             draining: &token,
             timer: None,
             idle_transaction_timeout: Duration::ZERO,

@@ -42,8 +42,8 @@ pub struct ClientInfo {
 pub struct ClientSlot {
     activity: Mutex<Activity>,
     info: OnceLock<Box<ClientInfo>>,
-    /// Cancelled by KILL / KILL_CLIENT, and by shutdown (a child of it).
-    pub kill: CancellationToken,
+    /// Fired by KILL / KILL_CLIENT, and by shutdown ([`ClientRegistry::kill_all`]).
+    pub kill: super::kill::Kill,
 }
 
 impl ClientSlot {
@@ -107,12 +107,14 @@ impl Drop for Registration {
 impl ClientRegistry {
     /// A fresh (pid, secret) for a client. The pid is unique among live
     /// clients; the secret is random so keys cannot be guessed. `shutdown`
-    /// is the process's: cancelling it also cancels the client's kill token.
+    /// is the process's: a client registered once it has fired starts
+    /// killed. The slot is in the map before `shutdown` is read and
+    /// [`Self::kill_all`] runs after it fired, so no client misses both.
     pub fn register(self: &Arc<Self>, shutdown: &CancellationToken) -> Registration {
         let slot = Arc::new(ClientSlot {
             activity: Mutex::default(),
             info: OnceLock::new(),
-            kill: shutdown.child_token(),
+            kill: Default::default(),
         });
         loop {
             let pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
@@ -122,6 +124,9 @@ impl ClientRegistry {
             let key = (pid, rand::random::<i32>());
             if let dashmap::Entry::Vacant(v) = self.map.entry(key) {
                 v.insert(slot.clone());
+                if shutdown.is_cancelled() {
+                    slot.kill.cancel();
+                }
                 return Registration {
                     registry: self.clone(),
                     key,
@@ -129,6 +134,11 @@ impl ClientRegistry {
                 };
             }
         }
+    }
+
+    /// Fires every client's kill switch (shutdown).
+    pub fn kill_all(&self) {
+        self.map.iter().for_each(|e| e.value().kill.cancel());
     }
 
     pub fn get(&self, key: (i32, i32)) -> Option<Arc<ClientSlot>> {
@@ -198,7 +208,10 @@ mod tests {
         assert!(!b.slot.kill.is_cancelled());
         assert!(!shutdown.is_cancelled());
         shutdown.cancel();
+        reg.kill_all();
         assert!(b.slot.kill.is_cancelled());
+        let late = reg.register(&shutdown);
+        assert!(late.slot.kill.is_cancelled());
         let pid = b.key.0;
         assert!(reg.by_pid(pid).is_some());
         drop(b);

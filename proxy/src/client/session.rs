@@ -23,7 +23,6 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub struct Session {
     pub app: Arc<App>,
@@ -62,7 +61,6 @@ pub struct ClientPrepared {
 /// Wait futures made once per client, so the per-transaction path
 /// allocates nothing.
 struct Waits {
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Made only when an idle timeout is configured.
     timer: Option<Pin<Box<Sleep>>>,
 }
@@ -129,10 +127,7 @@ impl Session {
     }
 
     async fn run_loop(&mut self) -> Result<(), ClientError> {
-        let mut waits = Waits {
-            shutdown: Box::pin(self.cancel.slot.kill.clone().cancelled_owned()),
-            timer: None,
-        };
+        let mut waits = Waits { timer: None };
         let mut cscan = Scanner::new();
         loop {
             if let Next::Leave = self.wait_for_request(&mut waits).await? {
@@ -164,7 +159,7 @@ impl Session {
         waits: &mut Waits,
         limits: Limits,
     ) -> bool {
-        let Some(checkout) = self.checkout(waits).await else {
+        let Some(checkout) = self.checkout().await else {
             self.cancel.slot.stop_waiting();
             self.say_goodbye().await;
             return false;
@@ -205,12 +200,9 @@ impl Session {
 
     /// A server connection, or None when the client was killed while it
     /// waited. A free server is taken with nothing else touched: no clock
-    /// read, no kill-token waiter (a `select!` here cost 5% more
+    /// read, no kill-switch waiter (a `select!` here cost 5% more
     /// instructions per transaction, most of it moving futures around).
-    async fn checkout(
-        &mut self,
-        waits: &mut Waits,
-    ) -> Option<Result<Lease, crate::pool::PoolError>> {
+    async fn checkout(&mut self) -> Option<Result<Lease, crate::pool::PoolError>> {
         let mut checkout = std::pin::pin!(self.pool.checkout());
         let (slot, draining) = (&self.cancel.slot, &self.app.shutdown);
         let (mut waiting, mut shutdown_seen) = (false, false);
@@ -224,7 +216,7 @@ impl Session {
             }
             // A kill ends the wait; a shutdown lets it go on (the client's
             // request is answered, then it is told).
-            if !shutdown_seen && waits.shutdown.as_mut().poll(cx).is_ready() {
+            if !shutdown_seen && slot.kill.poll_cancelled(cx).is_ready() {
                 if !draining.is_cancelled() {
                     return Poll::Ready(None);
                 }
@@ -293,7 +285,7 @@ impl Session {
             };
             // A console KILL drops the client even when its next request
             // has already arrived (the socket can turn readable before this
-            // task sees the token); a shutdown answers that request first.
+            // task sees the switch); a shutdown answers that request first.
             if self.cancel.slot.kill.is_cancelled()
                 && (header.is_none() || !self.app.shutdown.is_cancelled())
             {
@@ -313,7 +305,7 @@ impl Session {
                 super::buffers::release(&mut self.cbuf);
             }
             let timer = waits.timer.as_mut().filter(|_| !idle_timeout.is_zero());
-            match wake(&self.client, &mut waits.shutdown, timer).await? {
+            match wake(&self.client, &self.cancel.slot.kill, timer).await? {
                 Woke::Readable => {}
                 Woke::Shutdown => continue,
                 Woke::IdleTimeout => {
@@ -415,7 +407,7 @@ impl Session {
             mode: self.mode,
             max_packet: cfg.max_packet,
             max_pipelined: cfg.max_pipelined,
-            shutdown: waits.shutdown.as_mut(),
+            kill: &self.cancel.slot.kill,
             draining: &self.app.shutdown,
             timer: waits.timer.as_mut().map(|t| t.as_mut()),
             idle_transaction_timeout: cfg.idle_transaction_timeout,
@@ -549,7 +541,7 @@ impl Session {
         }
     }
 
-    /// Why the client's kill token fired: shutdown, or the admin console.
+    /// Why the client's kill switch fired: shutdown, or the admin console.
     async fn say_goodbye(&mut self) {
         let message = if self.app.shutdown.is_cancelled() {
             "pgwolf is shutting down"
@@ -601,14 +593,14 @@ enum Woke {
 /// future, and this future is part of every idle client.
 fn wake<'a>(
     client: &'a Stream,
-    shutdown: &'a mut Pin<Box<WaitForCancellationFutureOwned>>,
+    kill: &'a super::kill::Kill,
     mut timer: Option<&'a mut Pin<Box<Sleep>>>,
 ) -> impl Future<Output = std::io::Result<Woke>> + 'a {
     std::future::poll_fn(move |cx| {
         if let Poll::Ready(r) = client.poll_read_ready(cx) {
             return Poll::Ready(r.map(|()| Woke::Readable));
         }
-        if shutdown.as_mut().poll(cx).is_ready() {
+        if kill.poll_cancelled(cx).is_ready() {
             return Poll::Ready(Ok(Woke::Shutdown));
         }
         if let Some(t) = timer.as_mut() {
