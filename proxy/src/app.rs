@@ -340,6 +340,25 @@ impl App {
         self.reload_rx.lock().unwrap().take()
     }
 
+    /// Every [`crate::pool::JANITOR_PERIOD`], wakes the clients whose wait
+    /// for a pool slot is past query_wait_timeout (see `pool/wait.rs`).
+    /// Its own task: `maintenance` can be held up by a server connect, and
+    /// it stops at shutdown, while waits during the drain must still end.
+    pub async fn wait_janitor(self: Arc<Self>) {
+        let me = Arc::downgrade(&self);
+        drop(self);
+        let mut tick = tokio::time::interval(crate::pool::JANITOR_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(app) = me.upgrade() else { return };
+            let now = std::time::Instant::now();
+            for pool in app.pools.iter() {
+                pool.stats().waiters.wake_overdue(now);
+            }
+        }
+    }
+
     /// Runs pool upkeep every second until shutdown.
     pub async fn maintenance(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -193,6 +193,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         }
         let tracker = TaskTracker::new();
         tokio::spawn(app.clone().maintenance());
+        tokio::spawn(app.clone().wait_janitor());
         for l in listeners {
             tokio::spawn(listener::accept_loop(
                 app.clone(),

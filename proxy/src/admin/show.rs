@@ -53,9 +53,9 @@ pub fn pools(app: &App, out: &mut BytesMut) {
     let pools = sorted_pools(app);
     for p in &pools {
         let st = p.stats();
-        let waiting = st.waiting.load(Relaxed);
+        let waiting = st.waiters.count.load(Relaxed);
         let clients = st.clients.load(Relaxed);
-        let wait = st.max_wait();
+        let wait = st.waiters.longest();
         rows::data_row(
             out,
             &[
@@ -272,7 +272,7 @@ pub fn totals(app: &App) -> BTreeMap<String, Totals> {
         t.sent += st.bytes_sent.load(Relaxed);
         t.xact_us += st.xact_us.load(Relaxed);
         t.query_us += st.query_us.load(Relaxed);
-        t.wait_us += st.wait_us.load(Relaxed);
+        t.wait_us += st.waiters.total_us.load(Relaxed);
     }
     m
 }

@@ -203,16 +203,12 @@ impl Session {
     /// read, no kill-switch waiter (a `select!` here cost 5% more
     /// instructions per transaction, most of it moving futures around).
     async fn checkout(&mut self) -> Option<Result<Lease, crate::pool::PoolError>> {
-        let mut checkout = std::pin::pin!(self.pool.checkout());
         let (slot, draining) = (&self.cancel.slot, &self.app.shutdown);
-        let (mut waiting, mut shutdown_seen) = (false, false);
+        let mut checkout = std::pin::pin!(self.pool.checkout_with(|t| slot.waiting_since(t)));
+        let mut shutdown_seen = false;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = checkout.as_mut().poll(cx) {
                 return Poll::Ready(Some(r));
-            }
-            if !waiting {
-                waiting = true;
-                slot.waiting_since(std::time::Instant::now());
             }
             // A kill ends the wait; a shutdown lets it go on (the client's
             // request is answered, then it is told).

@@ -97,7 +97,7 @@ pub fn render(app: &App) -> String {
         let k = p.key();
         let (db, user) = (k.db.as_str(), k.user.as_str());
         let st = p.stats();
-        let waiting = st.waiting.load(Relaxed);
+        let waiting = st.waiters.count.load(Relaxed);
         let logged_in = st.clients.load(Relaxed);
         clients
             .with_label_values(&[db, user, "active"])
@@ -113,7 +113,7 @@ pub fn render(app: &App) -> String {
             .set(p.idle_count() as f64);
         max_wait
             .with_label_values(&[db, user])
-            .set(st.max_wait().as_secs_f64());
+            .set(st.waiters.longest().as_secs_f64());
         paused
             .with_label_values(&[db, user])
             .set(f64::from(u8::from(p.is_paused())));
@@ -126,7 +126,7 @@ pub fn render(app: &App) -> String {
         add(&sent, st.bytes_sent.load(Relaxed));
         secs(&xact_time, st.xact_us.load(Relaxed));
         secs(&query_time, st.query_us.load(Relaxed));
-        secs(&wait_time, st.wait_us.load(Relaxed));
+        secs(&wait_time, st.waiters.total_us.load(Relaxed));
         secs(&failover_wait, st.failover_wait_us.load(Relaxed));
         add(&connects, st.connects.load(Relaxed));
         add(&connect_failures, st.connect_failures.load(Relaxed));

@@ -10,10 +10,12 @@ pub mod histogram;
 mod lease;
 mod route;
 mod settings;
+mod wait;
 
 pub use lease::Lease;
 pub use route::Route;
 pub use settings::PoolSettings;
+pub use wait::{Waiters, JANITOR_PERIOD};
 
 use crate::server::{self, ServerConn, ServerError, ServerTarget};
 use arc_swap::ArcSwap;
@@ -112,7 +114,9 @@ pub(crate) struct Inner {
 /// Counters for the admin console and metrics (later issues).
 #[derive(Default)]
 pub struct Stats {
-    pub waiting: AtomicU32,
+    /// Clients waiting for a slot (SHOW POOLS `cl_waiting`, `maxwait`,
+    /// SHOW STATS wait time); touched only on the waiting path.
+    pub waiters: Waiters,
     pub active: AtomicU32,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
@@ -122,21 +126,15 @@ pub struct Stats {
     pub queries: AtomicU64,
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
-    /// Microseconds: server connections checked out, servers answering,
-    /// clients waiting for a server.
+    /// Microseconds: server connections checked out, servers answering.
     pub xact_us: AtomicU64,
     pub query_us: AtomicU64,
-    pub wait_us: AtomicU64,
     /// Microseconds new connections waited for a member of their role.
     pub failover_wait_us: AtomicU64,
     /// Durations of transactions (check-out to release) and of requests
     /// (a Query or a batch up to Sync, to its ReadyForQuery).
     pub xact_hist: histogram::Histogram,
     pub query_hist: histogram::Histogram,
-    /// When each client now waiting for a server started (SHOW POOLS
-    /// maxwait); touched only on the waiting path.
-    pub waiters: Mutex<Vec<(u64, Instant)>>,
-    next_waiter: AtomicU64,
     pub prepared: crate::prepared::statements::Counters,
 }
 
@@ -164,38 +162,6 @@ impl Stats {
         self.query_us.fetch_add(t.query_us, Ordering::Relaxed);
         self.xact_hist.observe(t.held_us);
         self.query_hist.add(t.query_buckets, t.query_us);
-    }
-
-    /// Counts a client as waiting until the guard drops.
-    fn wait_started(&self) -> WaitGuard<'_> {
-        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.waiters.lock().unwrap().push((id, Instant::now()));
-        WaitGuard { stats: self, id }
-    }
-
-    /// The longest current wait.
-    pub fn max_wait(&self) -> Duration {
-        let w = self.waiters.lock().unwrap();
-        w.iter().map(|(_, t)| t.elapsed()).max().unwrap_or_default()
-    }
-}
-
-struct WaitGuard<'a> {
-    stats: &'a Stats,
-    id: u64,
-}
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        let s = self.stats;
-        s.waiting.fetch_sub(1, Ordering::Relaxed);
-        let mut w = s.waiters.lock().unwrap();
-        if let Some(i) = w.iter().position(|(id, _)| *id == self.id) {
-            let (_, since) = w.swap_remove(i);
-            s.wait_us
-                .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
-        }
     }
 }
 
@@ -249,9 +215,10 @@ impl Pool {
         self.0.idle.lock().unwrap().clear();
     }
 
-    async fn wait_resumed(&self, wait: Duration) -> Result<(), PoolError> {
-        let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
-        let _w = self.0.stats.wait_started();
+    /// PAUSE is rare: this wait keeps a tokio timer of its own.
+    async fn wait_resumed(&self, since: Instant, wait: Duration) -> Result<(), PoolError> {
+        let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::from_std(since + wait));
+        let _w = self.0.stats.waiters.start(since, None, None);
         bounded(deadline, wait, async {
             loop {
                 let resumed = self.0.resumed.notified();
@@ -285,6 +252,13 @@ impl Pool {
     /// `query_wait_timeout` for a free slot, both the pool's own and, when a
     /// new connection is needed, the shared max_db/max_user_connections caps.
     pub async fn checkout(&self) -> Result<Lease, PoolError> {
+        self.checkout_with(|_| {}).await
+    }
+
+    /// [`Pool::checkout`] that calls `waiting`, at most once, with the
+    /// clock reading a wait starts at (for a resume, a slot or a new
+    /// connection), so that the caller need not read the clock again.
+    pub async fn checkout_with(&self, waiting: impl FnOnce(Instant)) -> Result<Lease, PoolError> {
         // The usual case, a free slot and an idle connection, reads the
         // clock once (the lease's start), touches no waiting counter and
         // does not clone the settings' Arc. The
@@ -296,13 +270,13 @@ impl Pool {
                 if let Some(conn) = self.pop_idle(&self.0.settings.load(), now) {
                     return Ok(Lease::new(conn, self.0.clone(), permit, now));
                 }
-                return self.checkout_waiting(Some(permit)).await;
+                return self.checkout_waiting(Some(permit), waiting).await;
             }
         }
         // Not boxed: at 50 clients on a pool of 20 most check-outs wait, and
         // a box per wait cost more (malloc, a copy of the future) than the
         // smaller transaction future saved (callgrind).
-        self.checkout_waiting(None).await
+        self.checkout_waiting(None, waiting).await
     }
 
     /// A check-out that waits: for a resume, a free slot (bounded by
@@ -310,34 +284,48 @@ impl Pool {
     async fn checkout_waiting(
         &self,
         permit: Option<OwnedSemaphorePermit>,
+        waiting: impl FnOnce(Instant),
     ) -> Result<Lease, PoolError> {
         let (wait, reserve) = {
             let s = self.0.settings.load();
             (s.query_wait_timeout, (s.reserve_size, s.reserve_timeout))
         };
+        let mut waiting = Some(waiting);
+        let mut tell = |now| {
+            if let Some(f) = waiting.take() {
+                f(now)
+            }
+        };
         if permit.is_none() && self.0.paused.load(Ordering::Acquire) {
-            self.wait_resumed(wait).await?;
+            let since = Instant::now();
+            tell(since);
+            self.wait_resumed(since, wait).await?;
         }
         let free = match permit {
             Some(p) => Ok(p),
             None => self.0.slots.clone().try_acquire_owned(),
         };
-        let (permit, deadline) = match free {
-            Ok(p) => (p, None),
+        // One clock reading starts the wait, one ends it and starts the
+        // lease (the wait's deadline is the janitor's, see `wait.rs`).
+        let (permit, now, deadline) = match free {
+            Ok(p) => (p, Instant::now(), None),
             Err(_) => {
-                let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
-                let _w = self.0.stats.wait_started();
-                let p = bounded(deadline, wait, self.acquire_slot(reserve)).await;
-                (p?, deadline)
+                let since = Instant::now();
+                tell(since);
+                let waiters = &self.0.stats.waiters;
+                let acquire = self.acquire_slot(reserve);
+                let (p, now) = wait::bounded_wait(waiters, since, wait, acquire).await?;
+                (p, now, (!wait.is_zero()).then(|| since + wait))
             }
         };
-        let now = Instant::now();
         if let Some(conn) = self.pop_idle(&self.0.settings.load(), now) {
             return Ok(Lease::new(conn, self.0.clone(), permit, now));
         }
+        tell(now);
         let settings = self.0.settings.load_full();
-        let deadline =
-            deadline.or_else(|| (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait));
+        let deadline = deadline
+            .or_else(|| (!wait.is_zero()).then(|| now + wait))
+            .map(tokio::time::Instant::from_std);
         // Boxed: connecting is rare and its state is large.
         let conn = Box::pin(self.open(&settings, CapWait::Client(deadline))).await?;
         Ok(Lease::new(
