@@ -145,7 +145,7 @@ impl Session {
             // Boxed per transaction: a transaction's state (the lease, the
             // check-out, the pump) is most of a client's future, and an idle
             // client should not carry it. One allocation per transaction.
-            if !Box::pin(self.transaction(&mut cscan, &mut waits, limits)).await {
+            if !Box::pin(self.transaction(&mut cscan, &mut waits, &limits)).await {
                 return Ok(());
             }
         }
@@ -157,7 +157,7 @@ impl Session {
         &mut self,
         cscan: &mut Scanner,
         waits: &mut Waits,
-        limits: Limits,
+        limits: &Limits,
     ) -> bool {
         let Some(checkout) = self.checkout().await else {
             self.cancel.slot.stop_waiting();
@@ -358,7 +358,7 @@ impl Session {
         cscan: &mut Scanner,
         track: &mut Track,
         waits: &mut Waits,
-        cfg: Limits,
+        cfg: &Limits,
     ) -> Outcome {
         let timed = !cfg.idle_transaction_timeout.is_zero()
             || (self.mode == PoolMode::Session && !cfg.client_idle_timeout.is_zero());

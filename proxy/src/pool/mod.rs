@@ -299,7 +299,10 @@ impl Pool {
         if permit.is_none() && self.0.paused.load(Ordering::Acquire) {
             let since = Instant::now();
             tell(since);
-            self.wait_resumed(since, wait).await?;
+            // Boxed, as is the reserve's wait: rare, and inlined their
+            // state would be part of every transaction's future, which
+            // then outgrew malloc's per-thread cache (1,464 bytes).
+            Box::pin(self.wait_resumed(since, wait)).await?;
         }
         let free = match permit {
             Some(p) => Ok(p),
@@ -314,7 +317,7 @@ impl Pool {
                 tell(since);
                 let waiters = &self.0.stats.waiters;
                 let acquire = self.acquire_slot(reserve);
-                let (p, now) = wait::bounded_wait(waiters, since, wait, acquire).await?;
+                let (p, now) = wait::BoundedWait::new(waiters, since, wait, acquire).await?;
                 (p, now, (!wait.is_zero()).then(|| since + wait))
             }
         };
@@ -338,15 +341,24 @@ impl Pool {
 
     /// A slot of the pool, or after `reserve_timeout` one of its reserve
     /// (`reserve`: reserve_pool_size and reserve_pool_timeout).
-    async fn acquire_slot(
+    fn acquire_slot(
         &self,
         (reserve_size, reserve_timeout): (u32, Duration),
-    ) -> Result<OwnedSemaphorePermit, PoolError> {
-        let slots = self.0.slots.clone();
+    ) -> impl std::future::Future<Output = Result<OwnedSemaphorePermit, PoolError>> + '_ {
+        use futures_util::future::{Either, TryFutureExt};
         if reserve_size == 0 {
-            return slots.acquire_owned().await.map_err(|_| PoolError::Closed);
+            let main = self.0.slots.clone().acquire_owned();
+            Either::Left(main.map_err(|_| PoolError::Closed))
+        } else {
+            Either::Right(Box::pin(self.acquire_with_reserve(reserve_timeout)))
         }
-        let main = slots.clone().acquire_owned();
+    }
+
+    async fn acquire_with_reserve(
+        &self,
+        reserve_timeout: Duration,
+    ) -> Result<OwnedSemaphorePermit, PoolError> {
+        let main = self.0.slots.clone().acquire_owned();
         tokio::pin!(main);
         tokio::select! {
             p = &mut main => return p.map_err(|_| PoolError::Closed),
