@@ -77,6 +77,9 @@ pub struct Track {
     pub received: u64,
     pub sent: u64,
     pub busy_since: Option<std::time::Instant>,
+    /// When the server last answered every request (the clock reading
+    /// that timed it): the transaction's end, for its release.
+    pub idle_since: Option<std::time::Instant>,
     pub query_us: u64,
     /// This transaction's request durations, by histogram bucket.
     pub query_buckets: [u16; crate::pool::histogram::BUCKETS],
@@ -104,6 +107,7 @@ impl Default for Track {
             received: 0,
             sent: 0,
             busy_since: None,
+            idle_since: None,
             query_us: 0,
             query_buckets: [0; crate::pool::histogram::BUCKETS],
         }
@@ -206,7 +210,9 @@ impl Inspect for ServerSide<'_, '_> {
             t.outstanding = t.outstanding.saturating_sub(1);
             if t.outstanding == 0 {
                 if let Some(since) = t.busy_since.take() {
-                    let us = since.elapsed().as_micros() as u64;
+                    let now = std::time::Instant::now();
+                    t.idle_since = Some(now);
+                    let us = (now - since).as_micros() as u64;
                     t.query_us += us;
                     let b = &mut t.query_buckets[crate::pool::histogram::bucket(us)];
                     *b = b.saturating_add(1);

@@ -417,9 +417,12 @@ impl Session {
     /// Settles the server connection after a pump run. True when the client
     /// stays connected for another transaction.
     async fn finish(&mut self, outcome: Outcome, lease: Lease, track: &Track) -> bool {
-        self.count(track, lease.held_for());
+        // A released transaction ended with the ReadyForQuery just timed:
+        // that reading serves as its end.
+        let now = track.idle_since.unwrap_or_else(std::time::Instant::now);
+        self.count(track, now.saturating_duration_since(lease.since()));
         if let Outcome::Released = outcome {
-            lease.release();
+            lease.release_at(now);
             return true;
         }
         // Boxed: the ways a session ends are many and each happens once;

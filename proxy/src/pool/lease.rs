@@ -38,11 +38,6 @@ impl Lease {
         self.since
     }
 
-    /// How long the connection has been checked out.
-    pub fn held_for(&self) -> std::time::Duration {
-        self.since.elapsed()
-    }
-
     pub fn conn(&mut self) -> &mut ServerConn {
         self.conn
             .as_mut()
@@ -52,10 +47,14 @@ impl Lease {
     /// Gives the connection back to the pool: the caller vouches that it is
     /// idle (ReadyForQuery 'I', nothing unread). Expired connections and
     /// those of an older generation are closed instead.
-    pub fn release(mut self) {
+    pub fn release(self) {
+        self.release_at(Instant::now());
+    }
+
+    /// [`Lease::release`] with the caller's clock reading of `now`.
+    pub fn release_at(mut self, now: Instant) {
         if let Some(mut conn) = self.conn.take() {
             let s = self.pool.settings();
-            let now = Instant::now();
             if conn.generation == self.pool.current_generation()
                 && !s.expired(&conn, now)
                 && conn.rbuf.is_empty()

@@ -267,7 +267,7 @@ impl Pool {
         if !self.0.paused.load(Ordering::Acquire) {
             if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
                 let now = Instant::now();
-                if let Some(conn) = self.pop_idle(&self.0.settings.load(), now) {
+                if let Some(conn) = self.pop_idle(self.0.settings.load().lifetime, now) {
                     return Ok(Lease::new(conn, self.0.clone(), permit, now));
                 }
                 return self.checkout_waiting(Some(permit), waiting).await;
@@ -286,9 +286,14 @@ impl Pool {
         permit: Option<OwnedSemaphorePermit>,
         waiting: impl FnOnce(Instant),
     ) -> Result<Lease, PoolError> {
-        let (wait, reserve) = {
+        // Read once: a reload during the wait applies to the next check-out.
+        let (wait, reserve, lifetime) = {
             let s = self.0.settings.load();
-            (s.query_wait_timeout, (s.reserve_size, s.reserve_timeout))
+            (
+                s.query_wait_timeout,
+                (s.reserve_size, s.reserve_timeout),
+                s.lifetime,
+            )
         };
         let mut waiting = Some(waiting);
         let mut tell = |now| {
@@ -321,7 +326,7 @@ impl Pool {
                 (p, now, (!wait.is_zero()).then(|| since + wait))
             }
         };
-        if let Some(conn) = self.pop_idle(&self.0.settings.load(), now) {
+        if let Some(conn) = self.pop_idle(lifetime, now) {
             return Ok(Lease::new(conn, self.0.clone(), permit, now));
         }
         tell(now);
@@ -372,11 +377,14 @@ impl Pool {
         }
     }
 
-    fn pop_idle(&self, s: &PoolSettings, now: Instant) -> Option<Box<ServerConn>> {
+    fn pop_idle(&self, lifetime: Duration, now: Instant) -> Option<Box<ServerConn>> {
         let generation = self.0.generation.load(Ordering::Acquire);
         loop {
             let mut conn = self.0.idle.lock().unwrap().pop()?;
-            if conn.generation == generation && !s.expired(&conn, now) && conn.is_alive() {
+            if conn.generation == generation
+                && !settings::outlived(lifetime, &conn, now)
+                && conn.is_alive()
+            {
                 return Some(conn);
             }
             // Dropping closes the socket; the server sees EOF and cleans up.

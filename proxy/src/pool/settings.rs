@@ -28,7 +28,7 @@ impl PoolSettings {
     /// Past `server_lifetime` at `now` (the caller's clock reading, shared
     /// with what else it times).
     pub fn expired(&self, conn: &ServerConn, now: Instant) -> bool {
-        !self.lifetime.is_zero() && now - conn.created >= self.lifetime
+        outlived(self.lifetime, conn, now)
     }
 
     /// Same server and login: existing connections stay valid.
@@ -46,4 +46,9 @@ impl PoolSettings {
                 _ => false,
             }
     }
+}
+
+/// Past `lifetime` (zero: forever) at `now`.
+pub fn outlived(lifetime: Duration, conn: &ServerConn, now: Instant) -> bool {
+    !lifetime.is_zero() && now - conn.created >= lifetime
 }
