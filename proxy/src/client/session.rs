@@ -618,3 +618,24 @@ fn drops_prepared_statements(sql: &str) -> bool {
     let sql = sql.to_ascii_lowercase();
     sql.contains("discard all") || sql.contains("deallocate all")
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A transaction's future is allocated once per transaction. glibc
+    /// serves requests up to 1,032 bytes from a per-thread cache and larger
+    /// ones from its bins; at 1,464 bytes that cost about 600 instructions
+    /// per transaction (callgrind). Measured with rustc 1.95: 896 bytes.
+    #[test]
+    fn transaction_future_fits_the_malloc_thread_cache() {
+        let size = future_size(Session::transaction);
+        println!("transaction future: {size} bytes");
+        assert!(size <= 1032, "transaction future grew to {size} bytes");
+    }
+}
