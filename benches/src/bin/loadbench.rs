@@ -362,13 +362,14 @@ fn bench(
                     stop,
                 )?;
                 eprintln!(
-                    "[loadbench] idle rep {rep} {:<9} {n:>6} clients: {} connected in {:.1} s, RSS {:.1} -> {:.1} MiB, {} KiB/client{}",
+                    "[loadbench] idle rep {rep} {:<9} {n:>6} clients: {} connected in {:.1} s, RSS {:.1} -> {:.1} MiB, {} KiB/client ({} anon){}",
                     kind.name(),
                     rec.connected,
                     rec.connect_s,
                     rec.rss_before_kib as f64 / 1024.0,
                     rec.rss_after_kib as f64 / 1024.0,
                     rec.kib_per_client.map_or("-".to_string(), |k| format!("{k:.2}")),
+                    rec.anon_kib_per_client.map_or("-".to_string(), |k| format!("{k:.2}")),
                     if rec.errors.is_empty() { String::new() } else { format!(" ERRORS: {}", rec.errors.join(" | ")) }
                 );
                 let mut journal = std::fs::File::options()

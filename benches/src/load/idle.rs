@@ -7,7 +7,9 @@
 //! VmRSS, then logs in N tokio-postgres clients, at most `concurrency` logins
 //! in flight. When all N are connected (every one got ReadyForQuery), VmRSS
 //! is read again after a short settle; then all are closed and the proxy is
-//! stopped. (after - before) / N is the cost of one idle client.
+//! stopped. (after - before) / N is the cost of one idle client. RssAnon is
+//! read beside VmRSS: VmRSS also counts the pages of the proxy's binary the
+//! kernel mapped in, which vary from machine to machine.
 
 use crate::load::cluster::{BENCH_DB, BENCH_PASSWORD, BENCH_USER};
 use crate::load::measure;
@@ -32,6 +34,13 @@ pub struct IdleRecord {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub kib_per_client: Option<f64>,
+    /// The same from RssAnon (absent in results from before it was read).
+    #[serde(default)]
+    pub anon_before_kib: u64,
+    #[serde(default)]
+    pub anon_after_kib: u64,
+    #[serde(default)]
+    pub anon_kib_per_client: Option<f64>,
     pub connect_s: f64,
     pub errors: Vec<String>,
 }
@@ -52,17 +61,21 @@ pub fn measure(
     rt.block_on(warm_up(port))?;
     std::thread::sleep(SETTLE);
     let rss_before_kib = measure::rss_kib(pid)?;
+    let anon_before_kib = measure::anon_kib(pid)?;
 
     let started = Instant::now();
     let (held, mut errors) = rt.block_on(connect_all(port, clients, concurrency, stop));
     let connect_s = started.elapsed().as_secs_f64();
     std::thread::sleep(SETTLE);
     let alive = proxy.ensure_running();
-    let rss_after_kib = match &alive {
-        Ok(()) => measure::rss_kib(pid).unwrap_or(0),
+    let (rss_after_kib, anon_after_kib) = match &alive {
+        Ok(()) => (
+            measure::rss_kib(pid).unwrap_or(0),
+            measure::anon_kib(pid).unwrap_or(0),
+        ),
         Err(e) => {
             errors.push(format!("{e:#}"));
-            0
+            (0, 0)
         }
     };
     let connected = held.len() as u32;
@@ -73,6 +86,9 @@ pub fn measure(
         errors.push(format!("{} log: {line}", kind.name()));
     }
     let ok = connected == clients && alive.is_ok();
+    let per_client = |before: u64, after: u64| {
+        (ok && clients > 0).then(|| (after as f64 - before as f64) / clients as f64)
+    };
     Ok(IdleRecord {
         rep,
         target: kind,
@@ -81,8 +97,10 @@ pub fn measure(
         ok,
         rss_before_kib,
         rss_after_kib,
-        kib_per_client: (ok && clients > 0)
-            .then(|| (rss_after_kib as f64 - rss_before_kib as f64) / clients as f64),
+        kib_per_client: per_client(rss_before_kib, rss_after_kib),
+        anon_before_kib,
+        anon_after_kib,
+        anon_kib_per_client: per_client(anon_before_kib, anon_after_kib),
         connect_s,
         errors,
     })

@@ -52,14 +52,25 @@ pub fn ticks_to_us(ticks: u64) -> f64 {
 
 /// Resident set size in KiB (VmRSS of /proc/PID/status).
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The anonymous part of it (RssAnon): heap and stacks, without the pages
+/// of the binary and its libraries, whose count depends on what the kernel
+/// happened to map in.
+pub fn anon_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("read /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .context("VmRSS in /proc/PID/status")
+        .with_context(|| format!("{field} in /proc/PID/status"))
 }
 
 /// The 1-minute load average.

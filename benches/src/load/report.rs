@@ -76,6 +76,8 @@ pub struct IdleRow {
     pub rss_before_mib: Option<f64>,
     pub rss_after_mib: Option<f64>,
     pub kib_per_client: Option<f64>,
+    #[serde(default)]
+    pub anon_kib_per_client: Option<f64>,
     pub connect_s: Option<f64>,
 }
 
@@ -219,6 +221,7 @@ pub fn idle_summary(idle: &[IdleRecord]) -> Vec<IdleRow> {
                 rss_before_mib: med(|r| Some(r.rss_before_kib as f64 / 1024.0)),
                 rss_after_mib: med(|r| Some(r.rss_after_kib as f64 / 1024.0)),
                 kib_per_client: med(|r| r.kib_per_client),
+                anon_kib_per_client: med(|r| r.anon_kib_per_client),
                 connect_s: med(|r| Some(r.connect_s)),
             });
         }
@@ -343,17 +346,18 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     if !r.idle_summary.is_empty() {
-        md.push_str("\n| target | idle clients | RSS before MiB | RSS after MiB | KiB per idle client | login time s | ok |\n");
-        md.push_str("|---|--:|--:|--:|--:|--:|---|\n");
+        md.push_str("\n| target | idle clients | RSS before MiB | RSS after MiB | KiB per idle client | anon KiB per idle client | login time s | ok |\n");
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|---|\n");
         for row in &r.idle_summary {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {}/{} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {}/{} |",
                 row.target.name(),
                 row.clients,
                 num(row.rss_before_mib, 1),
                 num(row.rss_after_mib, 1),
                 num(row.kib_per_client, 2),
+                num(row.anon_kib_per_client, 2),
                 num(row.connect_s, 1),
                 row.ok_reps,
                 row.reps
