@@ -162,6 +162,22 @@ fn switchover(
     })
 }
 
+/// One thread runs tokio's current-thread scheduler: the same single thread
+/// as a one-worker multi-thread runtime, without its cross-thread queues,
+/// atomics and worker wake-ups (see docs/benchmarks.md, "Runtime shape").
+fn runtime(worker_threads: u32) -> std::io::Result<tokio::runtime::Runtime> {
+    if worker_threads == 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        rt.worker_threads(worker_threads as usize);
+    }
+    rt.enable_all().build()
+}
+
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let loaded = config::load(&path)?;
     for w in &loaded.warnings {
@@ -169,11 +185,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     }
     let auth = shutdown::load_auth(&loaded.config).context("auth_file or auth_hba_file")?;
     let tls = pgwolf::tls::TlsSetup::load(&loaded.config)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if loaded.config.worker_threads > 0 {
-        rt.worker_threads(loaded.config.worker_threads as usize);
-    }
-    let rt = rt.enable_all().build()?;
+    let rt = runtime(loaded.config.worker_threads)?;
     rt.block_on(async move {
         let listeners = listener::bind(&loaded.config.listen).await?;
         let slots = Arc::new(ClientSlots::new(loaded.config.max_client_conn));

@@ -1,7 +1,7 @@
 //! pgbench (libpq, simple and extended protocol) through pgwolf in each pool
 //! mode. Tables are created with `pgbench -i` directly against PostgreSQL.
 
-use pgwolf_tests::{Fixture, PoolMode, APP_DB, APP_USER};
+use pgwolf_tests::{Fixture, FixtureOptions, PoolMode, APP_DB, APP_USER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_mode_select_only_100_clients_pool_10() {
@@ -35,6 +35,35 @@ async fn transaction_mode_tpcb_100_clients_pool_10() {
         "{history} history rows for {processed} transactions:\n{}",
         run.output()
     );
+}
+
+/// The default (worker_threads = 1) runs tokio's current-thread scheduler
+/// on the main thread alone; 0 and N run the multi-thread runtime, the main
+/// thread plus workers. Every shape carries pgbench's TPC-B script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_shapes_carry_tpcb() {
+    for (setting, one_thread) in [
+        ("", true),
+        ("worker_threads = 0", false),
+        ("worker_threads = 2", false),
+    ] {
+        let opts = FixtureOptions::new(PoolMode::Transaction, 10).setting(setting);
+        let fx = Fixture::with(opts).await;
+        fx.pgbench_init_direct(1);
+        let run = fx.pgbench(&["-c", "20", "-j", "2", "-t", "50"]);
+        assert_eq!(run.assert_clean(), 1000, "{setting:?}");
+        let threads = std::fs::read_dir(format!("/proc/{}/task", fx.proxy.pid()))
+            .unwrap()
+            .count();
+        if one_thread {
+            assert_eq!(threads, 1, "the default config runs {threads} threads");
+        } else {
+            assert!(
+                threads >= 3,
+                "{setting}: {threads} threads, not main and 2 workers"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,7 +46,7 @@ impl Default for Config {
             auth_failure_delay: Duration::from_millis(500),
             max_prepared_statements: 200,
             max_pipelined_requests: 10_000,
-            worker_threads: 0,
+            worker_threads: 1,
             admin_wait_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             client_tls_sslmode: SslMode::Disable,

@@ -186,7 +186,9 @@ pub struct Config {
     /// pgwolf stops reading that client until answers come back (each
     /// costs a small record while prepared statements are managed).
     pub max_pipelined_requests: u32,
-    /// Threads running client sessions; 0 = one per CPU. Read at start only.
+    /// Threads running client sessions. 1 (the default): tokio's
+    /// current-thread scheduler; 0: a multi-thread runtime with one worker
+    /// per CPU; N: N workers. Read at start only.
     pub worker_threads: u32,
     /// How long the admin console's PAUSE and WAIT_CLOSE wait for
     /// connections to finish before answering with an error; 0 = forever.
