@@ -86,6 +86,10 @@ struct Cli {
     /// The pgwolf binary [default: $PGWOLF_BIN, else <target>/release/pgwolf].
     #[arg(long)]
     pgwolf_bin: Option<PathBuf>,
+    /// A top-level pgwolf.toml line, `KEY=VALUE` in TOML (repeatable), e.g.
+    /// `worker_threads=1`: measure a setting against PgBouncer and direct.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pgwolf_set: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -141,6 +145,7 @@ fn settings(cli: &Cli) -> Settings {
         idle_concurrency: cli.idle_concurrency.max(1),
         only: cli.only.clone(),
         scrape_metrics_s: cli.scrape_metrics.filter(|s| *s > 0.0),
+        pgwolf_set: cli.pgwolf_set.clone(),
     }
 }
 
@@ -294,6 +299,7 @@ fn bench(
         max_client_conn: 20_000,
         pgwolf_bin: pgwolf_bin.to_path_buf(),
         scrape_metrics: s.scrape_metrics_s.map(std::time::Duration::from_secs_f64),
+        pgwolf_set: s.pgwolf_set.clone(),
     };
 
     let mut runs = Vec::new();

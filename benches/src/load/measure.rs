@@ -45,6 +45,28 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
+/// Context switches of a whole process, voluntary (it slept: epoll_wait
+/// found nothing) and not (it was preempted), summed over its threads:
+/// /proc/PID/status counts only the thread it names.
+pub fn context_switches(pid: u32) -> Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in std::fs::read_dir(&dir).with_context(|| format!("read {dir}"))? {
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Ticks to microseconds.
 pub fn ticks_to_us(ticks: u64) -> f64 {
     ticks as f64 * 1e6 / clock_ticks() as f64
@@ -173,6 +195,7 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
         cpu_ticks(pid).unwrap();
+        assert!(context_switches(pid).is_ok());
         assert!(clock_ticks() > 0);
     }
 }

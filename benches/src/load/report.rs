@@ -34,6 +34,9 @@ pub struct Settings {
     /// `--scrape-metrics`: pgwolf's /metrics fetched this often.
     #[serde(default)]
     pub scrape_metrics_s: Option<f64>,
+    /// `--pgwolf-set`: lines added to pgwolf.toml.
+    #[serde(default)]
+    pub pgwolf_set: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,6 +57,8 @@ pub struct SummaryRow {
     /// Failed transactions summed over all runs.
     pub failed: Option<u64>,
     pub cpu_us_per_tx: Option<f64>,
+    #[serde(default)]
+    pub cs_per_tx: Option<f64>,
     pub rss_mib: Option<f64>,
 }
 
@@ -150,6 +155,7 @@ pub fn summarize(scenarios: &[Scenario], runs: &[RunRecord]) -> Vec<SummaryRow> 
                 p99_ms: med(|r| r.p99_ms),
                 failed: (!mine.is_empty()).then(|| mine.iter().filter_map(|r| r.failed).sum()),
                 cpu_us_per_tx: med(|r| r.cpu_us_per_tx),
+                cs_per_tx: med(|r| r.cs_per_tx),
                 rss_mib: med(|r| r.rss_mib),
             });
         }
@@ -281,6 +287,13 @@ pub fn markdown(r: &Report) -> String {
         num(r.load_avg_end, 2),
         r.disturbed_runs
     );
+    if !s.pgwolf_set.is_empty() {
+        let _ = writeln!(
+            md,
+            "pgwolf.toml adds (`--pgwolf-set`): `{}`.\n",
+            s.pgwolf_set.join("`, `")
+        );
+    }
     match &r.scraped {
         Some(sc) => {
             let _ = writeln!(
@@ -299,14 +312,14 @@ pub fn markdown(r: &Report) -> String {
         ),
     }
     md.push_str(
-        "| scenario | target | TPS | TPS min–max | avg ms | p99 ms | failed | CPU µs/tx | RSS MiB | runs ok |\n",
+        "| scenario | target | TPS | TPS min–max | avg ms | p99 ms | failed | CPU µs/tx | switches/tx | RSS MiB | runs ok |\n",
     );
-    md.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n");
+    md.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
     for row in &r.summary {
         if row.status == "n/a (unsupported)" {
             let _ = writeln!(
                 md,
-                "| `{}` | {} | n/a (unsupported) | | | | | | | |",
+                "| `{}` | {} | n/a (unsupported) | | | | | | | | |",
                 row.label,
                 row.target.name()
             );
@@ -314,7 +327,7 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} | {} |",
             row.label,
             row.target.name(),
             num(row.tps, 0),
@@ -324,6 +337,7 @@ pub fn markdown(r: &Report) -> String {
             num(row.p99_ms, 3),
             row.failed.map_or("–".to_string(), |f| f.to_string()),
             num(row.cpu_us_per_tx, 1),
+            num(row.cs_per_tx, 2),
             num(row.rss_mib, 1),
             if row.status == "ok" {
                 format!("{}/{}", row.ok_runs, row.runs)

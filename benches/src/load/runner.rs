@@ -43,6 +43,10 @@ pub struct RunRecord {
     /// processed transaction; `None` for direct.
     pub cpu_us_per_tx: Option<f64>,
     pub cpu_s: Option<f64>,
+    /// Proxy context switches (all threads, voluntary and not) per
+    /// processed transaction; `None` for direct and in older results.
+    #[serde(default)]
+    pub cs_per_tx: Option<f64>,
     /// Proxy VmRSS right after the run; `None` for direct.
     pub rss_mib: Option<f64>,
     pub exit_code: Option<i32>,
@@ -158,6 +162,7 @@ impl Rounds<'_> {
             logged_transactions: 0,
             cpu_us_per_tx: None,
             cpu_s: None,
+            cs_per_tx: None,
             rss_mib: None,
             exit_code: None,
             error_lines: 0,
@@ -193,6 +198,7 @@ impl Rounds<'_> {
         let _ = std::fs::remove_dir_all(&log_dir);
         std::fs::create_dir_all(&log_dir)?;
         let cpu_before = pid.map(measure::cpu_ticks).transpose()?;
+        let cs_before = pid.map(measure::context_switches).transpose()?;
         let out = pgbench::run(
             &Invocation {
                 port,
@@ -210,6 +216,12 @@ impl Rounds<'_> {
                     rec.cpu_s = Some(us / 1e6);
                     rec.cpu_us_per_tx = out.processed.filter(|n| *n > 0).map(|n| us / n as f64);
                     rec.rss_mib = Some(rss as f64 / 1024.0);
+                    if let (Some(b), Ok(a)) = (cs_before, measure::context_switches(pid)) {
+                        rec.cs_per_tx = out
+                            .processed
+                            .filter(|n| *n > 0)
+                            .map(|n| a.saturating_sub(b) as f64 / n as f64);
+                    }
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     rec.errors.push(format!("{} gone: {e:#}", target.name()))
@@ -275,7 +287,7 @@ fn progress(rec: &RunRecord) -> String {
         None => "-".to_string(),
     };
     let mut line = format!(
-        "rep {} {:<20} {:<9} tps {:>9} avg {:>7} ms p99 {:>7} ms cpu {:>6} us/tx",
+        "rep {} {:<20} {:<9} tps {:>9} avg {:>7} ms p99 {:>7} ms cpu {:>6} us/tx cs {:>5}/tx",
         rec.rep,
         rec.scenario,
         rec.target.name(),
@@ -283,6 +295,7 @@ fn progress(rec: &RunRecord) -> String {
         num(rec.avg_ms, 3),
         num(rec.p99_ms, 3),
         num(rec.cpu_us_per_tx, 1),
+        num(rec.cs_per_tx, 2),
     );
     if rec.disturbed() {
         line.push_str(&format!(

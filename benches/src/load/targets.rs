@@ -53,6 +53,9 @@ pub struct ProxySettings {
     /// pgwolf serves `/metrics` and the harness fetches it this often;
     /// `None`: its HTTP listener is off.
     pub scrape_metrics: Option<Duration>,
+    /// Extra top-level lines for pgwolf.toml (`--pgwolf-set`), e.g.
+    /// `worker_threads = 1`, to measure one setting against the default.
+    pub pgwolf_set: Vec<String>,
 }
 
 /// `userlist.txt` for both proxies: the plaintext password, which PgBouncer
@@ -94,6 +97,7 @@ pub fn pgwolf_toml(
     s: &ProxySettings,
 ) -> String {
     let http = http_port.map_or(String::new(), |p| format!("127.0.0.1:{p}"));
+    let extra: String = s.pgwolf_set.iter().map(|l| format!("{l}\n")).collect();
     format!(
         "listen = [\"127.0.0.1:{listen_port}\"]
 http_listen = \"{http}\"
@@ -103,7 +107,7 @@ pool_mode = \"transaction\"
 default_pool_size = {pool}
 max_client_conn = {max_client}
 ignore_startup_parameters = [\"extra_float_digits\"]
-
+{extra}
 [databases.{BENCH_DB}]
 host = \"127.0.0.1\"
 port = {pg_port}
