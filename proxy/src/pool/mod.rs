@@ -17,6 +17,7 @@ pub use route::Route;
 pub use settings::PoolSettings;
 pub use wait::{Waiters, JANITOR_PERIOD};
 
+use crate::server::params::ParamSet;
 use crate::server::{self, ServerConn, ServerError, ServerTarget};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -25,7 +26,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Every ParameterStatus the server sent at login, in order.
-pub type Welcome = Arc<Vec<(String, String)>>;
+pub type Welcome = Arc<WelcomeParams>;
+
+/// What a new client of the pool is told of the server: every
+/// ParameterStatus of a first connection's login, and the tracked ones
+/// among them, whose text each client's wanted set shares.
+#[derive(Debug)]
+pub struct WelcomeParams {
+    pub reported: Vec<(String, String)>,
+    pub tracked: ParamSet,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -464,8 +474,15 @@ impl Pool {
         if let Some(w) = self.0.welcome.lock().unwrap().clone() {
             return Ok(w);
         }
-        let mut lease = self.checkout().await?;
-        let w = Arc::new(lease.conn().reported.clone());
+        // Boxed: needed once per pool, and inlined the check-out's state
+        // made every client's login allocation larger.
+        let mut lease = Box::pin(self.checkout()).await?;
+        let reported = lease.conn().reported.clone();
+        let mut tracked = ParamSet::default();
+        for (name, value) in &reported {
+            tracked.observe(name, value);
+        }
+        let w = Arc::new(WelcomeParams { reported, tracked });
         *self.0.welcome.lock().unwrap() = Some(w.clone());
         lease.release();
         Ok(w)

@@ -1,6 +1,8 @@
 //! The session parameters the proxy keeps equal between a client and the
 //! server connection it is lent, so pooled clients never see each other's.
 
+use std::sync::Arc;
+
 /// Parameter names, canonical spelling as the server reports them. All but
 /// `extra_float_digits` are GUC_REPORT: the server announces changes with
 /// ParameterStatus, which is how a client's own `SET TimeZone` is noticed.
@@ -19,9 +21,12 @@ pub fn tracked_index(name: &str) -> Option<usize> {
     TRACKED.iter().position(|t| t.eq_ignore_ascii_case(name))
 }
 
-/// One value (or "server default") per tracked parameter.
+/// One value (or "server default") per tracked parameter. Shared, not
+/// copied: every client of a pool starts from the pool's welcome values
+/// ([`ParamSet::share`]), so an idle client whose settings are the
+/// server's holds no text of its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ParamSet([Option<Box<str>>; TRACKED.len()]);
+pub struct ParamSet([Option<Arc<str>>; TRACKED.len()]);
 
 impl ParamSet {
     pub fn get(&self, i: usize) -> Option<&str> {
@@ -31,6 +36,14 @@ impl ParamSet {
     pub fn set(&mut self, i: usize, value: Option<&str>) {
         if self.0[i].as_deref() != value {
             self.0[i] = value.map(Into::into);
+        }
+    }
+
+    /// Takes `other`'s value of parameter `i`, sharing its text; an equal
+    /// value already held is kept.
+    pub fn share(&mut self, i: usize, other: &ParamSet) {
+        if self.0[i] != other.0[i] {
+            self.0[i] = other.0[i].clone();
         }
     }
 
@@ -78,8 +91,8 @@ impl ParamSet {
     /// After a successful sync the server holds what was wanted.
     pub fn adopt(&mut self, wanted: &ParamSet) {
         for i in 0..TRACKED.len() {
-            if let Some(v) = wanted.get(i) {
-                self.set(i, Some(v));
+            if wanted.get(i).is_some() {
+                self.share(i, wanted);
             }
         }
     }
@@ -103,6 +116,32 @@ mod tests {
         );
         have.adopt(&want);
         assert_eq!(have.sync_sql(&want), None);
+    }
+
+    #[test]
+    fn shared_values_are_not_copied() {
+        let mut pool = ParamSet::default();
+        pool.observe("client_encoding", "UTF8");
+        pool.observe("TimeZone", "UTC");
+        let mut client = ParamSet::default();
+        client.observe("client_encoding", "UTF8");
+        client.observe("TimeZone", "Europe/Paris");
+        let mut wanted = pool.clone();
+        for i in 0..TRACKED.len() {
+            if client.get(i).is_some() {
+                wanted.share(i, &client);
+            }
+        }
+        let ptr = |p: &ParamSet, name| p.get(tracked_index(name).unwrap()).unwrap().as_ptr();
+        assert_eq!(
+            ptr(&wanted, "client_encoding"),
+            ptr(&pool, "client_encoding")
+        );
+        assert_eq!(ptr(&wanted, "TimeZone"), ptr(&client, "TimeZone"));
+        assert_eq!(
+            wanted.get(tracked_index("TimeZone").unwrap()),
+            Some("Europe/Paris")
+        );
     }
 
     #[test]
