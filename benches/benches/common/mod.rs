@@ -180,7 +180,7 @@ pub use pgwolf::client::pump::{ClientSide, ServerSide, Track};
 pub struct ServerState {
     pub track: Track,
     pub server_params: ParamSet,
-    pub client_params: ParamSet,
+    pub client_params: std::sync::Arc<ParamSet>,
 }
 
 impl ServerState {

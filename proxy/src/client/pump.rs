@@ -19,6 +19,7 @@ use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
@@ -176,7 +177,7 @@ impl Inspect for ClientSide<'_> {
 pub struct ServerSide<'a, 'p> {
     pub track: &'a mut Track,
     pub server_params: &'a mut ParamSet,
-    pub client_params: &'a mut ParamSet,
+    pub client_params: &'a mut Arc<ParamSet>,
     pub prepared: Option<&'a mut Prepared<'p>>,
 }
 
@@ -225,7 +226,7 @@ impl Inspect for ServerSide<'_, '_> {
         if tag == backend::PARAMETER_STATUS {
             if let Some((name, value)) = backend::parse_parameter_status(body) {
                 self.server_params.observe(name, value);
-                self.client_params.observe(name, value);
+                ParamSet::observe_shared(self.client_params, name, value);
             }
         }
         managed.unwrap_or(Flow::Continue)
@@ -240,7 +241,7 @@ pub struct Pump<'a> {
     pub server: &'a mut Stream,
     pub sbuf: &'a mut BytesMut,
     pub server_params: &'a mut ParamSet,
-    pub client_params: &'a mut ParamSet,
+    pub client_params: &'a mut Arc<ParamSet>,
     pub track: &'a mut Track,
     pub mode: PoolMode,
     pub max_packet: u32,

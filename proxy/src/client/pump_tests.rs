@@ -38,7 +38,7 @@ async fn pair() -> (TcpStream, TcpStream) {
 struct Done {
     outcome: Outcome,
     track: Track,
-    client_params: ParamSet,
+    client_params: std::sync::Arc<ParamSet>,
     sbuf_capacity: usize,
 }
 
@@ -58,7 +58,7 @@ async fn start(mode: PoolMode) -> Ends {
         let token = CancellationToken::new();
         let kill = crate::client::kill::Kill::default();
         let (mut cbuf, mut sbuf, mut cscan) = (BytesMut::new(), BytesMut::new(), Scanner::new());
-        let (mut server_params, mut client_params) = (ParamSet::default(), ParamSet::default());
+        let (mut server_params, mut client_params) = (ParamSet::default(), Default::default());
         let mut track = Track::default();
         let outcome = Pump {
             client: &mut proxy_client,

@@ -34,7 +34,8 @@ pub type Welcome = Arc<WelcomeParams>;
 #[derive(Debug)]
 pub struct WelcomeParams {
     pub reported: Vec<(String, String)>,
-    pub tracked: ParamSet,
+    /// Shared by every client whose settings are the server's.
+    pub tracked: Arc<ParamSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -482,7 +483,10 @@ impl Pool {
         for (name, value) in &reported {
             tracked.observe(name, value);
         }
-        let w = Arc::new(WelcomeParams { reported, tracked });
+        let w = Arc::new(WelcomeParams {
+            reported,
+            tracked: Arc::new(tracked),
+        });
         *self.0.welcome.lock().unwrap() = Some(w.clone());
         lease.release();
         Ok(w)

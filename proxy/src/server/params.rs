@@ -47,6 +47,16 @@ impl ParamSet {
         }
     }
 
+    /// [`ParamSet::observe`] on a set shared with others (a client's, which
+    /// starts as its pool's): copied first, and only when the value changes.
+    pub fn observe_shared(set: &mut Arc<ParamSet>, name: &str, value: &str) {
+        if let Some(i) = tracked_index(name) {
+            if set.get(i) != Some(value) {
+                Arc::make_mut(set).set(i, Some(value));
+            }
+        }
+    }
+
     /// Records a ParameterStatus if it is a tracked parameter.
     pub fn observe(&mut self, name: &str, value: &str) {
         if let Some(i) = tracked_index(name) {
@@ -141,6 +151,23 @@ mod tests {
         assert_eq!(
             wanted.get(tracked_index("TimeZone").unwrap()),
             Some("Europe/Paris")
+        );
+    }
+
+    #[test]
+    fn a_shared_set_is_copied_only_on_a_change() {
+        let mut pool = ParamSet::default();
+        pool.observe("TimeZone", "UTC");
+        let pool = Arc::new(pool);
+        let mut client = pool.clone();
+        ParamSet::observe_shared(&mut client, "TimeZone", "UTC");
+        assert!(Arc::ptr_eq(&client, &pool), "same value: still shared");
+        ParamSet::observe_shared(&mut client, "timezone", "Asia/Tokyo");
+        assert!(!Arc::ptr_eq(&client, &pool));
+        assert_eq!(pool.get(tracked_index("TimeZone").unwrap()), Some("UTC"));
+        assert_eq!(
+            client.get(tracked_index("TimeZone").unwrap()),
+            Some("Asia/Tokyo")
         );
     }
 
