@@ -320,12 +320,12 @@ async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_err
         .expect("a streaming replica")
         .name
         .clone();
-    let url = ha
+    let (url, rest_port) = ha
         .members()
         .iter()
         .zip(ha.rest_urls())
         .find(|(m, _)| m.name == old)
-        .map(|(_, u)| u)
+        .map(|(m, u)| (u, m.rest_port))
         .unwrap();
     let console = pooler::Console {
         host: "127.0.0.1".into(),
@@ -349,6 +349,23 @@ async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_err
         patched,
         Some(serde_json::json!({ "postgresql": { "parameters": { "work_mem": "7MB" } } }))
     );
+    // Patroni answers GET /config from its cached view of the DCS, which
+    // may lag its own PATCH by a moment (its etcd3 KVCache): convergence
+    // is judged once the member reports what was patched.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let config = pgwolf_tests::ha::http::get(rest_port, "/config", Duration::from_secs(5))
+            .ok()
+            .and_then(|r| r.json());
+        if config.is_some_and(|c| c["postgresql"]["parameters"]["work_mem"] == "7MB") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET /config never showed the patch"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let again = rollout::config::sync(&url, &spec, settings.request_timeout)
         .await
         .unwrap();
