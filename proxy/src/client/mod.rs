@@ -411,11 +411,7 @@ async fn login(
     // The client's view: the server's parameters with its own choices on
     // top (unreported ones, extra_float_digits, included).
     let mut wanted = welcome.tracked.clone();
-    for i in 0..crate::server::params::TRACKED.len() {
-        if wanted_from_client.get(i).is_some() && wanted.get(i) != wanted_from_client.get(i) {
-            Arc::make_mut(&mut wanted).share(i, &wanted_from_client);
-        }
-    }
+    ParamSet::overlay(&mut wanted, &wanted_from_client);
     let mut out = BytesMut::with_capacity(512);
     backend::auth_ok(&mut out);
     for (name, value) in &welcome.reported {

@@ -47,6 +47,17 @@ impl ParamSet {
         }
     }
 
+    /// `on_top`'s values over a shared set (a client's own choices over its
+    /// pool's): the set is copied only where a value differs, and then
+    /// holds `on_top`'s text, not a copy of it.
+    pub fn overlay(set: &mut Arc<ParamSet>, on_top: &ParamSet) {
+        for i in 0..TRACKED.len() {
+            if on_top.get(i).is_some() && set.get(i) != on_top.get(i) {
+                Arc::make_mut(set).share(i, on_top);
+            }
+        }
+    }
+
     /// [`ParamSet::observe`] on a set shared with others (a client's, which
     /// starts as its pool's): copied first, and only when the value changes.
     pub fn observe_shared(set: &mut Arc<ParamSet>, name: &str, value: &str) {
@@ -136,12 +147,9 @@ mod tests {
         let mut client = ParamSet::default();
         client.observe("client_encoding", "UTF8");
         client.observe("TimeZone", "Europe/Paris");
+        let pool = Arc::new(pool);
         let mut wanted = pool.clone();
-        for i in 0..TRACKED.len() {
-            if client.get(i).is_some() {
-                wanted.share(i, &client);
-            }
-        }
+        ParamSet::overlay(&mut wanted, &client);
         let ptr = |p: &ParamSet, name| p.get(tracked_index(name).unwrap()).unwrap().as_ptr();
         assert_eq!(
             ptr(&wanted, "client_encoding"),
