@@ -279,6 +279,12 @@ struct Run {
     statement_violation: bool,
     shutting_down: bool,
     last_client: Option<Instant>,
+    /// This poll already found the client's (server's) socket with nothing
+    /// to read and left the task's waker with it: asking again before the
+    /// task next wakes would only register that waker again (tokio's
+    /// `poll_ready`, half of a transaction's readiness checks).
+    client_parked: bool,
+    server_parked: bool,
 }
 
 impl Pump<'_> {
@@ -399,6 +405,8 @@ impl Pump<'_> {
             // A shutdown lets the transaction in flight finish.
             run.shutting_down = true;
         }
+        run.client_parked = false;
+        run.server_parked = false;
         loop {
             let mut progress = false;
 
@@ -495,6 +503,9 @@ impl Pump<'_> {
             // side of this same poll, wake the task again.
             return Poll::Pending;
         }
+        if run.client_parked {
+            return Poll::Pending;
+        }
         super::buffers::reserve(self.cbuf);
         match poll_read_buf(Pin::new(&mut *self.client), cx, self.cbuf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ClientClosed)),
@@ -506,7 +517,10 @@ impl Pump<'_> {
                 Poll::Ready(None)
             }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ClientIo(e))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                run.client_parked = true;
+                Poll::Pending
+            }
         }
     }
 
@@ -567,6 +581,9 @@ impl Pump<'_> {
         if run.statement_violation {
             return Poll::Ready(Some(Outcome::StatementModeTransaction));
         }
+        if run.server_parked {
+            return Poll::Pending;
+        }
         super::buffers::reserve(self.sbuf);
         match poll_read_buf(Pin::new(&mut *self.server), cx, self.sbuf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Some(Outcome::ServerClosed)),
@@ -577,7 +594,10 @@ impl Pump<'_> {
                 Poll::Ready(None)
             }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Outcome::ServerIo(e))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                run.server_parked = true;
+                Poll::Pending
+            }
         }
     }
 
