@@ -90,6 +90,10 @@ struct Cli {
     /// `worker_threads=1`: measure a setting against PgBouncer and direct.
     #[arg(long, value_name = "KEY=VALUE")]
     pgwolf_set: Vec<String>,
+    /// Leave out the relay (a byte copier beside this binary, the floor of
+    /// any proxy), which otherwise runs the scenarios within the pool size.
+    #[arg(long)]
+    no_relay: bool,
 }
 
 fn main() -> ExitCode {
@@ -146,7 +150,16 @@ fn settings(cli: &Cli) -> Settings {
         only: cli.only.clone(),
         scrape_metrics_s: cli.scrape_metrics.filter(|s| *s > 0.0),
         pgwolf_set: cli.pgwolf_set.clone(),
+        relay: !cli.no_relay,
     }
+}
+
+/// The relay binary, built beside this one (`--bin relay`).
+fn relay_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("relay")))
+        .unwrap_or_else(|| target_dir().join("release").join("relay"))
 }
 
 fn run(cli: Cli, interrupted: &mut bool) -> Result<bool> {
@@ -179,6 +192,12 @@ fn run(cli: Cli, interrupted: &mut bool) -> Result<bool> {
         bail!(
             "no pgwolf binary at {} (cargo build --release -p pgwolf, or --pgwolf-bin)",
             pgwolf_bin.display()
+        );
+    }
+    if s.relay && !relay_bin().is_file() {
+        bail!(
+            "no relay binary at {} (cargo build --release -p pgwolf-benches --bin relay, or --no-relay)",
+            relay_bin().display()
         );
     }
     let out_dir = cli.out.clone().unwrap_or_else(|| {
@@ -298,6 +317,7 @@ fn bench(
         pool_size: s.pool_size,
         max_client_conn: 20_000,
         pgwolf_bin: pgwolf_bin.to_path_buf(),
+        relay_bin: s.relay.then(relay_bin),
         scrape_metrics: s.scrape_metrics_s.map(std::time::Duration::from_secs_f64),
         pgwolf_set: s.pgwolf_set.clone(),
     };
@@ -317,6 +337,12 @@ fn bench(
             std::fs::write(out_dir.join(name), proxy.config_text())?;
             proxies.push(proxy);
         }
+        let relay_wanted = scenarios
+            .iter()
+            .any(|sc| sc.runs_on(TargetKind::Relay, s.pool_size));
+        if proxy_settings.relay_bin.is_some() && relay_wanted {
+            proxies.push(Proxy::start(TargetKind::Relay, &proxy_settings, stop)?);
+        }
         let work = tempfile::Builder::new()
             .prefix("pgwolf-bench-logs-")
             .tempdir()?;
@@ -330,6 +356,7 @@ fn bench(
             work: work.path().to_path_buf(),
             journal: out_dir.join("runs.jsonl"),
             wait_idle: std::time::Duration::from_secs(s.wait_idle_s),
+            pool_size: s.pool_size,
         };
         eprintln!("[loadbench] warming up ({} s per target)", s.warmup_s);
         rounds.warm_up(s.warmup_s)?;

@@ -22,6 +22,7 @@ fn color(t: TargetKind) -> RGBColor {
         TargetKind::Direct => RGBColor(90, 90, 90),
         TargetKind::Pgbouncer => RGBColor(31, 119, 180),
         TargetKind::Pgwolf => RGBColor(214, 39, 40),
+        TargetKind::Relay => RGBColor(44, 160, 44),
     }
 }
 
@@ -51,7 +52,7 @@ pub fn draw(
             .filter_map(|r| r.tps.map(|tps| (r.clients as f64, tps)))
             .collect()
     };
-    let all: Vec<(f64, f64)> = TargetKind::ALL.iter().flat_map(|t| dots(*t)).collect();
+    let all: Vec<(f64, f64)> = TargetKind::PLOTTED.iter().flat_map(|t| dots(*t)).collect();
     if all.is_empty() {
         return Ok(false);
     }
@@ -106,7 +107,7 @@ pub fn draw(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
 
-    for t in TargetKind::ALL {
+    for t in TargetKind::PLOTTED {
         let c = color(t);
         let line = medians(t);
         chart

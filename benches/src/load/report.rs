@@ -37,6 +37,9 @@ pub struct Settings {
     /// `--pgwolf-set`: lines added to pgwolf.toml.
     #[serde(default)]
     pub pgwolf_set: Vec<String>,
+    /// The relay ran where it stands in (see `Scenario::runs_on`).
+    #[serde(default)]
+    pub relay: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +73,12 @@ pub struct RatioRow {
     pub tps_pgwolf_over_direct: Option<f64>,
     pub cpu_pgwolf_over_pgbouncer: Option<f64>,
     pub p99_pgwolf_over_pgbouncer: Option<f64>,
+    /// The relay (a byte copier, no pooling): the cost of a proxy that does
+    /// no work of its own.
+    #[serde(default)]
+    pub tps_relay_over_pgbouncer: Option<f64>,
+    #[serde(default)]
+    pub cpu_relay_over_pgbouncer: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,6 +133,11 @@ pub fn summarize(scenarios: &[Scenario], runs: &[RunRecord]) -> Vec<SummaryRow> 
                 .iter()
                 .filter(|r| r.scenario == s.name && r.target == target)
                 .collect();
+            if target == TargetKind::Relay && mine.is_empty() {
+                // Not started, or not a scenario it stands in (see
+                // `Scenario::runs_on`): no row rather than "not run".
+                continue;
+            }
             let ok: Vec<&RunRecord> = mine.iter().copied().filter(|r| r.ok).collect();
             let med = |f: fn(&RunRecord) -> Option<f64>| {
                 median(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
@@ -188,6 +202,7 @@ pub fn ratios(summary: &[SummaryRow]) -> Vec<RatioRow> {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
+        let relay = get(TargetKind::Relay);
         out.push(RatioRow {
             scenario: row.scenario.clone(),
             label: row.label.clone(),
@@ -195,6 +210,9 @@ pub fn ratios(summary: &[SummaryRow]) -> Vec<RatioRow> {
             tps_pgwolf_over_direct: ratio(wolf.tps, direct.tps),
             cpu_pgwolf_over_pgbouncer: ratio(wolf.cpu_us_per_tx, bouncer.cpu_us_per_tx),
             p99_pgwolf_over_pgbouncer: ratio(wolf.p99_ms, bouncer.p99_ms),
+            tps_relay_over_pgbouncer: relay.and_then(|r| ratio(r.tps, bouncer.tps)),
+            cpu_relay_over_pgbouncer: relay
+                .and_then(|r| ratio(r.cpu_us_per_tx, bouncer.cpu_us_per_tx)),
         });
     }
     out
@@ -346,17 +364,28 @@ pub fn markdown(r: &Report) -> String {
             }
         );
     }
-    md.push_str("\n| scenario | TPS pgwolf/pgbouncer | TPS pgwolf/direct | CPU pgwolf/pgbouncer | p99 pgwolf/pgbouncer |\n");
-    md.push_str("|---|--:|--:|--:|--:|\n");
+    md.push_str("\n| scenario | TPS pgwolf/pgbouncer | TPS pgwolf/direct | CPU pgwolf/pgbouncer | p99 pgwolf/pgbouncer | TPS relay/pgbouncer | CPU relay/pgbouncer |\n");
+    md.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
     for row in &r.ratios {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
             row.label,
             num(row.tps_pgwolf_over_pgbouncer, 2),
             num(row.tps_pgwolf_over_direct, 2),
             num(row.cpu_pgwolf_over_pgbouncer, 2),
-            num(row.p99_pgwolf_over_pgbouncer, 2)
+            num(row.p99_pgwolf_over_pgbouncer, 2),
+            num(row.tps_relay_over_pgbouncer, 2),
+            num(row.cpu_relay_over_pgbouncer, 2)
+        );
+    }
+    if r.ratios
+        .iter()
+        .any(|row| row.tps_relay_over_pgbouncer.is_some())
+    {
+        md.push_str(
+            "\nrelay: bytes copied, one server connection per client, nothing parsed \
+             (src/bin/relay.rs): what a proxy that does no work of its own costs on this machine.\n",
         );
     }
     if !r.idle_summary.is_empty() {

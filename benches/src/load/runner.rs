@@ -86,6 +86,8 @@ pub struct Rounds<'a> {
     pub journal: PathBuf,
     /// How long to wait, before each run, for a busy machine to quieten.
     pub wait_idle: Duration,
+    /// Both poolers' pool size: the relay runs only within it.
+    pub pool_size: u32,
 }
 
 impl Rounds<'_> {
@@ -102,7 +104,7 @@ impl Rounds<'_> {
         };
         let saved = self.duration_s;
         self.duration_s = seconds;
-        for target in TargetKind::ALL {
+        for target in self.targets(&warm) {
             let rec = self.run_one(0, &warm, target)?;
             if !rec.ok {
                 eprintln!(
@@ -122,14 +124,11 @@ impl Rounds<'_> {
         let total = reps as usize
             * scenarios
                 .iter()
-                .map(|s| if s.not_pgbouncer { 2 } else { 3 })
+                .map(|s| self.targets(s).len())
                 .sum::<usize>();
         for rep in 1..=reps {
             for scenario in scenarios {
-                for target in TargetKind::ALL {
-                    if scenario.not_pgbouncer && target == TargetKind::Pgbouncer {
-                        continue;
-                    }
+                for target in self.targets(scenario) {
                     let rec = self.run_one(rep, scenario, target)?;
                     eprintln!(
                         "[loadbench] {:>3}/{total} {}",
@@ -142,6 +141,16 @@ impl Rounds<'_> {
             }
         }
         Ok(records)
+    }
+
+    /// What `scenario` runs against, in round order: direct PostgreSQL and
+    /// every started proxy that can run it.
+    fn targets(&self, scenario: &Scenario) -> Vec<TargetKind> {
+        TargetKind::ALL
+            .into_iter()
+            .filter(|t| *t == TargetKind::Direct || self.proxies.iter().any(|p| p.kind() == *t))
+            .filter(|t| scenario.runs_on(*t, self.pool_size))
+            .collect()
     }
 
     fn run_one(&mut self, rep: u32, scenario: &Scenario, target: TargetKind) -> Result<RunRecord> {

@@ -5,6 +5,7 @@
 //! survive transaction pooling in PgBouncer 1.18 (1.21 added that), so it
 //! is reported "n/a (unsupported)" there; pgwolf manages them.
 
+use crate::load::targets::TargetKind;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -23,6 +24,18 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Whether this scenario runs against `target`. PgBouncer skips what it
+    /// cannot do; the relay (one server connection per client, no pooling)
+    /// runs only within the pool size and without `-C` (each connection a
+    /// server login), where it stands where a pooler stands.
+    pub fn runs_on(&self, target: TargetKind, pool_size: u32) -> bool {
+        match target {
+            TargetKind::Pgbouncer => !self.not_pgbouncer,
+            TargetKind::Relay => self.clients <= pool_size && !self.args.contains(&"-C"),
+            TargetKind::Direct | TargetKind::Pgwolf => true,
+        }
+    }
+
     /// The pgbench options as one would type them, e.g. `-S -M extended -c 50`.
     pub fn label(&self) -> String {
         let mut parts: Vec<String> = self.args.iter().map(|a| a.to_string()).collect();
@@ -119,6 +132,19 @@ mod tests {
         let picked = filter(full(), &["simple".to_string()]);
         assert_eq!(picked.len(), 3);
         assert!(filter(full(), &[]).len() == all.len());
+    }
+
+    #[test]
+    fn the_relay_runs_only_where_it_holds_as_many_servers_as_a_pool() {
+        let on_relay: Vec<_> = full()
+            .into_iter()
+            .filter(|s| s.runs_on(TargetKind::Relay, 20))
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(on_relay, ["select-simple-c10"]);
+        let prepared = &full()[4];
+        assert!(!prepared.runs_on(TargetKind::Pgbouncer, 20));
+        assert!(prepared.runs_on(TargetKind::Pgwolf, 20));
     }
 
     #[test]

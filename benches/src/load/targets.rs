@@ -1,4 +1,8 @@
-//! What pgbench is pointed at: PostgreSQL itself, PgBouncer, or pgwolf.
+//! What pgbench is pointed at: PostgreSQL itself, PgBouncer, pgwolf, or
+//! the relay (`src/bin/relay.rs`: bytes copied, one server connection per
+//! client, the cost floor of any proxy; only where a client count is within
+//! the pool size, so that it uses as many server connections as the two
+//! poolers).
 //!
 //! The two proxies get equivalent configs (same pool size, transaction
 //! pooling, SCRAM against the same plaintext userlist, same client limit),
@@ -23,15 +27,24 @@ pub enum TargetKind {
     Direct,
     Pgbouncer,
     Pgwolf,
+    Relay,
 }
 
 impl TargetKind {
     /// The order of every interleaved round.
-    pub const ALL: [TargetKind; 3] = [
+    pub const ALL: [TargetKind; 4] = [
+        TargetKind::Direct,
+        TargetKind::Pgbouncer,
+        TargetKind::Pgwolf,
+        TargetKind::Relay,
+    ];
+    /// Lines of the TPS-vs-clients plot (the relay runs at one count only).
+    pub const PLOTTED: [TargetKind; 3] = [
         TargetKind::Direct,
         TargetKind::Pgbouncer,
         TargetKind::Pgwolf,
     ];
+    /// The two poolers: idle clients, configs and logs are theirs.
     pub const PROXIES: [TargetKind; 2] = [TargetKind::Pgbouncer, TargetKind::Pgwolf];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +52,7 @@ impl TargetKind {
             TargetKind::Direct => "direct",
             TargetKind::Pgbouncer => "pgbouncer",
             TargetKind::Pgwolf => "pgwolf",
+            TargetKind::Relay => "relay",
         }
     }
 }
@@ -50,6 +64,8 @@ pub struct ProxySettings {
     pub pool_size: u32,
     pub max_client_conn: u32,
     pub pgwolf_bin: PathBuf,
+    /// The relay (`src/bin/relay.rs`); `None`: no relay runs.
+    pub relay_bin: Option<PathBuf>,
     /// pgwolf serves `/metrics` and the harness fetches it this often;
     /// `None`: its HTTP listener is off.
     pub scrape_metrics: Option<Duration>,
@@ -120,6 +136,14 @@ dbname = \"{BENCH_DB}\"
     )
 }
 
+/// The relay's command line: where it listens, where PostgreSQL is.
+pub fn relay_args(listen_port: u16, s: &ProxySettings) -> [String; 2] {
+    [
+        format!("127.0.0.1:{listen_port}"),
+        format!("127.0.0.1:{}", s.pg_port),
+    ]
+}
+
 /// A running proxy.
 pub struct Proxy {
     kind: TargetKind,
@@ -162,6 +186,12 @@ impl Proxy {
                 cmd.arg("--config").arg(&toml).env("PGWOLF_LOG", "warn");
                 (cmd, "TERM")
             }
+            TargetKind::Relay => {
+                let bin = s.relay_bin.as_ref().context("no relay binary")?;
+                let mut cmd = proc::command(bin, false)?;
+                cmd.args(relay_args(port, s));
+                (cmd, "TERM")
+            }
             TargetKind::Direct => anyhow::bail!("direct PostgreSQL is not a proxy"),
         };
         let mut cmd = cmd;
@@ -197,6 +227,7 @@ impl Proxy {
     pub fn config_text(&self) -> String {
         let name = match self.kind {
             TargetKind::Pgbouncer => "pgbouncer.ini",
+            TargetKind::Relay => return "(command line only)".to_string(),
             _ => "pgwolf.toml",
         };
         proc::read_lossy(&self.dir.path().join(name))
