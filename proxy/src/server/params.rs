@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(server.sync_sql(&wanted), None);
         let tz = tracked_index("TimeZone").unwrap();
         assert!(
-            Arc::ptr_eq(server.0[tz].as_ref().unwrap(), wanted.0[tz].as_ref().unwrap()),
+            Arc::ptr_eq(
+                server.0[tz].as_ref().unwrap(),
+                wanted.0[tz].as_ref().unwrap()
+            ),
             "equal text is shared after the check"
         );
 
