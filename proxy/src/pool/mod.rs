@@ -3,27 +3,32 @@
 //! Check-out takes a permit from a fair (FIFO) semaphore sized to the pool,
 //! then pops the most recently used idle connection or opens a new one. The
 //! idle stack is behind a std `Mutex` that is never held across `.await`:
-//! every critical section is a push or a pop.
+//! every critical section is a push or a pop. The check-out is in
+//! `checkout.rs`, the counters in `stats.rs`.
 
+mod checkout;
 mod follow;
 pub mod histogram;
 mod lease;
 mod route;
 mod settings;
+mod stats;
 mod wait;
 
+use checkout::CapWait;
 pub use lease::Lease;
 pub use route::Route;
 pub use settings::PoolSettings;
+pub use stats::{Finished, Stats};
 pub use wait::{Waiters, JANITOR_PERIOD};
 
 use crate::server::params::ParamSet;
-use crate::server::{self, ServerConn, ServerError, ServerTarget};
+use crate::server::{ServerConn, ServerError};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Every ParameterStatus the server sent at login, in order.
 pub type Welcome = Arc<WelcomeParams>;
@@ -122,60 +127,6 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
 }
 
-/// Counters for the admin console and metrics (later issues).
-#[derive(Default)]
-pub struct Stats {
-    /// Clients waiting for a slot (SHOW POOLS `cl_waiting`, `maxwait`,
-    /// SHOW STATS wait time); touched only on the waiting path.
-    pub waiters: Waiters,
-    pub active: AtomicU32,
-    pub connects: AtomicU64,
-    pub connect_failures: AtomicU64,
-    /// Clients logged in to this pool now.
-    pub clients: AtomicU32,
-    pub transactions: AtomicU64,
-    pub queries: AtomicU64,
-    pub bytes_received: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    /// Microseconds: server connections checked out, servers answering.
-    pub xact_us: AtomicU64,
-    pub query_us: AtomicU64,
-    /// Microseconds new connections waited for a member of their role.
-    pub failover_wait_us: AtomicU64,
-    /// Durations of transactions (check-out to release) and of requests
-    /// (a Query or a batch up to Sync, to its ReadyForQuery).
-    pub xact_hist: histogram::Histogram,
-    pub query_hist: histogram::Histogram,
-    pub prepared: crate::prepared::statements::Counters,
-}
-
-/// One finished transaction as the client's pump tallied it.
-pub struct Finished<'a> {
-    pub queries: u32,
-    pub received: u64,
-    pub sent: u64,
-    /// Check-out to release.
-    pub held_us: u64,
-    /// Time the server spent answering, and its requests by bucket.
-    pub query_us: u64,
-    pub query_buckets: &'a [u16; histogram::BUCKETS],
-}
-
-impl Stats {
-    /// One transaction's share of SHOW STATS and /metrics: a few relaxed
-    /// adds, once per transaction (benches/benches/stats.rs measures them).
-    pub fn count(&self, t: &Finished) {
-        self.transactions.fetch_add(1, Ordering::Relaxed);
-        self.queries.fetch_add(t.queries.into(), Ordering::Relaxed);
-        self.bytes_received.fetch_add(t.received, Ordering::Relaxed);
-        self.bytes_sent.fetch_add(t.sent, Ordering::Relaxed);
-        self.xact_us.fetch_add(t.held_us, Ordering::Relaxed);
-        self.query_us.fetch_add(t.query_us, Ordering::Relaxed);
-        self.xact_hist.observe(t.held_us);
-        self.query_hist.add(t.query_buckets, t.query_us);
-    }
-}
-
 impl Pool {
     pub fn new(key: PoolKey, settings: PoolSettings, limits: SharedLimits) -> Self {
         let size = settings.size;
@@ -226,25 +177,6 @@ impl Pool {
         self.0.idle.lock().unwrap().clear();
     }
 
-    /// PAUSE is rare: this wait keeps a tokio timer of its own.
-    async fn wait_resumed(&self, since: Instant, wait: Duration) -> Result<(), PoolError> {
-        let deadline = (!wait.is_zero()).then(|| tokio::time::Instant::from_std(since + wait));
-        let _w = self.0.stats.waiters.start(since, None, None);
-        bounded(deadline, wait, async {
-            loop {
-                let resumed = self.0.resumed.notified();
-                tokio::pin!(resumed);
-                // Registered before the check, so a RESUME in between is seen.
-                resumed.as_mut().enable();
-                if !self.0.paused.load(Ordering::Acquire) {
-                    return Ok(());
-                }
-                resumed.await;
-            }
-        })
-        .await
-    }
-
     /// For a pool on a cluster: close connections to a member that lost
     /// the pool's role (see `follow.rs`). Call once, after creating it.
     pub fn follow_topology(&self) {
@@ -257,217 +189,6 @@ impl Pool {
 
     pub fn stats(&self) -> &Stats {
         &self.0.stats
-    }
-
-    /// A server connection for one transaction (or session), waiting at most
-    /// `query_wait_timeout` for a free slot, both the pool's own and, when a
-    /// new connection is needed, the shared max_db/max_user_connections caps.
-    pub async fn checkout(&self) -> Result<Lease, PoolError> {
-        self.checkout_with(|_| {}).await
-    }
-
-    /// [`Pool::checkout`] that calls `waiting`, at most once, with the
-    /// clock reading a wait starts at (for a resume, a slot or a new
-    /// connection), so that the caller need not read the clock again.
-    pub async fn checkout_with(&self, waiting: impl FnOnce(Instant)) -> Result<Lease, PoolError> {
-        // The usual case, a free slot and an idle connection, reads the
-        // clock once (the lease's start), touches no waiting counter and
-        // does not clone the settings' Arc. The
-        // semaphore hands released permits to waiters first, so taking a
-        // free one here never jumps the queue.
-        if !self.0.paused.load(Ordering::Acquire) {
-            if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
-                let now = Instant::now();
-                if let Some(conn) = self.pop_idle(self.0.settings.load().lifetime, now) {
-                    return Ok(Lease::new(conn, self.0.clone(), permit, now));
-                }
-                return self.checkout_waiting(Some(permit), waiting).await;
-            }
-        }
-        // Not boxed: at 50 clients on a pool of 20 most check-outs wait, and
-        // a box per wait cost more (malloc, a copy of the future) than the
-        // smaller transaction future saved (callgrind).
-        self.checkout_waiting(None, waiting).await
-    }
-
-    /// A check-out that waits: for a resume, a free slot (bounded by
-    /// `query_wait_timeout`) or a new connection.
-    async fn checkout_waiting(
-        &self,
-        permit: Option<OwnedSemaphorePermit>,
-        waiting: impl FnOnce(Instant),
-    ) -> Result<Lease, PoolError> {
-        // Read once: a reload during the wait applies to the next check-out.
-        let (wait, reserve, lifetime) = {
-            let s = self.0.settings.load();
-            (
-                s.query_wait_timeout,
-                (s.reserve_size, s.reserve_timeout),
-                s.lifetime,
-            )
-        };
-        let mut waiting = Some(waiting);
-        let mut tell = |now| {
-            if let Some(f) = waiting.take() {
-                f(now)
-            }
-        };
-        if permit.is_none() && self.0.paused.load(Ordering::Acquire) {
-            let since = Instant::now();
-            tell(since);
-            // Boxed, as is the reserve's wait: rare, and inlined their
-            // state would be part of every transaction's future, which
-            // then outgrew malloc's per-thread cache (1,464 bytes).
-            Box::pin(self.wait_resumed(since, wait)).await?;
-        }
-        let free = match permit {
-            Some(p) => Ok(p),
-            None => self.0.slots.clone().try_acquire_owned(),
-        };
-        // One clock reading starts the wait, one ends it and starts the
-        // lease (the wait's deadline is the janitor's, see `wait.rs`).
-        let (permit, now, deadline) = match free {
-            Ok(p) => (p, Instant::now(), None),
-            Err(_) => {
-                let since = Instant::now();
-                tell(since);
-                let waiters = &self.0.stats.waiters;
-                let acquire = self.acquire_slot(reserve);
-                let (p, now) = wait::BoundedWait::new(waiters, since, wait, acquire).await?;
-                (p, now, (!wait.is_zero()).then(|| since + wait))
-            }
-        };
-        if let Some(conn) = self.pop_idle(lifetime, now) {
-            return Ok(Lease::new(conn, self.0.clone(), permit, now));
-        }
-        tell(now);
-        let settings = self.0.settings.load_full();
-        let deadline = deadline
-            .or_else(|| (!wait.is_zero()).then(|| now + wait))
-            .map(tokio::time::Instant::from_std);
-        // Boxed: connecting is rare and its state is large.
-        let conn = Box::pin(self.open(&settings, CapWait::Client(deadline))).await?;
-        Ok(Lease::new(
-            Box::new(conn),
-            self.0.clone(),
-            permit,
-            Instant::now(),
-        ))
-    }
-
-    /// A slot of the pool, or after `reserve_timeout` one of its reserve
-    /// (`reserve`: reserve_pool_size and reserve_pool_timeout).
-    fn acquire_slot(
-        &self,
-        (reserve_size, reserve_timeout): (u32, Duration),
-    ) -> impl std::future::Future<Output = Result<OwnedSemaphorePermit, PoolError>> + '_ {
-        use futures_util::future::{Either, TryFutureExt};
-        if reserve_size == 0 {
-            let main = self.0.slots.clone().acquire_owned();
-            Either::Left(main.map_err(|_| PoolError::Closed))
-        } else {
-            Either::Right(Box::pin(self.acquire_with_reserve(reserve_timeout)))
-        }
-    }
-
-    async fn acquire_with_reserve(
-        &self,
-        reserve_timeout: Duration,
-    ) -> Result<OwnedSemaphorePermit, PoolError> {
-        let main = self.0.slots.clone().acquire_owned();
-        tokio::pin!(main);
-        tokio::select! {
-            p = &mut main => return p.map_err(|_| PoolError::Closed),
-            _ = tokio::time::sleep(reserve_timeout) => {}
-        }
-        // Waited long enough: a reserve connection may serve this client.
-        let reserve = self.0.reserve.clone().acquire_owned();
-        tokio::select! {
-            p = main => p.map_err(|_| PoolError::Closed),
-            p = reserve => p.map_err(|_| PoolError::Closed),
-        }
-    }
-
-    fn pop_idle(&self, lifetime: Duration, now: Instant) -> Option<Box<ServerConn>> {
-        let generation = self.0.generation.load(Ordering::Acquire);
-        loop {
-            let mut conn = self.0.idle.lock().unwrap().pop()?;
-            if conn.generation == generation
-                && !settings::outlived(lifetime, &conn, now)
-                && conn.is_alive()
-            {
-                return Some(conn);
-            }
-            // Dropping closes the socket; the server sees EOF and cleans up.
-        }
-    }
-
-    /// Opens a connection: to the configured host, or to the cluster member
-    /// of the pool's role (see [`Route::connect`]).
-    async fn open(&self, s: &PoolSettings, wait: CapWait) -> Result<ServerConn, PoolError> {
-        match &s.route {
-            None => self.open_at(s, &s.target, wait).await,
-            Some(route) => {
-                let (conn, waited) = route
-                    .connect(
-                        &s.target,
-                        |t| async move { self.open_at(s, &t, wait).await },
-                    )
-                    .await;
-                self.0
-                    .stats
-                    .failover_wait_us
-                    .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-                conn
-            }
-        }
-    }
-
-    /// Opens a connection to `target` once the shared caps allow it.
-    async fn open_at(
-        &self,
-        s: &PoolSettings,
-        target: &ServerTarget,
-        wait: CapWait,
-    ) -> Result<ServerConn, PoolError> {
-        let limits = self.0.limits.load_full();
-        let mut held = Vec::with_capacity(2);
-        for sem in [&limits.db, &limits.user].into_iter().flatten() {
-            let permit = match sem.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    let CapWait::Client(deadline) = wait else {
-                        return Err(PoolError::CapReached);
-                    };
-                    if let Some(evict) = &limits.evict {
-                        evict(&self.0.key);
-                    }
-                    let acquire = async {
-                        sem.clone()
-                            .acquire_owned()
-                            .await
-                            .map_err(|_| PoolError::Closed)
-                    };
-                    bounded(deadline, s.query_wait_timeout, acquire).await?
-                }
-            };
-            held.push(permit);
-        }
-        let generation = self.0.generation.load(Ordering::Acquire);
-        match server::connect(target, generation, held).await {
-            Ok(c) => {
-                self.0.stats.connects.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(db = %self.0.key.db, user = %self.0.key.user, server = %c.peer, "server connection opened");
-                Ok(c)
-            }
-            Err(e) => {
-                self.0
-                    .stats
-                    .connect_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
-            }
-        }
     }
 
     /// The server's ParameterStatus list, learned from a first connection.
@@ -622,32 +343,6 @@ pub struct IdleServer {
     pub generation: u64,
     /// "" for plain connections (SHOW SERVERS `tls`).
     pub tls: &'static str,
-}
-
-/// How [`Pool::open`] may wait for a max_db/max_user_connections slot.
-#[derive(Clone, Copy)]
-enum CapWait {
-    /// A client is waiting: free a slot by evicting an idle connection of a
-    /// sibling pool, then wait until the client's query_wait_timeout
-    /// deadline (none: unbounded).
-    Client(Option<tokio::time::Instant>),
-    /// min_pool_size upkeep: never evict nor wait; clients come first.
-    Upkeep,
-}
-
-/// Runs `wait` until `deadline` (none: unbounded); past it, the client gets
-/// [`PoolError::WaitTimeout`] naming the configured `timeout`.
-async fn bounded<T>(
-    deadline: Option<tokio::time::Instant>,
-    timeout: Duration,
-    wait: impl std::future::Future<Output = Result<T, PoolError>>,
-) -> Result<T, PoolError> {
-    match deadline {
-        None => wait.await,
-        Some(d) => tokio::time::timeout_at(d, wait)
-            .await
-            .map_err(|_| PoolError::WaitTimeout(timeout))?,
-    }
 }
 
 /// Grows or shrinks a semaphore to `target` permits. Shrinking waits for
