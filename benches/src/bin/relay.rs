@@ -25,6 +25,7 @@ fn main() -> std::io::Result<()> {
     let (listen, server) = (parse(&listen)?, parse(&server)?);
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?
         .block_on(serve(listen, server))
 }
@@ -32,10 +33,22 @@ fn main() -> std::io::Result<()> {
 async fn serve(listen: SocketAddr, server: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     loop {
-        let (mut client, _) = listener.accept().await?;
+        let mut client = match listener.accept().await {
+            Ok((c, _)) => c,
+            Err(e) => {
+                // Out of descriptors, say: say so and go on, as a proxy would.
+                eprintln!("relay: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         tokio::spawn(async move {
-            let Ok(mut upstream) = TcpStream::connect(server).await else {
-                return;
+            let mut upstream = match TcpStream::connect(server).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("relay: connect {server}: {e}");
+                    return;
+                }
             };
             // As both proxies do: a request goes out at once.
             let _ = client.set_nodelay(true);
