@@ -3,9 +3,9 @@
 //! nothing of the protocol (no auth, no pooling, no parsing), on tokio's
 //! current-thread runtime. pgbench through it, at as many clients as a
 //! pooler's pool size, says how much of direct PostgreSQL's TPS is left once
-//! two more loopback hops (two recv and two send per transaction) are paid;
-//! no pooler can beat that on the same machine. See docs/benchmarks.md,
-//! "The floor of any proxy".
+//! two more loopback hops (two recv and two send per transaction) are paid,
+//! which every proxy pays. See docs/benchmarks.md, "The floor: a proxy that
+//! does nothing".
 //!
 //!     relay LISTEN_ADDR SERVER_ADDR
 

@@ -351,9 +351,7 @@ impl Session {
     /// cancel requests at this server.
     async fn prepare(&mut self, lease: &mut Lease) -> Result<(), crate::server::ServerError> {
         let conn = lease.conn();
-        if conn.params.in_sync(&self.wanted) {
-            // The usual case: no SQL to build.
-        } else if let Some(sql) = conn.params.sync_sql(&self.wanted) {
+        if let Some(sql) = conn.params.sync_sql(&self.wanted) {
             // Boxed: a parameter change is rare next to plain transactions.
             Box::pin(conn.run_own_query(&sql)).await?;
             conn.params.adopt(&self.wanted);

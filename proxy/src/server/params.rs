@@ -75,47 +75,33 @@ impl ParamSet {
         }
     }
 
-    /// Whether [`ParamSet::sync_sql`] has nothing to do: every value the
-    /// same, and nothing set where `wanted` has none (that would be reset).
-    /// Equal text held apart is shared from `wanted` on the way, so the next
-    /// check of the same pair compares pointers, not text: a server
-    /// connection's values come from its own login, and every check-out
-    /// asked this of up to seven strings (about 250 instructions per
-    /// transaction, callgrind).
-    pub fn in_sync(&mut self, wanted: &ParamSet) -> bool {
-        for i in 0..TRACKED.len() {
-            match (&self.0[i], &wanted.0[i]) {
-                (Some(have), Some(want)) if Arc::ptr_eq(have, want) => {}
-                (Some(have), Some(want)) if have == want => self.0[i] = Some(want.clone()),
-                (_, None) if self.0[i].is_none() => {}
-                _ => return false,
-            }
-        }
-        true
-    }
-
     /// The SQL that makes a server with `self` match `wanted`, or None when
     /// they already match. `None` wanted means the server's default: RESET.
-    pub fn sync_sql(&self, wanted: &ParamSet) -> Option<String> {
+    /// Equal text held apart is shared from `wanted` on the way, so the next
+    /// comparison of the same pair is of pointers: a server connection's
+    /// values come from its own login, and every check-out compared up to
+    /// seven strings (about 250 instructions per transaction, callgrind).
+    pub fn sync_sql(&mut self, wanted: &ParamSet) -> Option<String> {
         let mut sql = String::new();
         for (i, name) in TRACKED.iter().enumerate() {
-            let (have, want) = (self.get(i), wanted.get(i));
-            if have == want {
-                continue;
-            }
-            match want {
-                Some(v) => {
+            match (&self.0[i], &wanted.0[i]) {
+                (Some(have), Some(want)) if Arc::ptr_eq(have, want) => continue,
+                (Some(have), Some(want)) if have == want => {
+                    self.0[i] = Some(want.clone());
+                    continue;
+                }
+                (None, None) => continue,
+                (_, Some(v)) => {
                     sql.push_str("SET ");
                     sql.push_str(name);
                     sql.push_str(" TO ");
                     sql.push_str(&crate::protocol::frontend::quote_literal(v));
                 }
                 // Nothing known wanted and something set: back to default.
-                None if have.is_some() => {
+                (Some(_), None) => {
                     sql.push_str("RESET ");
                     sql.push_str(name);
                 }
-                None => continue,
             }
             sql.push(';');
         }
@@ -199,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn in_sync_agrees_with_sync_sql_and_shares_equal_text() {
+    fn sync_sql_shares_equal_text_on_the_way() {
         let mut pool = ParamSet::default();
         pool.observe("TimeZone", "UTC");
         pool.observe("client_encoding", "UTF8");
@@ -208,7 +194,6 @@ mod tests {
         let mut server = ParamSet::default();
         server.observe("TimeZone", "UTC");
         server.observe("client_encoding", "UTF8");
-        assert!(server.in_sync(&wanted));
         assert_eq!(server.sync_sql(&wanted), None);
         let tz = tracked_index("TimeZone").unwrap();
         assert!(
@@ -216,19 +201,18 @@ mod tests {
                 server.0[tz].as_ref().unwrap(),
                 wanted.0[tz].as_ref().unwrap()
             ),
-            "equal text is shared after the check"
+            "equal text is shared after the comparison"
         );
 
         let mut paris = (*wanted).clone();
         paris.observe("TimeZone", "Europe/Paris");
-        assert!(!server.in_sync(&paris));
         assert!(server.sync_sql(&paris).is_some());
 
         // Set on the server, unknown to the client: a RESET is due.
         let mut digits = ParamSet::default();
         digits.observe("extra_float_digits", "3");
-        assert!(!digits.in_sync(&ParamSet::default()));
-        assert!(ParamSet::default().in_sync(&ParamSet::default()));
+        assert!(digits.sync_sql(&ParamSet::default()).is_some());
+        assert_eq!(ParamSet::default().sync_sql(&ParamSet::default()), None);
     }
 
     #[test]
