@@ -24,7 +24,8 @@ pub struct App {
     /// ClientKeys from SCRAM logins against auth-file verifiers, for
     /// logging in to servers as those users (pass-through).
     pub client_keys: Arc<crate::server::scram_keys::ClientKeys>,
-    /// Secrets found by auth_query, with when (see `client/auth_query.rs`).
+    /// Secrets found by auth_query, with until when they may be reused
+    /// (see `client/auth_query.rs`).
     pub looked_up: DashMap<String, (Option<Secret>, std::time::Instant)>,
     /// Every connected client, by its cancel key.
     pub clients: Arc<ClientRegistry>,
@@ -315,6 +316,28 @@ impl App {
             if k != asking && shares && p.value().evict_one() {
                 return;
             }
+        }
+    }
+
+    /// Forgets a pool made from the "*" entry once its first server
+    /// connection failed (most often: the server has no such database) and
+    /// nothing else uses it. Database names a client makes up, before it
+    /// authenticates (auth_query looks users up in the client's database)
+    /// or after, then leave no pool behind: what a client can make pgwolf
+    /// keep is bounded by the databases the server has.
+    pub fn forget_failed_wildcard_pool(&self, pool: &Pool) {
+        if !self.config.load().through_wildcard(&pool.key().db) {
+            return;
+        }
+        let forgotten = self.pools.remove_if(pool.key(), |_, p| {
+            p.open_count() == 0 && p.stats().clients.load(std::sync::atomic::Ordering::Relaxed) == 0
+        });
+        if forgotten.is_some() {
+            let db = &pool.key().db;
+            if !self.pools.iter().any(|p| &p.key().db == db) {
+                self.db_limits.remove(db);
+            }
+            tracing::debug!(db = %pool.key().db, user = %pool.key().user, "pool of the \"*\" entry forgotten after its first connection failed");
         }
     }
 

@@ -14,6 +14,9 @@
 //!   pgbench report parser.
 //! - [`ha`]: [`HaCluster`], a local high-availability cluster (etcd, Patroni
 //!   and 2–3 PostgreSQL members) for failover tests, with a small REST client.
+//! - [`scripted`]: [`scripted::ScriptedServer`], a server that sends what the
+//!   test scripts (the bytes a hostile or broken PostgreSQL would), on a
+//!   free port.
 //! - [`fixture`]: [`Fixture`], PostgreSQL + user `app` + database `appdb` +
 //!   pgwolf in front, which most tests start from.
 //! - [`time`]: bounds for awaits, so a hung proxy fails a test instead of
@@ -32,6 +35,7 @@ pub mod ha;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
+pub mod scripted;
 pub mod time;
 pub mod tools;
 pub mod wire;

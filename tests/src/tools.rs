@@ -100,6 +100,24 @@ pub fn workspace_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The lookup function docs/security.md tells users to install for
+/// auth_query: the SQL between the ```sql fences after "## auth_query",
+/// so tests install exactly what the docs say.
+pub fn auth_query_function_from_docs() -> String {
+    let doc = std::fs::read_to_string(workspace_dir().join("docs/security.md"))
+        .expect("docs/security.md");
+    let section = doc
+        .split("## auth_query")
+        .nth(1)
+        .expect("an auth_query section");
+    section
+        .split("```sql")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a sql block")
+        .to_string()
+}
+
 /// Cargo's target dir: the test executable lives in `<target>/<profile>/deps/`.
 pub fn target_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

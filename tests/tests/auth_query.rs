@@ -5,25 +5,8 @@
 //! are refused exactly like a wrong password.
 
 use pgwolf_tests::fixture::userlist;
-use pgwolf_tests::tools::workspace_dir;
+use pgwolf_tests::tools::auth_query_function_from_docs;
 use pgwolf_tests::{try_connect, PgServer, Pgwolf, APP_DB, APP_PASSWORD, APP_USER};
-
-/// The SQL between the ```sql fences after "## auth_query" in
-/// docs/security.md: the test installs exactly what the docs tell users to.
-fn lookup_function_from_docs() -> String {
-    let doc = std::fs::read_to_string(workspace_dir().join("docs/security.md"))
-        .expect("docs/security.md");
-    let section = doc
-        .split("## auth_query")
-        .nth(1)
-        .expect("an auth_query section");
-    let sql = section
-        .split("```sql")
-        .nth(1)
-        .and_then(|s| s.split("```").next())
-        .expect("a sql block");
-    sql.to_string()
-}
 
 /// pgwolf in front of `pg` with only the lookup user in its auth file, the
 /// lookup running in `authdb`.
@@ -58,7 +41,7 @@ async fn users_missing_from_the_auth_file_are_looked_up() {
         "ALTER ROLE boss SUPERUSER; ALTER ROLE gone VALID UNTIL '2001-01-01'",
     )
     .await;
-    pg.execute(APP_DB, &lookup_function_from_docs()).await;
+    pg.execute(APP_DB, &auth_query_function_from_docs()).await;
 
     let config = format!(
         "auth_type = \"scram-sha-256\"\npool_mode = \"transaction\"\n\
@@ -117,7 +100,7 @@ async fn auth_dbname_and_the_cache_s_ttl_and_size() {
     pg.create_db(APP_DB, APP_USER).await;
     pg.create_user("pgwolf_auth", "lookup-pw").await;
     pg.create_db("authdb", "pgwolf_auth").await;
-    pg.execute("authdb", &lookup_function_from_docs()).await;
+    pg.execute("authdb", &auth_query_function_from_docs()).await;
     let grant = |role: &str| format!("GRANT CONNECT ON DATABASE appdb TO {role}");
     let login = |port: u16, user: &'static str, password: &'static str| async move {
         try_connect(port, user, password, APP_DB).await.map(|_| ())

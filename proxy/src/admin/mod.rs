@@ -127,12 +127,19 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
         .collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
     let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
-    let admin = || {
-        (access == Access::Admin).then_some(()).ok_or((
-            "42501",
-            "admin console: only admin_users may run this command".to_string(),
-        ))
-    };
+    // Denied by default and checked once, before dispatch, so that no
+    // command can forget it: only SHOW is open to stats_users (PgBouncer's
+    // CVE-2026-6667: KILL_CLIENT was open to them). A stats user is told
+    // a command is not theirs only when it is one.
+    if access != Access::Admin && !read_only(&upper) {
+        if upper.first().is_some_and(|w| CONTROL_COMMANDS.contains(w)) {
+            return Err((
+                "42501",
+                "admin console: only admin_users may run this command".to_string(),
+            ));
+        }
+        return Err(unknown(sql));
+    }
     match upper.as_slice() {
         ["SHOW", "TOPOLOGY"] => show_topology(app, out),
         ["SHOW", "POOLS"] => show::pools(app, out),
@@ -150,13 +157,11 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             show::stats(app, &history, which, out)
         }
         ["PAUSE", rest @ ..] if rest.len() <= 1 => {
-            admin()?;
             let db = words.get(1).copied();
             pause(app, db).await?;
             rows::command_complete(out, "PAUSE");
         }
         ["RESUME", rest @ ..] if rest.len() <= 1 => {
-            admin()?;
             let n = control::resume(app, words.get(1).copied());
             if n == 0 && words.len() > 1 {
                 return Err(("3D000", format!("no pool of database \"{}\"", words[1])));
@@ -164,7 +169,6 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             rows::command_complete(out, "RESUME");
         }
         ["RECONNECT", rest @ ..] if rest.len() <= 1 => {
-            admin()?;
             let db = words.get(1).copied();
             let pools = control::pools_of(app, db);
             if pools.is_empty() && db.is_some() {
@@ -174,17 +178,14 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             rows::command_complete(out, "RECONNECT");
         }
         ["KILL", rest @ ..] if rest.len() <= 1 => {
-            admin()?;
             conns::kill(app, words.get(1).copied()).map_err(|e| ("3D000", e))?;
             rows::command_complete(out, "KILL");
         }
         ["KILL_CLIENT", _] => {
-            admin()?;
             conns::kill_client(app, words[1])?;
             rows::command_complete(out, "KILL_CLIENT");
         }
         ["WAIT_CLOSE", rest @ ..] if rest.len() <= 1 => {
-            admin()?;
             let db = words.get(1).copied();
             if db.is_some() && control::pools_of(app, db).is_empty() {
                 return Err(("3D000", format!("no pool of database \"{}\"", words[1])));
@@ -197,37 +198,54 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
             rows::command_complete(out, "WAIT_CLOSE");
         }
         ["RELOAD"] => {
-            admin()?;
             app.request_reload().await.map_err(|e| ("F0000", e))?;
             rows::command_complete(out, "RELOAD");
         }
         ["SET", ..] => {
-            admin()?;
             set(app, sql.trim().trim_end_matches(';'))?;
             rows::command_complete(out, "SET");
         }
         ["SHUTDOWN"] => {
-            admin()?;
             tracing::info!("SHUTDOWN from the admin console");
             app.begin_shutdown();
             rows::command_complete(out, "SHUTDOWN");
         }
         ["SWITCHOVER", ..] => {
-            admin()?;
             switchover(app, &words[1..], &upper[1..], out).await?;
         }
         [] => rows::command_complete(out, ""),
-        _ => {
-            return Err((
-                "42601",
-                format!(
-                    "unknown admin command `{}`; this console knows SHOW POOLS|CLIENTS|SERVERS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED, PAUSE [db], RESUME [db], RECONNECT [db], KILL [db], KILL_CLIENT id, WAIT_CLOSE [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
-                    sql.trim()
-                ),
-            ))
-        }
+        _ => return Err(unknown(sql)),
     }
     Ok(())
+}
+
+/// The first words of the commands only admin_users may run.
+const CONTROL_COMMANDS: [&str; 10] = [
+    "PAUSE",
+    "RESUME",
+    "RECONNECT",
+    "KILL",
+    "KILL_CLIENT",
+    "WAIT_CLOSE",
+    "RELOAD",
+    "SET",
+    "SHUTDOWN",
+    "SWITCHOVER",
+];
+
+fn unknown(sql: &str) -> Failure {
+    (
+        "42601",
+        format!(
+            "unknown admin command `{}`; this console knows SHOW POOLS|CLIENTS|SERVERS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED, PAUSE [db], RESUME [db], RECONNECT [db], KILL [db], KILL_CLIENT id, WAIT_CLOSE [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
+            sql.trim()
+        ),
+    )
+}
+
+/// Commands that only read: what stats_users may run.
+fn read_only(upper: &[&str]) -> bool {
+    matches!(upper, [] | ["SHOW", ..])
 }
 
 /// `SET key = value` of a global setting: applied like a reload of the

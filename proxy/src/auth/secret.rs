@@ -143,6 +143,20 @@ impl ScramVerifier {
         }
     }
 
+    /// The ClientKey `password` gives with this verifier's salt, if it is
+    /// this verifier's password: a cleartext login yields it as a SCRAM
+    /// proof does, for pass-through (`server/scram_keys.rs`).
+    pub fn client_key_for(&self, password: &str) -> Option<[u8; 32]> {
+        let salted_password = hi(password.as_bytes(), &self.salt, self.iterations);
+        let client_key = hmac_sha256(&salted_password, b"Client Key");
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            &stored[..],
+            &self.stored_key[..],
+        ))
+        .then_some(client_key)
+    }
+
     /// A stand-in for a user who does not exist: the same salt for the same
     /// user every time (from `key`, a per-process secret), keys that no
     /// password opens, and no PBKDF2 to time. A real user's salt is stable

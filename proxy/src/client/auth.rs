@@ -4,7 +4,7 @@
 
 use super::ClientError;
 use crate::app::App;
-use crate::auth::{ScramVerifier, Secret};
+use crate::auth::Secret;
 use crate::config::AuthType;
 use crate::protocol::{backend, frame::split_message, frontend, md5, scram};
 use crate::tls::Stream;
@@ -52,7 +52,7 @@ pub async fn authenticate(
         // Resolved above; an HBA line never names "hba".
         AuthType::Hba | AuthType::Cert => false,
         AuthType::Trust => cfg.auth_file.is_none() || secret.is_some(),
-        AuthType::Plain => cleartext(stream, buf, user, secret.as_ref()).await?,
+        AuthType::Plain => cleartext(app, stream, buf, user, secret.as_ref()).await?,
         AuthType::Md5 => match &secret {
             Some(s @ Secret::Scram(_)) => scram_exchange(app, stream, buf, user, Some(s)).await?,
             s => md5_exchange(stream, buf, user, s.as_ref()).await?,
@@ -180,6 +180,7 @@ fn strip_nul(body: &[u8]) -> &[u8] {
 }
 
 async fn cleartext(
+    app: &App,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
@@ -197,8 +198,14 @@ async fn cleartext(
         }
         Some(Secret::Scram(v)) => {
             let pw = String::from_utf8_lossy(given);
-            let derived = ScramVerifier::from_password(&pw, &v.salt, v.iterations);
-            bool::from(derived.stored_key.ct_eq(&v.stored_key))
+            // The key logs pgwolf in to a server holding the same verifier.
+            match v.client_key_for(&pw) {
+                Some(key) => {
+                    app.client_keys.remember(user, key);
+                    true
+                }
+                None => false,
+            }
         }
         None => false,
     })

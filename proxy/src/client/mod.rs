@@ -406,7 +406,13 @@ async fn login(
         .pool_for(db, user)
         .ok_or_else(|| ClientError::UnknownDatabase(db.to_string()))?;
     let mode = app.pool_mode(db, user);
-    let welcome = pool.welcome().await?;
+    let welcome = match pool.welcome().await {
+        Ok(w) => w,
+        Err(e) => {
+            app.forget_failed_wildcard_pool(&pool);
+            return Err(e.into());
+        }
+    };
 
     // The client's view: the server's parameters with its own choices on
     // top (unreported ones, extra_float_digits, included).

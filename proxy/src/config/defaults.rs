@@ -4,6 +4,21 @@ use super::{AuthType, Config, PoolMode, SslMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The lookup when `auth_query` is not set. Unlike PgBouncer's old
+/// default (`pg_shadow`, CVE-2025-2291) it returns nothing for a role that
+/// cannot log in or whose password is past `VALID UNTIL`, and its third
+/// column, the seconds until that moment, ends the cache entry then, so
+/// the auth cache never carries a password past its expiry. Names are
+/// schema-qualified; the lookup also runs with a fixed search_path
+/// (`client/auth_query.rs`). Reading `pg_authid` needs a superuser
+/// `auth_user`: docs/security.md has the function to use instead.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname::text, rolpassword::text, \
+     CASE WHEN pg_catalog.isfinite(rolvaliduntil) \
+     THEN EXTRACT(EPOCH FROM rolvaliduntil OPERATOR(pg_catalog.-) pg_catalog.now()) END \
+     FROM pg_catalog.pg_authid \
+     WHERE rolname OPERATOR(pg_catalog.=) $1 AND rolcanlogin \
+     AND (rolvaliduntil IS NULL OR rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())";
+
 pub(super) fn host() -> String {
     "127.0.0.1".to_string()
 }
@@ -20,7 +35,7 @@ impl Default for Config {
             auth_file: None,
             auth_hba_file: None,
             auth_user: None,
-            auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".to_string(),
+            auth_query: DEFAULT_AUTH_QUERY.to_string(),
             auth_dbname: None,
             auth_cache_ttl: Duration::from_secs(10),
             auth_cache_max_entries: 10_000,

@@ -68,7 +68,28 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     };
     resolve_relative_paths(&mut config, path);
     validate(&config)?;
+    let mut warnings = warnings;
+    warnings.extend(unsafe_settings(&config));
     Ok(Loaded { config, warnings })
+}
+
+/// Settings that are valid but let in what PostgreSQL would refuse: one
+/// warning each, at start and at every reload.
+fn unsafe_settings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let query = cfg.auth_query.to_ascii_lowercase();
+    let reads_catalog = query.contains("pg_shadow") || query.contains("pg_authid");
+    let checks_expiry = query.contains("valuntil") || query.contains("validuntil");
+    if cfg.auth_user.is_some() && reads_catalog && !checks_expiry {
+        out.push(
+            "auth_query reads pg_shadow or pg_authid without checking VALID UNTIL: a role whose \
+             password expired still logs in through pgwolf while a server connection of its is \
+             pooled (PgBouncer's CVE-2025-2291); use the default auth_query or the lookup \
+             function in docs/security.md"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// Parse PgBouncer ini text (no file access), with the import's warnings;
@@ -347,6 +368,30 @@ mod tests {
             Some("`\"127.0.0.1\"`")
         );
         assert_eq!(documented_default("port").as_deref(), Some("`5432`"));
+    }
+
+    #[test]
+    fn a_lookup_that_ignores_valid_until_is_warned_about() {
+        let mut cfg = Config {
+            auth_user: Some("pgbouncer".into()),
+            ..Config::default()
+        };
+        assert!(unsafe_settings(&cfg).is_empty(), "the default checks it");
+        cfg.auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into();
+        let w = unsafe_settings(&cfg);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("CVE-2025-2291"), "{w:?}");
+        cfg.auth_query = "SELECT uname, phash FROM pgwolf.user_lookup($1)".into();
+        assert!(
+            unsafe_settings(&cfg).is_empty(),
+            "a function is the user's to check"
+        );
+        cfg.auth_user = None;
+        cfg.auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into();
+        assert!(
+            unsafe_settings(&cfg).is_empty(),
+            "no lookup without auth_user"
+        );
     }
 
     fn example(name: &str) -> PathBuf {

@@ -298,6 +298,21 @@ impl Config {
         if let Some(d) = self.databases.get(name) {
             return Some(d.clone());
         }
+        self.read_only_alias(name)
+            .or_else(|| self.databases.get("*").cloned())
+    }
+
+    /// True when `name` reaches a database only through the "*" entry: a
+    /// name the client chose, which no line of the config bounds.
+    pub fn through_wildcard(&self, name: &str) -> bool {
+        !self.databases.contains_key(name)
+            && self.databases.contains_key("*")
+            && self.read_only_alias(name).is_none()
+    }
+
+    /// `<db><read_only_suffix>` of a database on a cluster, as that
+    /// database with role replica.
+    fn read_only_alias(&self, name: &str) -> Option<DatabaseConfig> {
         for (base, d) in &self.databases {
             let Some(c) = d.cluster.as_ref().and_then(|c| self.clusters.get(c)) else {
                 continue;
@@ -310,7 +325,7 @@ impl Config {
                 return Some(alias);
             }
         }
-        self.databases.get("*").cloned()
+        None
     }
 
     pub fn pool_mode_for(&self, db: &DatabaseConfig, user: &str) -> PoolMode {

@@ -6,6 +6,14 @@ use bytes::{Buf, BufMut, BytesMut};
 /// PostgreSQL's own limit on a startup packet (MAX_STARTUP_PACKET_LENGTH).
 pub const MAX_STARTUP_LEN: usize = 10_000;
 
+/// PostgreSQL's NAMEDATALEN - 1. It cuts a longer user or database name
+/// in a startup packet to this many bytes before looking it up; pgwolf
+/// does too (at a character boundary, so the name stays UTF-8), so an
+/// over-long name means to pgwolf what it means to the server, and every
+/// name a client sends is this short when it reaches pools, logs and
+/// errors (PgBouncer's CVE-2012-4575 was one that was not).
+pub const MAX_NAME_LEN: usize = 63;
+
 const PROTOCOL_3_0: i32 = 196_608;
 const CANCEL_REQUEST: i32 = 80_877_102;
 const SSL_REQUEST: i32 = 80_877_103;
@@ -99,6 +107,10 @@ fn parse_params(body: &[u8]) -> Result<StartupParams, StartupError> {
             if k.is_empty() {
                 return Err(StartupError::Layout);
             }
+            let v = match k {
+                "user" | "database" => clip_name(v),
+                _ => v,
+            };
             out.push((k.to_string(), v.to_string()));
         }
     }
@@ -107,6 +119,15 @@ fn parse_params(body: &[u8]) -> Result<StartupParams, StartupError> {
         return Err(StartupError::NoUser);
     }
     Ok(params)
+}
+
+/// `name` cut to [`MAX_NAME_LEN`] bytes, at a character boundary.
+fn clip_name(name: &str) -> &str {
+    let mut end = name.len().min(MAX_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// Encodes a StartupMessage (the proxy's own login to a server).
@@ -157,6 +178,31 @@ mod tests {
         assert_eq!(p.get("user"), Some("app"));
         assert_eq!(p.get("database"), Some("db"));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn names_are_cut_as_postgresql_cuts_them() {
+        let long = "d".repeat(4_000);
+        let accented = format!("{}é", "u".repeat(62));
+        let mut buf = BytesMut::new();
+        encode_startup(
+            &[
+                ("user", &accented),
+                ("database", &long),
+                ("application_name", &long),
+            ],
+            &mut buf,
+        );
+        let Ok(Some(StartupPacket::Startup(p))) = parse(&mut buf) else {
+            panic!("a long name is no error")
+        };
+        assert_eq!(p.get("database"), Some(&long[..MAX_NAME_LEN]));
+        assert_eq!(
+            p.get("user"),
+            Some(&accented[..62]),
+            "not inside a character"
+        );
+        assert_eq!(p.get("application_name").map(str::len), Some(4_000));
     }
 
     #[test]

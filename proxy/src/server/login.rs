@@ -1,6 +1,6 @@
 //! Opening a server connection and logging in with whatever the server asks.
 
-use super::scram_keys::KeyScram;
+use super::scram_keys::{KeyScram, KeyScramError};
 use super::{ServerConn, ServerError, ServerLink};
 use crate::auth::Secret;
 use crate::protocol::{backend, frame::split_message, md5, startup};
@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 const LOGIN_MAX_MESSAGE: u32 = 1 << 20;
+/// How much of a SCRAM error pgwolf repeats (see [`scram_err`]).
+const SCRAM_ERROR_CHARS: usize = 200;
 
 const NO_CLIENT_KEY: &str = "SCRAM-SHA-256 with the auth file's verifier: no client has logged in \
      as this user since pgwolf started, so its ClientKey is not known yet";
@@ -203,32 +205,28 @@ async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), Serve
                         };
                         scram = Some(s);
                     }
-                    AUTH_SASL_CONTINUE => {
-                        let scram_err = |e: String| ServerError::Protocol(format!("SCRAM: {e}"));
-                        match scram.as_mut() {
-                            Some(Scram::Password(s)) => {
-                                s.update(&body).map_err(|e| scram_err(e.to_string()))?;
-                                pgfront::sasl_response(s.message(), &mut out)?;
-                            }
-                            Some(Scram::Key(s)) => {
-                                let msg = s.client_final(&body).map_err(scram_err)?;
-                                pgfront::sasl_response(&msg, &mut out)?;
-                            }
-                            None => {
-                                return Err(ServerError::Protocol(
-                                    "unexpected SASL continue".into(),
-                                ))
-                            }
+                    AUTH_SASL_CONTINUE => match scram.as_mut() {
+                        Some(Scram::Password(s)) => {
+                            s.update(&body).map_err(scram_err)?;
+                            pgfront::sasl_response(s.message(), &mut out)?;
                         }
-                    }
+                        Some(Scram::Key(s)) => {
+                            let msg = s
+                                .client_final(&body)
+                                .map_err(|e| key_scram_error(target, e))?;
+                            pgfront::sasl_response(&msg, &mut out)?;
+                        }
+                        None => {
+                            return Err(ServerError::Protocol("unexpected SASL continue".into()))
+                        }
+                    },
                     AUTH_SASL_FINAL => {
-                        let scram_err = |e: String| ServerError::Protocol(format!("SCRAM: {e}"));
                         // Verifies the server's signature: it proves it knows the verifier.
                         match scram.take() {
-                            Some(Scram::Password(mut s)) => {
-                                s.finish(&body).map_err(|e| scram_err(e.to_string()))?
+                            Some(Scram::Password(mut s)) => s.finish(&body).map_err(scram_err)?,
+                            Some(Scram::Key(s)) => {
+                                s.finish(&body).map_err(|e| key_scram_error(target, e))?
                             }
-                            Some(Scram::Key(s)) => s.finish(&body).map_err(scram_err)?,
                             None => {
                                 return Err(ServerError::Protocol("unexpected SASL final".into()))
                             }
@@ -268,6 +266,33 @@ async fn read(conn: &mut ServerConn) -> Result<Option<(u8, BytesMut)>, ServerErr
         return Err(ServerError::Closed);
     }
     Ok(None)
+}
+
+/// A pass-through login the server will not take: the client is refused as
+/// PostgreSQL would refuse it (28P01, the client's view), and the operator
+/// is told why in the log, since the client cannot be.
+fn key_scram_error(target: &ServerTarget, e: KeyScramError) -> ServerError {
+    match e {
+        KeyScramError::OtherVerifier => {
+            tracing::warn!(
+                user = %target.user,
+                server = %target.addr(),
+                "SCRAM pass-through refused: {e}"
+            );
+            ServerError::PassThroughRefused {
+                user: target.user.clone(),
+            }
+        }
+        e => scram_err(e),
+    }
+}
+
+/// A SCRAM failure as the client and the log see it. postgres-protocol's
+/// errors can quote the server's message (`e=...`), which a hostile server
+/// makes as long as it likes: the quote is cut short.
+fn scram_err(e: impl std::fmt::Display) -> ServerError {
+    let text: String = e.to_string().chars().take(SCRAM_ERROR_CHARS).collect();
+    ServerError::Protocol(format!("SCRAM: {text}"))
 }
 
 fn plain<'a>(target: &'a ServerTarget, method: &'static str) -> Result<&'a str, ServerError> {

@@ -19,6 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+/// A server error's severity and message as pgwolf keeps them (characters):
+/// enough for any PostgreSQL message, little for a hostile server's.
+const MAX_ERROR_FIELD: usize = 1024;
+
 /// Messages the proxy reads itself are small; this bounds them.
 const OWN_QUERY_MAX: u32 = 1 << 20;
 
@@ -49,6 +53,10 @@ pub enum ServerError {
         code: String,
         message: String,
     },
+    /// The server would not take the auth file's or auth_query's verifier
+    /// (logged with the reason by the login); PostgreSQL's own words for it.
+    #[error("password authentication failed for user \"{user}\"")]
+    PassThroughRefused { user: String },
     #[error("no password available to log in to the server as \"{user}\" ({method})")]
     NoPassword { user: String, method: &'static str },
     #[error("server asked for unsupported authentication method {0}")]
@@ -61,6 +69,7 @@ impl ServerError {
         match self {
             ServerError::Server { code, .. } => code,
             ServerError::NoPassword { .. } | ServerError::AuthMethod(_) => "28000",
+            ServerError::PassThroughRefused { .. } => "28P01",
             ServerError::Tls {
                 source: crate::tls::ServerTlsError::Refused(_),
                 ..
@@ -70,12 +79,33 @@ impl ServerError {
         }
     }
 
-    pub(crate) fn from_error_body(body: &[u8]) -> Self {
+    /// The server's ErrorResponse. A field it left out gets what libpq
+    /// assumes (a hostile or broken server, PgBouncer's CVE-2026-6666):
+    /// no SQLSTATE is XX000 (internal_error), so no client is ever sent an
+    /// ErrorResponse without one, and every field is bounded.
+    pub fn from_error_body(body: &[u8]) -> Self {
         let f = parse_error_fields(body);
+        let or = |v: &str, default: &str| {
+            let v: String = v.chars().take(MAX_ERROR_FIELD).collect();
+            if v.is_empty() {
+                default.to_string()
+            } else {
+                v
+            }
+        };
+        let code = match f.code {
+            c if c.len() == 5
+                && c.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) =>
+            {
+                c.to_string()
+            }
+            _ => "XX000".to_string(),
+        };
         ServerError::Server {
-            severity: f.severity.to_string(),
-            code: f.code.to_string(),
-            message: f.message.to_string(),
+            severity: or(f.severity, "ERROR"),
+            code,
+            message: or(f.message, "the server sent an error without a message"),
         }
     }
 }

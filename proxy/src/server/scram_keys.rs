@@ -32,6 +32,27 @@ impl ClientKeys {
     }
 }
 
+/// Why an exchange from a ClientKey could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyScramError {
+    /// The server challenged with another salt or iteration count than the
+    /// verifier's. PostgreSQL does so on purpose for a role it will refuse
+    /// whatever the proof (a password past VALID UNTIL, no password, an
+    /// unknown role: a made-up salt hides which), and for a verifier that
+    /// changed since pgwolf's copy; pgwolf cannot tell these apart.
+    #[error(
+        "the server's SCRAM salt or iteration count differ from the verifier pgwolf holds: \
+         the role's password expired (VALID UNTIL) or changed, or the role has no password \
+         (copy pg_authid.rolpassword again if it changed)"
+    )]
+    OtherVerifier,
+    /// The server's message does not parse, or its proof is wrong.
+    #[error("{0}")]
+    Server(&'static str),
+    #[error("server refused the SCRAM proof: {0}")]
+    Refused(String),
+}
+
 /// One SCRAM-SHA-256 exchange with a server, from a ClientKey.
 pub struct KeyScram {
     client_key: [u8; 32],
@@ -60,8 +81,9 @@ impl KeyScram {
     }
 
     /// The client-final message for the server-first message.
-    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
-        let text = std::str::from_utf8(server_first).map_err(|_| "server-first is not UTF-8")?;
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, KeyScramError> {
+        let text = std::str::from_utf8(server_first)
+            .map_err(|_| KeyScramError::Server("server-first is not UTF-8"))?;
         let (mut nonce, mut salt, mut iterations) = (None, None, None);
         for attr in text.split(',') {
             match attr.split_at_checked(2) {
@@ -73,16 +95,14 @@ impl KeyScram {
         }
         let nonce = nonce
             .filter(|n| n.starts_with(&self.nonce) && n.len() > self.nonce.len())
-            .ok_or("server-first has no nonce extending ours")?;
-        let (salt, iterations) = salt
-            .zip(iterations)
-            .ok_or("server-first lacks salt or iterations")?;
+            .ok_or(KeyScramError::Server(
+                "server-first has no nonce extending ours",
+            ))?;
+        let (salt, iterations) = salt.zip(iterations).ok_or(KeyScramError::Server(
+            "server-first lacks salt or iterations",
+        ))?;
         if salt != self.verifier.salt || iterations != self.verifier.iterations {
-            return Err(
-                "the server's SCRAM verifier for this user is not the one in the auth file \
-                 (salt or iteration count differ): copy pg_authid.rolpassword again"
-                    .into(),
-            );
+            return Err(KeyScramError::OtherVerifier);
         }
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
@@ -102,18 +122,23 @@ impl KeyScram {
 
     /// Checks the server-final message: the server proves it holds the
     /// verifier too.
-    pub fn finish(&self, server_final: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(server_final).map_err(|_| "server-final is not UTF-8")?;
+    pub fn finish(&self, server_final: &[u8]) -> Result<(), KeyScramError> {
+        let text = std::str::from_utf8(server_final)
+            .map_err(|_| KeyScramError::Server("server-final is not UTF-8"))?;
         if let Some(e) = text.strip_prefix("e=") {
-            return Err(format!("server refused the SCRAM proof: {e}"));
+            // The server's words, bounded: a hostile server's are not logged whole.
+            let e: String = e.chars().take(64).collect();
+            return Err(KeyScramError::Refused(e));
         }
         let given = text
             .strip_prefix("v=")
             .and_then(|v| STANDARD.decode(v).ok())
-            .ok_or("malformed server-final")?;
+            .ok_or(KeyScramError::Server("malformed server-final"))?;
         match self.server_signature {
             Some(want) if given == want => Ok(()),
-            _ => Err("the server's SCRAM signature does not match the verifier".into()),
+            _ => Err(KeyScramError::Server(
+                "the server's SCRAM signature does not match the verifier",
+            )),
         }
     }
 }
@@ -168,6 +193,6 @@ mod tests {
             .client_first("SCRAM-SHA-256", &ours.client_first())
             .unwrap();
         let e = ours.client_final(&sf).unwrap_err();
-        assert!(e.contains("not the one in the auth file"), "{e}");
+        assert_eq!(e, KeyScramError::OtherVerifier);
     }
 }
