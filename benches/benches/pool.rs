@@ -34,6 +34,7 @@ fn settings(size: u32) -> PoolSettings {
             tls: Default::default(),
             connect_timeout: Duration::from_millis(100),
             login_timeout: Duration::from_millis(100),
+            tcp: Default::default(),
         },
         mode: PoolMode::Transaction,
         size,

@@ -115,7 +115,12 @@ impl App {
             })
             .clone();
         if created && routed {
-            pool.follow_topology();
+            let (me, key) = (self.me.clone(), pool.key().clone());
+            pool.follow_topology(Box::new(move |generation| {
+                if let Some(app) = me.upgrade() {
+                    app.clients.retire(&key, generation);
+                }
+            }));
         }
         Some(pool)
     }
@@ -193,6 +198,7 @@ impl App {
                 tls: self.tls.load().server.clone(),
                 connect_timeout: cfg.server_connect_timeout,
                 login_timeout: cfg.server_login_timeout,
+                tcp: crate::sockopt::TcpOptions::from_config(cfg),
             },
             mode,
             size: cfg.pool_size_for(dbc, server_user),
@@ -244,6 +250,7 @@ impl App {
                 tls: self.tls.load().server.clone(),
                 connect_timeout: c.probe_timeout.min(cfg.server_connect_timeout),
                 login_timeout: c.probe_timeout.min(cfg.server_login_timeout),
+                tcp: crate::sockopt::TcpOptions::from_config(cfg),
             }
         });
         Cluster::start(name, c.clone(), probe)

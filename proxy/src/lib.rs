@@ -5,6 +5,7 @@
 //!   messages the proxy encodes, SCRAM and md5 exchanges.
 //! - [`config`]: typed settings, TOML and PgBouncer-ini loading, validation.
 //! - [`auth`]: credential sources (auth file); never logs secrets.
+//! - [`sockopt`]: TCP keepalive and user timeout on every connection.
 //! - [`prepared`]: named prepared statements across pooled server
 //!   connections (sans-I/O, driven by the client pump).
 //! - [`http`]: /metrics, /healthz, /readyz, /topology.
@@ -24,5 +25,6 @@ pub mod prepared;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod sockopt;
 pub mod tls;
 pub mod topology;

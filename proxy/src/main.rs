@@ -144,6 +144,7 @@ fn switchover(
         tls: Default::default(),
         connect_timeout: std::time::Duration::from_secs(10),
         login_timeout: std::time::Duration::from_secs(10),
+        tcp: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

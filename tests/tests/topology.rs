@@ -9,6 +9,8 @@ use pgwolf_tests::tools::give_to_server_user;
 use pgwolf_tests::{
     connect, try_connect, userlist, within, PgServer, Pgwolf, APP_DB, APP_PASSWORD, APP_USER,
 };
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A server with `app`/`appdb` and a table `t`.
@@ -183,9 +185,10 @@ async fn writes_follow_a_promotion_and_reads_go_to_the_standby() {
     assert_eq!(n, 1);
 }
 
-/// A stand-in for Patroni's REST API that always names `port` the leader,
-/// whatever the server there is: a topology source gone stale.
-fn stale_patroni(port: u16) -> u16 {
+/// A stand-in for Patroni's REST API that names whatever port `leader`
+/// holds the leader, whatever the server there is: a topology source that
+/// the test moves (a failover) or leaves stale.
+fn fake_patroni(leader: Arc<AtomicU16>) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let rest = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -193,8 +196,9 @@ fn stale_patroni(port: u16) -> u16 {
             let Ok(mut s) = s else { return };
             let mut buf = [0u8; 4096];
             let _ = std::io::Read::read(&mut s, &mut buf);
+            let port = leader.load(Ordering::SeqCst);
             let body = format!(
-                r#"{{"members":[{{"name":"a","role":"leader","state":"running","host":"127.0.0.1","port":{port}}}]}}"#
+                r#"{{"members":[{{"name":"m{port}","role":"leader","state":"running","host":"127.0.0.1","port":{port}}}]}}"#
             );
             let _ = std::io::Write::write_all(
                 &mut s,
@@ -207,6 +211,10 @@ fn stale_patroni(port: u16) -> u16 {
         }
     });
     rest
+}
+
+fn stale_patroni(port: u16) -> u16 {
+    fake_patroni(Arc::new(AtomicU16::new(port)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,4 +296,167 @@ async fn no_primary_at_all_is_a_bounded_clear_error() {
     )
     .await;
     assert_eq!(where_am_i(&ro).await, (true, b.port() as i32));
+}
+
+/// The leader moves (the fake REST API names another member, as Patroni
+/// does after a failover) while clients hold server connections to the old
+/// one: one idle inside a transaction, one waiting on a 30 s statement.
+/// Both are ended at once, not at check-in (which on a lost node would
+/// never come): the one with a request in flight gets 08007 (its outcome
+/// is unknown), the idle one 08006 and a closed connection; its
+/// uncommitted write is not on the old member; a new transaction writes
+/// on the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_on_a_member_that_lost_its_role_ends_at_once() {
+    let a = server().await;
+    let b = server().await;
+    let leader = Arc::new(AtomicU16::new(a.port()));
+    let rest = fake_patroni(leader.clone());
+    let toml = format!(
+        r#"pool_mode = "transaction"
+
+[clusters.pair]
+provider = "patroni"
+patroni_urls = ["http://127.0.0.1:{rest}"]
+poll_interval = "100ms"
+failover_wait_timeout = "5s"
+
+[databases.{APP_DB}]
+cluster = "pair"
+pool_size = 4
+"#
+    );
+    let proxy = pgwolf(&toml);
+    let idle = connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB).await;
+    idle.batch_execute("BEGIN; INSERT INTO t VALUES ('uncommitted')")
+        .await
+        .unwrap();
+    assert_eq!(where_am_i(&idle).await, (false, a.port() as i32));
+    let busy = connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB).await;
+    let sleeper = tokio::spawn(async move {
+        let r = busy.simple_query("SELECT pg_sleep(30)").await;
+        (r.map(drop), Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let moved = Instant::now();
+    leader.store(b.port(), Ordering::SeqCst);
+    let (slept, answered) = within(10, "the statement on the old leader", sleeper)
+        .await
+        .unwrap();
+    let e = slept.expect_err("the old leader's statement cannot finish through pgwolf");
+    let d = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("a bare disconnect: {e:?}"));
+    assert_eq!(d.code().code(), "08007", "{}", d.message());
+    assert!(d.message().contains("cluster \"pair\""), "{}", d.message());
+    let waited = answered - moved;
+    assert!(
+        waited < Duration::from_secs(3),
+        "answered {waited:?} after the move"
+    );
+    within(10, "the idle transaction's connection to close", async {
+        while !idle.is_closed() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    eprintln!("in-flight statement answered {waited:?} after the leader moved; idle one closed {:?} after", moved.elapsed());
+    within(5, "a log line for each transaction ended", async {
+        while proxy
+            .log()
+            .matches("its server's member lost its role")
+            .count()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let fresh = connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB).await;
+    fresh
+        .execute("INSERT INTO t VALUES ('on b')", &[])
+        .await
+        .unwrap();
+    assert_eq!(where_am_i(&fresh).await, (false, b.port() as i32));
+    let on_a = connect(a.port(), APP_USER, APP_PASSWORD, APP_DB).await;
+    within(10, "the old member to roll the transaction back", async {
+        loop {
+            let n: i64 = on_a
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let rows: i64 = on_a
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, 0,
+        "nothing of the ended transaction is on the old member"
+    );
+}
+
+/// The leader is a member that takes the TCP connection and never answers
+/// (a hung node: its kernel accepts, its PostgreSQL is stuck), so a new
+/// server connection's login waits. When the topology names another
+/// leader, pgwolf stops waiting on the old one and connects to the new
+/// one: the client's wait ends about when the leader moves, not after
+/// server_login_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_hangs_moves_on_when_the_leader_moves() {
+    let b = server().await;
+    let silent = pgwolf_tests::scripted::ScriptedServer::start(|mut peer| async move {
+        let _ = peer.startup(b"N").await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    let leader = Arc::new(AtomicU16::new(silent.port()));
+    let rest = fake_patroni(leader.clone());
+    let toml = format!(
+        r#"pool_mode = "transaction"
+server_connect_timeout = "10s"
+server_login_timeout = "10s"
+
+[clusters.pair]
+provider = "patroni"
+patroni_urls = ["http://127.0.0.1:{rest}"]
+poll_interval = "100ms"
+failover_wait_timeout = "20s"
+
+[databases.{APP_DB}]
+cluster = "pair"
+pool_size = 4
+"#
+    );
+    let proxy = pgwolf(&toml);
+    let port = proxy.port();
+    let login = tokio::spawn(async move {
+        let c = connect(port, APP_USER, APP_PASSWORD, APP_DB).await;
+        let done = Instant::now();
+        (where_am_i(&c).await, done)
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!login.is_finished(), "the silent leader answered");
+    let moved = Instant::now();
+    leader.store(b.port(), Ordering::SeqCst);
+    let (at, done) = within(20, "the login after the leader moved", login)
+        .await
+        .unwrap();
+    assert_eq!(at, (false, b.port() as i32));
+    let waited = done.saturating_duration_since(moved);
+    eprintln!("login done {waited:?} after the leader moved (server_login_timeout 10s)");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
 }

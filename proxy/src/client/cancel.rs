@@ -2,7 +2,7 @@
 //! `registry.rs`); a CancelRequest carrying it is sent on to the server
 //! that client is using right now, with that server's own key.
 
-use super::registry::ClientRegistry;
+use super::registry::{ClientRegistry, ServerLink};
 use crate::protocol::startup::encode_cancel;
 use bytes::BytesMut;
 use std::time::Duration;
@@ -17,20 +17,27 @@ impl ClientRegistry {
             tracing::debug!(pid, "cancel request for no running query");
             return;
         };
-        let mut pkt = BytesMut::with_capacity(16);
-        encode_cancel(target.pid, target.secret, &mut pkt);
-        let sent = tokio::time::timeout(timeout, async {
-            let mut s = TcpStream::connect(target.addr).await?;
-            s.write_all(&pkt).await?;
-            s.shutdown().await
-        })
-        .await;
-        match sent {
-            Ok(Ok(())) => tracing::info!(pid, server = %target.addr, "cancel request forwarded"),
-            Ok(Err(e)) => {
-                tracing::warn!(pid, server = %target.addr, error = %e, "cancel request failed")
-            }
-            Err(_) => tracing::warn!(pid, server = %target.addr, "cancel request timed out"),
+        cancel_on_server(target, timeout).await;
+    }
+}
+
+/// Sends `target` a CancelRequest for its query, within `timeout`; the
+/// outcome is logged (the server answers a cancel with nothing).
+pub async fn cancel_on_server(target: std::sync::Arc<ServerLink>, timeout: Duration) {
+    let pid = target.pid;
+    let mut pkt = BytesMut::with_capacity(16);
+    encode_cancel(target.pid, target.secret, &mut pkt);
+    let sent = tokio::time::timeout(timeout, async {
+        let mut s = TcpStream::connect(target.addr).await?;
+        s.write_all(&pkt).await?;
+        s.shutdown().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => tracing::info!(pid, server = %target.addr, "cancel request forwarded"),
+        Ok(Err(e)) => {
+            tracing::warn!(pid, server = %target.addr, error = %e, "cancel request failed")
         }
+        Err(_) => tracing::warn!(pid, server = %target.addr, "cancel request timed out"),
     }
 }

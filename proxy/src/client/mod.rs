@@ -130,6 +130,10 @@ pub fn serve(
 /// (it has been told why) or left.
 async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<session::Session> {
     let _ = tcp.set_nodelay(true);
+    let tcp_options = crate::sockopt::TcpOptions::from_config(&app.config.load());
+    if let Err(e) = tcp_options.apply(&tcp) {
+        tracing::debug!(%peer, error = %e, "client socket: tcp_* settings not applied");
+    }
     let connected = std::time::SystemTime::now();
     // One deadline for the opening (TLS, startup packet) and the login
     // after it: client_login_timeout bounds the whole, not each part.

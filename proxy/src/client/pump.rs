@@ -7,6 +7,7 @@
 //! server blocked writing results never stops the client's data from being
 //! read, and vice versa: no deadlock on large pipelines or COPY.
 
+use super::kill::Fired;
 use super::pump_prepared::{self as prepared, Prepared};
 use crate::config::PoolMode;
 use crate::prepared::message::Malformed;
@@ -50,10 +51,26 @@ pub enum Outcome {
     /// KILL or KILL_CLIENT from the admin console: end now, mid-transaction
     /// or not.
     Killed,
+    /// The server connection's member lost its role (a new primary, a
+    /// member gone): its pool retired it, and the transaction ends now.
+    ServerRetired,
     /// Idle too long; `in_transaction` tells which timeout fired.
     IdleTimeout {
         in_transaction: bool,
     },
+    /// `query_timeout` or `transaction_timeout` ran out; `server_busy`:
+    /// a request was still unanswered (the server gets a cancel).
+    Timeout {
+        which: Limit,
+        server_busy: bool,
+    },
+}
+
+/// Which bound on a server's answer ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Query,
+    Transaction,
 }
 
 /// What the proxy knows of the conversation's state.
@@ -78,6 +95,9 @@ pub struct Track {
     pub received: u64,
     pub sent: u64,
     pub busy_since: Option<std::time::Instant>,
+    /// When the transaction block the server reports (status not 'I')
+    /// began, as near as pgwolf saw it: for `transaction_timeout`.
+    pub tx_since: Option<std::time::Instant>,
     /// When the server last answered every request (the clock reading
     /// that timed it): the transaction's end, for its release.
     pub idle_since: Option<std::time::Instant>,
@@ -108,6 +128,7 @@ impl Default for Track {
             received: 0,
             sent: 0,
             busy_since: None,
+            tx_since: None,
             idle_since: None,
             query_us: 0,
             query_buckets: [0; crate::pool::histogram::BUCKETS],
@@ -209,6 +230,12 @@ impl Inspect for ServerSide<'_, '_> {
             let t = &mut *self.track;
             t.status = body.first().copied().unwrap_or(b'I');
             t.outstanding = t.outstanding.saturating_sub(1);
+            if t.status == b'I' {
+                t.tx_since = None;
+            } else if t.tx_since.is_none() {
+                // Began with the request just answered.
+                t.tx_since = t.busy_since.or_else(|| Some(Instant::now()));
+            }
             if t.outstanding == 0 {
                 if let Some(since) = t.busy_since.take() {
                     let now = std::time::Instant::now();
@@ -249,8 +276,10 @@ pub struct Pump<'a> {
     /// many requests await their answers.
     pub max_pipelined: usize,
     /// The client's kill switch: fired by KILL/KILL_CLIENT, or once
-    /// `draining` is.
+    /// `draining` is, or when the pool retires the server's generation.
     pub kill: &'a super::kill::Kill,
+    /// The pool generation the server connection was made for.
+    pub server_generation: u64,
     /// The process's shutdown: when it is what fired, the transaction in
     /// flight finishes first.
     pub draining: &'a CancellationToken,
@@ -258,6 +287,10 @@ pub struct Pump<'a> {
     pub timer: Option<Pin<&'a mut Sleep>>,
     pub idle_transaction_timeout: Duration,
     pub client_idle_timeout: Duration,
+    /// A request unanswered this long ends the transaction; 0 = never.
+    pub query_timeout: Duration,
+    /// A transaction open this long is ended; 0 = never.
+    pub transaction_timeout: Duration,
     /// Managed prepared statements; None passes them through untouched.
     pub prepared: Option<Prepared<'a>>,
 }
@@ -398,12 +431,16 @@ impl Pump<'_> {
         // Before any byte moves: a KILL wakes this task, and a request the
         // client sent after it may be readable by then; checked only once
         // nothing moved, that request was forwarded and answered first.
-        if !run.shutting_down && self.kill.poll_cancelled(cx).is_ready() {
-            if !self.draining.is_cancelled() {
-                return Poll::Ready(Outcome::Killed);
+        if !run.shutting_down {
+            match self.kill.poll_fired(cx, self.server_generation) {
+                Poll::Ready(Fired::Retired) => return Poll::Ready(Outcome::ServerRetired),
+                Poll::Ready(Fired::Killed) if !self.draining.is_cancelled() => {
+                    return Poll::Ready(Outcome::Killed)
+                }
+                // A shutdown lets the transaction in flight finish.
+                Poll::Ready(Fired::Killed) => run.shutting_down = true,
+                Poll::Pending => {}
             }
-            // A shutdown lets the transaction in flight finish.
-            run.shutting_down = true;
         }
         run.client_parked = false;
         run.server_parked = false;
@@ -613,23 +650,54 @@ impl Pump<'_> {
         }
         let waiting_on_client = quiet && self.track.outstanding == 0;
         let in_tx = self.track.status != b'I' || self.track.dirty;
-        let limit = match (waiting_on_client, in_tx) {
+        let idle_limit = match (waiting_on_client, in_tx) {
             (false, _) => Duration::ZERO,
             (true, true) => self.idle_transaction_timeout,
             (true, false) => self.client_idle_timeout,
         };
-        let Some(timer) = self.timer.as_mut().filter(|_| !limit.is_zero()) else {
+        let server_busy = self.track.outstanding > 0;
+        let query_limit = match self.track.busy_since {
+            Some(since) if server_busy && !self.query_timeout.is_zero() => {
+                Some(since + self.query_timeout)
+            }
+            _ => None,
+        };
+        let tx_limit = match self.track.tx_since.or(self.track.busy_since) {
+            Some(since) if !self.transaction_timeout.is_zero() => {
+                Some(since + self.transaction_timeout)
+            }
+            _ => None,
+        };
+        if idle_limit.is_zero() && query_limit.is_none() && tx_limit.is_none() {
+            return Poll::Pending;
+        }
+        let Some(timer) = self.timer.as_mut() else {
             return Poll::Pending;
         };
         // The clock is read only here, when the pump is about to sleep.
-        let since = *run.last_client.get_or_insert_with(Instant::now);
-        let deadline = tokio::time::Instant::from_std(since + limit);
+        let idle_deadline = (!idle_limit.is_zero()).then(|| {
+            let since = *run.last_client.get_or_insert_with(Instant::now);
+            since + idle_limit
+        });
+        let (deadline, fired) = [
+            idle_deadline.map(|d| (d, None)),
+            query_limit.map(|d| (d, Some(Limit::Query))),
+            tx_limit.map(|d| (d, Some(Limit::Transaction))),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(d, _)| *d)
+        .expect("one limit at least");
+        let deadline = tokio::time::Instant::from_std(deadline);
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
         if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Outcome::IdleTimeout {
-                in_transaction: in_tx,
+            return Poll::Ready(match fired {
+                None => Outcome::IdleTimeout {
+                    in_transaction: in_tx,
+                },
+                Some(which) => Outcome::Timeout { which, server_busy },
             });
         }
         Poll::Pending

@@ -73,10 +73,13 @@ async fn start(mode: PoolMode) -> Ends {
             max_packet: 8 << 20,
             max_pipelined: 10_000,
             kill: &kill,
+            server_generation: 1,
             draining: &token,
             timer: None,
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
+            query_timeout: Duration::ZERO,
+            transaction_timeout: Duration::ZERO,
             prepared: None,
         }
         .run()

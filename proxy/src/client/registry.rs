@@ -136,6 +136,26 @@ impl ClientRegistry {
         }
     }
 
+    /// Retires the server connections older than `generation` that clients
+    /// of `pool` hold: each such client's transaction ends now (see
+    /// [`super::kill::Kill::retire_below`]). Clients holding a newer one, or
+    /// none, are untouched.
+    pub fn retire(&self, pool: &crate::pool::PoolKey, generation: u64) -> usize {
+        let mut n = 0;
+        for e in self.map.iter() {
+            let slot = e.value();
+            let of_pool = slot
+                .info()
+                .and_then(|i| i.pool.as_ref())
+                .is_some_and(|p| p.key() == pool);
+            if of_pool {
+                slot.kill.retire_below(generation);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Fires every client's kill switch (shutdown).
     pub fn kill_all(&self) {
         self.map.iter().for_each(|e| e.value().kill.cancel());

@@ -89,6 +89,8 @@ struct Limits {
     max_packet: u32,
     client_idle_timeout: Duration,
     idle_transaction_timeout: Duration,
+    query_timeout: Duration,
+    transaction_timeout: Duration,
     max_prepared: u32,
     max_pipelined: usize,
 }
@@ -99,6 +101,8 @@ impl Limits {
             max_packet: cfg.max_packet_size,
             client_idle_timeout: cfg.client_idle_timeout,
             idle_transaction_timeout: cfg.idle_transaction_timeout,
+            query_timeout: cfg.query_timeout,
+            transaction_timeout: cfg.transaction_timeout,
             max_prepared: cfg.max_prepared_statements,
             max_pipelined: cfg.max_pipelined_requests as usize,
         }
@@ -372,6 +376,8 @@ impl Session {
         cfg: &Limits,
     ) -> Outcome {
         let timed = !cfg.idle_transaction_timeout.is_zero()
+            || !cfg.query_timeout.is_zero()
+            || !cfg.transaction_timeout.is_zero()
             || (self.mode == PoolMode::Session && !cfg.client_idle_timeout.is_zero());
         if timed {
             waits.ensure_timer();
@@ -415,10 +421,13 @@ impl Session {
             max_packet: cfg.max_packet,
             max_pipelined: cfg.max_pipelined,
             kill: &self.cancel.slot.kill,
+            server_generation: conn.generation,
             draining: &self.app.shutdown,
             timer: waits.timer.as_mut().map(|t| t.as_mut()),
             idle_transaction_timeout: cfg.idle_transaction_timeout,
             client_idle_timeout: cfg.client_idle_timeout,
+            query_timeout: cfg.query_timeout,
+            transaction_timeout: cfg.transaction_timeout,
             prepared,
         }
         .run()

@@ -52,11 +52,22 @@ impl Default for Config {
             server_reset_query_always: false,
             server_connect_timeout: Duration::from_secs(15),
             server_login_timeout: Duration::from_secs(15),
+            // A vanished peer is found after 10 s of silence plus 3 probes
+            // 5 s apart (25 s), and unacknowledged data gives up at 25 s:
+            // well inside a Patroni failover's time scale, not the kernel's
+            // 2 hours (keepalive) or 15 minutes (retransmits).
+            tcp_keepalive: true,
+            tcp_keepidle: Duration::from_secs(10),
+            tcp_keepintvl: Duration::from_secs(5),
+            tcp_keepcnt: 3,
+            tcp_user_timeout: Duration::from_secs(25),
             server_lifetime: Duration::from_secs(3600),
             server_idle_timeout: Duration::from_secs(600),
             query_wait_timeout: Duration::from_secs(120),
             idle_transaction_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
+            query_timeout: Duration::ZERO,
+            transaction_timeout: Duration::ZERO,
             client_login_timeout: Duration::from_secs(60),
             auth_failure_delay: Duration::from_millis(500),
             max_prepared_statements: 200,

@@ -155,6 +155,21 @@ pub struct Config {
     /// Time allowed for a server connection's startup and authentication.
     #[serde(with = "humantime_serde")]
     pub server_login_timeout: Duration,
+    /// TCP keepalive on client and server sockets: finds a peer that
+    /// vanished (a lost node answers nothing) while the connection is idle.
+    pub tcp_keepalive: bool,
+    /// Silence before the first keepalive probe; 0 = the OS's (2 h on Linux).
+    #[serde(with = "humantime_serde")]
+    pub tcp_keepidle: Duration,
+    /// Between unanswered probes; 0 = the OS's (75 s on Linux).
+    #[serde(with = "humantime_serde")]
+    pub tcp_keepintvl: Duration,
+    /// Unanswered probes before the connection is dropped; 0 = the OS's (9).
+    pub tcp_keepcnt: u32,
+    /// Data sent and not acknowledged this long ends the connection
+    /// (TCP_USER_TIMEOUT); 0 = the OS's (about 15 minutes of retransmits).
+    #[serde(with = "humantime_serde")]
+    pub tcp_user_timeout: Duration,
     /// Server connections older than this are closed when released; 0 = never.
     #[serde(with = "humantime_serde")]
     pub server_lifetime: Duration,
@@ -170,6 +185,14 @@ pub struct Config {
     /// A client idle outside a transaction this long is disconnected; 0 = never.
     #[serde(with = "humantime_serde")]
     pub client_idle_timeout: Duration,
+    /// A request the server has not answered this long is canceled and the
+    /// client disconnected; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// A transaction open this long is ended (canceled or rolled back) and
+    /// the client disconnected; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
     /// A client must finish startup and authentication within this.
     #[serde(with = "humantime_serde")]
     pub client_login_timeout: Duration,

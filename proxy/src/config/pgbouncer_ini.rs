@@ -29,15 +29,14 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "listen_backlog", "log_connections", "log_disconnections", "log_pooler_errors",
     "log_stats", "logfile", "login_notify_message", "max_db_client_connections",
     "max_user_client_connections", "peer_id", "pidfile",
-    "pkt_buf", "pool_idle_timeout", "query_timeout", "query_wait_notify",
+    "pkt_buf", "pool_idle_timeout", "query_wait_notify",
     "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_check_delay",
     "server_check_query", "server_fast_close", "server_login_retry",
     "server_round_robin", "server_tls13_ciphers", "server_tls_ciphers",
     "service_name", "so_reuseport",
     "stats_period", "suspend_timeout", "syslog", "syslog_facility",
-    "syslog_ident", "tcp_defer_accept", "tcp_keepalive", "tcp_keepcnt",
-    "tcp_keepidle", "tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
-    "track_extra_parameters", "transaction_timeout", "unix_socket_dir",
+    "syslog_ident", "tcp_defer_accept", "tcp_socket_buffer",
+    "track_extra_parameters", "unix_socket_dir",
     "unix_socket_group", "unix_socket_mode", "user", "verbose",
 ];
 
@@ -438,6 +437,14 @@ impl Import {
             "idle_transaction_timeout" => cfg.idle_transaction_timeout = seconds(v)?,
             "client_idle_timeout" => cfg.client_idle_timeout = seconds(v)?,
             "client_login_timeout" => cfg.client_login_timeout = seconds(v)?,
+            "query_timeout" => cfg.query_timeout = seconds(v)?,
+            "transaction_timeout" => cfg.transaction_timeout = seconds(v)?,
+            // PgBouncer's units: seconds, and milliseconds for the user timeout.
+            "tcp_keepalive" => cfg.tcp_keepalive = whole::<i64>(v)? != 0,
+            "tcp_keepidle" => cfg.tcp_keepidle = seconds(v)?,
+            "tcp_keepintvl" => cfg.tcp_keepintvl = seconds(v)?,
+            "tcp_keepcnt" => cfg.tcp_keepcnt = whole(v)?,
+            "tcp_user_timeout" => cfg.tcp_user_timeout = Duration::from_millis(whole(v)?),
             "ignore_startup_parameters" => {
                 cfg.ignore_startup_parameters = comma_list(v).map(String::from).collect();
             }
@@ -718,6 +725,27 @@ pkt_buf = 8192
              [databases] legacy.connect_query; [users] slow.query_timeout"
         );
         super::super::validate::validate(&cfg).unwrap();
+    }
+
+    #[test]
+    fn dead_peer_and_timeout_settings_in_pgbouncer_s_units() {
+        let (cfg, warnings) = import(
+            "[pgbouncer]\nlisten_addr = 127.0.0.1\ntcp_keepalive = 0\ntcp_keepidle = 7\n\
+             tcp_keepintvl = 2\ntcp_keepcnt = 4\ntcp_user_timeout = 5000\n\
+             query_timeout = 3.5\ntransaction_timeout = 60\n",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(!cfg.tcp_keepalive);
+        assert_eq!(cfg.tcp_keepidle, Duration::from_secs(7));
+        assert_eq!(cfg.tcp_keepintvl, Duration::from_secs(2));
+        assert_eq!(cfg.tcp_keepcnt, 4);
+        assert_eq!(cfg.tcp_user_timeout, Duration::from_millis(5000));
+        assert_eq!(cfg.query_timeout, Duration::from_millis(3500));
+        assert_eq!(cfg.transaction_timeout, Duration::from_secs(60));
+        // Left out: pgwolf's, not the OS's hours.
+        let (cfg, _) = import("[pgbouncer]\nlisten_addr = 127.0.0.1\n").unwrap();
+        assert_eq!(cfg.tcp_user_timeout, Config::default().tcp_user_timeout);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! A pool on a cluster follows its topology: when the member its role
 //! points at changes (a new primary, a replica gone or lagging), the idle
-//! connections close at once and the checked-out ones at check-in, by the
-//! same generation bump a reload uses.
+//! connections close at once, by the same generation bump a reload uses,
+//! and the checked-out ones are retired: the clients holding them end
+//! their transactions now. Waiting for check-in would wait on a member
+//! that may never answer again (a lost node drops packets; TCP would take
+//! minutes to give up), while new transactions already go elsewhere.
 
-use super::{Inner, Route};
+use super::{Inner, Retirer, Route};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use std::time::Duration;
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// Runs until the pool is dropped or stops being on a cluster.
-pub(super) async fn follow(pool: Weak<Inner>) {
+pub(super) async fn follow(pool: Weak<Inner>, retire: Retirer) {
     let mut route: Option<Arc<Route>> = None;
     let mut rx = None;
     let mut key = Vec::new();
@@ -48,12 +51,14 @@ pub(super) async fn follow(pool: Weak<Inner>) {
         if next != key {
             let Some(inner) = pool.upgrade() else { return };
             if !key.is_empty() {
-                inner.generation.fetch_add(1, Ordering::AcqRel);
+                let generation = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 let closed = {
                     let mut idle = inner.idle.lock().unwrap();
                     std::mem::take(&mut *idle).len()
                 };
-                tracing::info!(db = %inner.key.db, user = %inner.key.user, cluster = %r.cluster.name, from = ?key, to = ?next, closed_idle = closed, "pool follows the topology");
+                let in_use = inner.stats.active.load(Ordering::Relaxed);
+                retire(generation);
+                tracing::info!(db = %inner.key.db, user = %inner.key.user, cluster = %r.cluster.name, from = ?key, to = ?next, closed_idle = closed, retired_in_use = in_use, "pool follows the topology");
             }
             key = next;
         }

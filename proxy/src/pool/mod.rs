@@ -90,6 +90,9 @@ impl PoolError {
 /// See [`SharedLimits::evict`].
 pub type Evictor = Arc<dyn Fn(&PoolKey) + Send + Sync>;
 
+/// See [`Pool::follow_topology`].
+pub type Retirer = Box<dyn Fn(u64) + Send + Sync>;
+
 /// Server connection caps shared by several pools (max_db_connections,
 /// max_user_connections). Each open connection holds one permit of each.
 #[derive(Clone, Default)]
@@ -179,8 +182,12 @@ impl Pool {
 
     /// For a pool on a cluster: close connections to a member that lost
     /// the pool's role (see `follow.rs`). Call once, after creating it.
-    pub fn follow_topology(&self) {
-        tokio::spawn(follow::follow(Arc::downgrade(&self.0)));
+    /// Follows the cluster's topology until the pool is dropped;
+    /// `retire(generation)` is called when the member its role points at
+    /// changed, for the server connections older than `generation` that
+    /// clients hold (the pool knows no clients; its owner does).
+    pub fn follow_topology(&self, retire: Retirer) {
+        tokio::spawn(follow::follow(Arc::downgrade(&self.0), retire));
     }
 
     pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {

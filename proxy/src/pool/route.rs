@@ -99,7 +99,18 @@ impl Route {
                 target.host = host;
                 target.port = port;
                 let addr = target.addr();
-                match open_at(target).await {
+                let Some(opened) = self
+                    .open_unless_moved(open_at(target), &mut rx, &addr)
+                    .await
+                else {
+                    // A newer topology no longer names this member: what it
+                    // names now is tried at once, not after this one's
+                    // connect or login timeout.
+                    tracing::info!(cluster = %self.cluster.name, server = %addr, "stopped connecting to a member that lost its role");
+                    last = format!("{addr} lost its role while pgwolf connected");
+                    continue;
+                };
+                match opened {
                     Ok(mut conn) => {
                         if self.role == TargetRole::Replica {
                             return (Ok(conn), waited);
@@ -137,6 +148,43 @@ impl Route {
             }
             waited += now.elapsed();
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+impl Route {
+    /// `opening` to completion, or None as soon as the topology stops
+    /// naming `addr` for this role (a lost node may keep a connect or a
+    /// login waiting for its whole timeout).
+    async fn open_unless_moved<Fut>(
+        &self,
+        opening: Fut,
+        rx: &mut tokio::sync::watch::Receiver<Topology>,
+        addr: &str,
+    ) -> Option<Result<ServerConn, PoolError>>
+    where
+        Fut: Future<Output = Result<ServerConn, PoolError>>,
+    {
+        let mut opening = std::pin::pin!(opening);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                r = &mut opening => return Some(r),
+                changed = rx.changed(), if watching => {
+                    if changed.is_err() {
+                        // The provider stopped: only the opening is left.
+                        watching = false;
+                        continue;
+                    }
+                    let named = self
+                        .members_key(&rx.borrow())
+                        .iter()
+                        .any(|(h, p)| format!("{h}:{p}") == addr);
+                    if !named {
+                        return None;
+                    }
+                }
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct ServerTarget {
     pub client_keys: Option<std::sync::Arc<super::scram_keys::ClientKeys>>,
     /// Extra startup parameters (application_name, client_encoding, ...).
     pub startup: Vec<(String, String)>,
+    /// Keepalive and user timeout for the socket (the `tcp_*` settings).
+    pub tcp: crate::sockopt::TcpOptions,
     /// server_tls_sslmode and its certificates, as loaded when the pool's
     /// settings were made.
     pub tls: std::sync::Arc<crate::tls::ServerTls>,
@@ -81,6 +83,7 @@ pub async fn connect(
     })?;
     // Small request/response messages must not wait for Nagle.
     stream.set_nodelay(true)?;
+    target.tcp.apply(&stream)?;
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
     let stream = tokio::time::timeout(

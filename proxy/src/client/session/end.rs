@@ -2,14 +2,14 @@
 //! closed when its state is unknown), and the client told why.
 
 use super::Session;
-use crate::client::pump::{Outcome, Track};
+use crate::client::pump::{Limit, Outcome, Track};
 use crate::client::send_error;
 use crate::pool::Lease;
 use crate::protocol::backend::Severity;
 
 impl Session {
     /// The session ends: settle the server, tell the client why.
-    pub(super) async fn end(&mut self, outcome: Outcome, lease: Lease, track: &Track) -> bool {
+    pub(super) async fn end(&mut self, outcome: Outcome, mut lease: Lease, track: &Track) -> bool {
         use Outcome::*;
         match outcome {
             Released => unreachable!("handled by finish"),
@@ -31,6 +31,11 @@ impl Session {
                 // Mid-transaction, maybe: the server's state is unknown.
                 lease.discard();
                 self.say_goodbye().await;
+                false
+            }
+            ServerRetired => {
+                lease.discard();
+                self.member_lost(track).await;
                 false
             }
             ref outcome @ (ServerClosed | ServerIo(_)) => {
@@ -90,6 +95,19 @@ impl Session {
                 .await;
                 false
             }
+            Timeout { which, server_busy } => {
+                if server_busy {
+                    // The server may still be working on it: stop it, in
+                    // the background (a hung server may not take the cancel).
+                    if let Some(link) = lease.conn().link.clone() {
+                        let timeout = self.app.config.load().server_connect_timeout;
+                        tokio::spawn(crate::client::cancel::cancel_on_server(link, timeout));
+                    }
+                }
+                lease.discard();
+                self.timed_out(which, server_busy).await;
+                false
+            }
             IdleTimeout { in_transaction } => {
                 let (code, msg) = if in_transaction {
                     (
@@ -104,6 +122,67 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// The member the transaction ran on lost its role. With a request in
+    /// flight its outcome is unknown (a COMMIT, or any statement outside a
+    /// transaction block, may have taken effect): 08007, as libpq reports
+    /// a connection lost during COMMIT. Otherwise the transaction is lost
+    /// with the connection: 08006.
+    async fn member_lost(&mut self, track: &Track) {
+        let cluster = self
+            .pool
+            .settings()
+            .route
+            .as_ref()
+            .map(|r| r.cluster.name.clone())
+            .unwrap_or_default();
+        let (code, message) = if track.outstanding > 0 {
+            (
+                "08007",
+                format!(
+                    "cluster \"{cluster}\": the server this transaction ran on lost its role \
+                     (failover or switchover) while a request was in flight; whether it took \
+                     effect is unknown: reconnect and check"
+                ),
+            )
+        } else {
+            (
+                "08006",
+                format!(
+                    "cluster \"{cluster}\": the server this transaction ran on lost its role \
+                     (failover or switchover); the transaction is lost: reconnect and retry"
+                ),
+            )
+        };
+        tracing::warn!(db = %self.db(), user = %self.user(), %cluster, code, "transaction ended: its server's member lost its role");
+        send_error(&mut self.client, Severity::Fatal, code, &message).await;
+    }
+
+    /// `query_timeout` or `transaction_timeout` ended the transaction; the
+    /// server connection was closed (and its query canceled).
+    async fn timed_out(&mut self, which: Limit, server_busy: bool) {
+        let cfg = self.app.config.load();
+        let (code, message) = match which {
+            Limit::Query => (
+                "57014",
+                format!(
+                    "query_timeout: the server did not answer within {}; the query was canceled and the connection closed",
+                    humantime::format_duration(cfg.query_timeout)
+                ),
+            ),
+            Limit::Transaction => (
+                "25P04",
+                format!(
+                    "transaction_timeout: the transaction was open longer than {}; it was {} and the connection closed",
+                    humantime::format_duration(cfg.transaction_timeout),
+                    if server_busy { "canceled" } else { "rolled back" }
+                ),
+            ),
+        };
+        drop(cfg);
+        tracing::warn!(db = %self.db(), user = %self.user(), code, server_busy, "{message}");
+        send_error(&mut self.client, Severity::Fatal, code, &message).await;
     }
 
     /// Why the client's kill switch fired: shutdown, or the admin console.
