@@ -15,9 +15,14 @@ const PGBENCH_LIMIT: Duration = Duration::from_secs(300);
 
 /// A tokio-postgres config for 127.0.0.1:`port`.
 pub fn config(port: u16, user: &str, password: &str, db: &str) -> Config {
+    config_at("127.0.0.1", port, user, password, db)
+}
+
+/// As [`config`], to another address (a [`crate::netns::Lab`] host).
+pub fn config_at(host: &str, port: u16, user: &str, password: &str, db: &str) -> Config {
     let mut config = Config::new();
     config
-        .host("127.0.0.1")
+        .host(host)
         .port(port)
         .user(user)
         .password(password)

@@ -17,6 +17,9 @@
 //! - [`scripted`]: [`scripted::ScriptedServer`], a server that sends what the
 //!   test scripts (the bytes a hostile or broken PostgreSQL would), on a
 //!   free port.
+//! - [`netns`]: [`netns::Lab`], test hosts with their own addresses
+//!   (network namespaces on a bridge) and a fault injector that drops their
+//!   packets with nftables, as a lost node looks.
 //! - [`fixture`]: [`Fixture`], PostgreSQL + user `app` + database `appdb` +
 //!   pgwolf in front, which most tests start from.
 //! - [`time`]: bounds for awaits, so a hung proxy fails a test instead of
@@ -32,6 +35,7 @@ pub mod certs;
 pub mod clients;
 pub mod fixture;
 pub mod ha;
+pub mod netns;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;

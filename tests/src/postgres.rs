@@ -6,7 +6,6 @@
 //! socket and the server log. The server is stopped (fast shutdown) and the
 //! dir removed on `Drop`; when the test panicked, the log tail is printed.
 
-use crate::clients::connect;
 use crate::ports::free_port;
 use crate::tools::{
     child_command, give_to_server_user, pg_bin, read_lossy, run_bounded, running_as_root,
@@ -36,6 +35,9 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Lines appended to postgresql.conf, e.g. `"log_connections = on"`.
     pub conf: Vec<String>,
+    /// Run on this host of a [`crate::netns::Lab`], listening on its
+    /// address (and taking password logins from the lab), not on loopback.
+    pub netns_host: Option<crate::netns::Host>,
 }
 
 impl Default for PgOptions {
@@ -43,6 +45,7 @@ impl Default for PgOptions {
         PgOptions {
             max_connections: 100,
             conf: Vec::new(),
+            netns_host: None,
         }
     }
 }
@@ -78,6 +81,13 @@ impl PgServer {
             writeln!(conf, "\n# pgwolf-tests\n{}", opts.conf.join("\n"))
                 .expect("write postgresql.conf");
         }
+        if opts.netns_host.is_some() {
+            let mut hba = File::options()
+                .append(true)
+                .open(data.join("pg_hba.conf"))
+                .expect("open pg_hba.conf");
+            writeln!(hba, "host all all 10.213.0.0/16 scram-sha-256").expect("write pg_hba.conf");
+        }
         give_to_server_user(dir.path());
 
         let mut server = PgServer {
@@ -105,6 +115,14 @@ impl PgServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address the server listens on: 127.0.0.1, or its lab host's.
+    pub fn host(&self) -> String {
+        self.opts
+            .netns_host
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |h| h.addr.to_string())
     }
 
     /// The cluster's data directory.
@@ -168,7 +186,11 @@ impl PgServer {
 
     /// A superuser connection to `db`.
     pub async fn superuser(&self, db: &str) -> tokio_postgres::Client {
-        connect(self.port, SUPERUSER, SUPERUSER_PASSWORD, db).await
+        let config =
+            crate::clients::config_at(&self.host(), self.port, SUPERUSER, SUPERUSER_PASSWORD, db);
+        crate::clients::try_connect_with(&config)
+            .await
+            .unwrap_or_else(|e| panic!("superuser login to {}:{}: {e}", self.host(), self.port))
     }
 
     /// Run SQL (simple protocol, several statements allowed) as superuser in `db`.
@@ -240,13 +262,24 @@ impl PgServer {
             .open(self.log_path())
             .expect("open postgres.log");
         let mut cmd = child_command(&pg_bin("postgres"), true);
+        if let Some(h) = &self.opts.netns_host {
+            // `ip netns exec` runs the same command in place, in the host's namespace.
+            let mut inside = Command::new("ip");
+            inside
+                .args(["netns", "exec", &h.netns])
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            cmd = inside;
+        }
+        let listen = self.host();
         cmd.arg("-D")
             .arg(self.data_dir())
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-k")
             .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("listen_addresses={listen}"))
             .args(["-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
@@ -263,7 +296,7 @@ impl PgServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("postgres exited with {status}\n{}", self.log()));
             }
-            if pg_isready(self.port) {
+            if pg_isready(&listen, self.port) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -304,9 +337,9 @@ fn is_bind_failure(log: &str) -> bool {
     log.contains("could not bind") || log.contains("Address already in use")
 }
 
-fn pg_isready(port: u16) -> bool {
+fn pg_isready(host: &str, port: u16) -> bool {
     Command::new(pg_bin("pg_isready"))
-        .args(["-q", "-h", "127.0.0.1", "-t", "2", "-p"])
+        .args(["-q", "-h", host, "-t", "2", "-p"])
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

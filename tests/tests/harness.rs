@@ -119,6 +119,7 @@ async fn servers_run_side_by_side_with_options() {
     let b = PgServer::start_with(pgwolf_tests::PgOptions {
         max_connections: 20,
         conf: vec!["work_mem = '8MB'".to_string()],
+        ..Default::default()
     });
     assert_ne!(a.port(), b.port());
     let client = b.superuser("postgres").await;
