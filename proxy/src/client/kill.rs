@@ -10,15 +10,18 @@
 //! waiter. One waker slot is enough: only the client's own task waits.
 
 use futures_util::task::AtomicWaker;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+
+/// The state's value once fired.
+const KILLED: u64 = u64::MAX;
 
 #[derive(Default)]
 pub struct Kill {
-    fired: AtomicBool,
-    /// Server connections of a pool generation below this are retired;
-    /// 0: none.
-    retire_below: AtomicU64,
+    /// [`KILLED`], or the pool generation below which the server
+    /// connection the client holds is retired (0: none). One word, so the
+    /// pump's check is one load.
+    state: AtomicU64,
     waker: AtomicWaker,
 }
 
@@ -36,39 +39,39 @@ impl Kill {
     /// generation below `generation`, and wakes the client's task; one made
     /// later is untouched, so a late or repeated call harms no one.
     pub fn retire_below(&self, generation: u64) {
-        self.retire_below.fetch_max(generation, Ordering::AcqRel);
+        self.state
+            .fetch_max(generation.min(KILLED - 1), Ordering::AcqRel);
         self.waker.wake();
+    }
+
+    fn check(&self, generation: u64) -> Option<Fired> {
+        match self.state.load(Ordering::Acquire) {
+            KILLED => Some(Fired::Killed),
+            below if generation < below => Some(Fired::Retired),
+            _ => None,
+        }
     }
 
     /// Ready once fired, or once the server connection of `generation`
     /// that the client holds was retired; otherwise `cx`'s waker is woken
     /// when either happens.
     pub fn poll_fired(&self, cx: &mut Context<'_>, generation: u64) -> Poll<Fired> {
-        let check = || {
-            if self.is_cancelled() {
-                Some(Fired::Killed)
-            } else if generation < self.retire_below.load(Ordering::Acquire) {
-                Some(Fired::Retired)
-            } else {
-                None
-            }
-        };
-        if let Some(f) = check() {
+        if let Some(f) = self.check(generation) {
             return Poll::Ready(f);
         }
         self.waker.register(cx.waker());
         // A signal between the check and the registration woke no one.
-        check().map_or(Poll::Pending, Poll::Ready)
+        self.check(generation).map_or(Poll::Pending, Poll::Ready)
     }
 
     /// Fires the switch and wakes the client's task; idempotent.
     pub fn cancel(&self) {
-        self.fired.store(true, Ordering::Release);
+        self.state.store(KILLED, Ordering::Release);
         self.waker.wake();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) == KILLED
     }
 
     /// Ready once fired; otherwise `cx`'s waker is woken when it is.

@@ -655,6 +655,12 @@ impl Pump<'_> {
             (true, true) => self.idle_transaction_timeout,
             (true, false) => self.client_idle_timeout,
         };
+        // The common case, no bound on the server's answer: as cheap as
+        // before query_timeout and transaction_timeout existed.
+        let bounded = !self.query_timeout.is_zero() || !self.transaction_timeout.is_zero();
+        if idle_limit.is_zero() && !bounded {
+            return Poll::Pending;
+        }
         let server_busy = self.track.outstanding > 0;
         let query_limit = match self.track.busy_since {
             Some(since) if server_busy && !self.query_timeout.is_zero() => {
