@@ -1,12 +1,13 @@
 //! A pool on a cluster follows its topology: when the member its role
 //! points at changes (a new primary, a replica gone or lagging), the idle
 //! connections close at once, by the same generation bump a reload uses,
-//! and the checked-out ones are retired: the clients holding them end
-//! their transactions now. Waiting for check-in would wait on a member
+//! and on the primary the checked-out ones are retired: the clients
+//! holding them end their transactions now. Waiting for check-in would wait on a member
 //! that may never answer again (a lost node drops packets; TCP would take
 //! minutes to give up), while new transactions already go elsewhere.
 
 use super::{Inner, Retirer, Route};
+use crate::config::TargetRole;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -56,8 +57,17 @@ pub(super) async fn follow(pool: Weak<Inner>, retire: Retirer) {
                     let mut idle = inner.idle.lock().unwrap();
                     std::mem::take(&mut *idle).len()
                 };
-                let in_use = inner.stats.active.load(Ordering::Relaxed);
-                retire(generation);
+                // Writes must not wait on, or reach, a member that is no
+                // longer primary. A replica set that changed (one joined, one
+                // lags) leaves reads in flight alone: the member they run on
+                // still serves them, and a lost one is found by keepalive.
+                let in_use = match r.role {
+                    TargetRole::Primary => {
+                        retire(generation);
+                        inner.stats.active.load(Ordering::Relaxed)
+                    }
+                    TargetRole::Replica => 0,
+                };
                 tracing::info!(db = %inner.key.db, user = %inner.key.user, cluster = %r.cluster.name, from = ?key, to = ?next, closed_idle = closed, retired_in_use = in_use, "pool follows the topology");
             }
             key = next;

@@ -183,9 +183,9 @@ impl Pool {
     /// For a pool on a cluster: close connections to a member that lost
     /// the pool's role (see `follow.rs`). Call once, after creating it.
     /// Follows the cluster's topology until the pool is dropped;
-    /// `retire(generation)` is called when the member its role points at
-    /// changed, for the server connections older than `generation` that
-    /// clients hold (the pool knows no clients; its owner does).
+    /// `retire(generation)` is called when a primary pool's member changed,
+    /// for the server connections older than `generation` that clients
+    /// hold (the pool knows no clients; its owner does).
     pub fn follow_topology(&self, retire: Retirer) {
         tokio::spawn(follow::follow(Arc::downgrade(&self.0), retire));
     }
