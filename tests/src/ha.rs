@@ -65,6 +65,9 @@ pub struct HaOptions {
     /// failover loses whatever the new leader had not replayed yet, which a
     /// test of "no acknowledged write is lost" must not blame on pgwolf.
     pub synchronous_mode: bool,
+    /// Each member, and etcd, on a host of its own (a [`crate::netns::Lab`]
+    /// the cluster owns), so a test can cut one off by dropping packets.
+    pub netns: bool,
 }
 
 impl Default for HaOptions {
@@ -77,6 +80,7 @@ impl Default for HaOptions {
             loop_wait: 1,
             retry_timeout: 2,
             synchronous_mode: false,
+            netns: false,
         }
     }
 }
@@ -85,8 +89,18 @@ impl Default for HaOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
     pub name: String,
+    /// Its address: 127.0.0.1, or its lab host's.
+    pub host: String,
     pub pg_port: u16,
     pub rest_port: u16,
+}
+
+impl MemberInfo {
+    /// Its Patroni REST API.
+    pub fn rest(&self) -> std::net::SocketAddr {
+        let ip: std::net::IpAddr = self.host.parse().expect("an IP address");
+        std::net::SocketAddr::new(ip, self.rest_port)
+    }
 }
 
 /// One member as `GET /cluster` (the DCS view) reports it.
@@ -114,13 +128,15 @@ struct Member {
 /// test's own thread: Patroni and etcd die with the thread that spawned them.
 pub struct HaCluster {
     scope: String,
-    etcd_port: u16,
+    etcd_addr: std::net::SocketAddr,
     etcd: Mutex<Option<Child>>,
     members: Vec<Member>,
     synchronous_mode: bool,
     reaper: Option<Child>,
-    // Last field: removed after everything has stopped.
+    // Removed after everything has stopped.
     dir: TempDir,
+    /// With `netns`: the hosts, removed last.
+    lab: Option<crate::netns::Lab>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,10 +169,22 @@ impl HaCluster {
         for sub in ["conf", "data", "run", "log"] {
             std::fs::create_dir_all(base.join(sub)).expect("create cluster dir");
         }
-        let members: Vec<Member> = (1..=opts.members)
-            .map(|i| Member {
+        let names: Vec<String> = (1..=opts.members).map(|i| format!("pg{i}")).collect();
+        let lab = opts.netns.then(|| {
+            let mut hosts: Vec<&str> = names.iter().map(String::as_str).collect();
+            hosts.push("etcd");
+            crate::netns::Lab::new(&hosts)
+        });
+        let host_of = |name: &str| {
+            lab.as_ref()
+                .map_or("127.0.0.1".to_string(), |l| l.host(name).addr.to_string())
+        };
+        let members: Vec<Member> = names
+            .iter()
+            .map(|name| Member {
                 info: MemberInfo {
-                    name: format!("pg{i}"),
+                    name: name.clone(),
+                    host: host_of(name),
                     pg_port: free_port(),
                     rest_port: free_port(),
                 },
@@ -173,17 +201,25 @@ impl HaCluster {
             .expect("chmod post_bootstrap.sh");
         give_to_server_user(base);
 
+        let etcd_host: std::net::IpAddr = host_of("etcd").parse().expect("an IP address");
         let mut cluster = HaCluster {
             scope: unique_scope(),
-            etcd_port: 0,
+            etcd_addr: std::net::SocketAddr::new(etcd_host, 0),
             etcd: Mutex::new(None),
             members,
             synchronous_mode: opts.synchronous_mode,
             reaper: Some(procs::spawn_reaper(base)),
             dir,
+            lab,
         };
-        let (etcd, etcd_port) = procs::start_etcd(cluster.base(), &cluster.scope);
-        cluster.etcd_port = etcd_port;
+        let etcd_ns = cluster.netns_of("etcd");
+        let (etcd, etcd_addr) = procs::start_etcd(
+            cluster.base(),
+            &cluster.scope,
+            etcd_host,
+            etcd_ns.as_deref(),
+        );
+        cluster.etcd_addr = etcd_addr;
         *lock(&cluster.etcd) = Some(etcd);
         let bin_dir = pg_bin("postgres")
             .parent()
@@ -193,7 +229,7 @@ impl HaCluster {
             let yaml = config::member_yaml(&config::MemberConfig {
                 scope: &cluster.scope,
                 member: &m.info,
-                etcd_port: cluster.etcd_port,
+                etcd: cluster.etcd_addr,
                 base: cluster.base(),
                 bin_dir: &bin_dir,
                 opts: &opts,
@@ -202,7 +238,12 @@ impl HaCluster {
         }
         give_to_server_user(&cluster.base().join("conf"));
         for m in &cluster.members {
-            *lock(&m.patroni) = Some(procs::spawn_patroni(cluster.base(), &m.info.name));
+            let ns = cluster.netns_of(&m.info.name);
+            *lock(&m.patroni) = Some(procs::spawn_patroni(
+                cluster.base(),
+                &m.info.name,
+                ns.as_deref(),
+            ));
         }
         cluster.wait_ready(START_LIMIT.saturating_sub(started.elapsed()));
         cluster
@@ -217,11 +258,11 @@ impl HaCluster {
         self.members.iter().map(|m| m.info.clone()).collect()
     }
 
-    /// `http://127.0.0.1:PORT` of each member's REST API, in member order.
+    /// `http://HOST:PORT` of each member's REST API, in member order.
     pub fn rest_urls(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.info.rest_port))
+            .map(|m| format!("http://{}", m.info.rest()))
             .collect()
     }
 
@@ -229,20 +270,30 @@ impl HaCluster {
     pub fn pg_addrs(&self) -> Vec<(String, u16)> {
         self.members
             .iter()
-            .map(|m| ("127.0.0.1".to_string(), m.info.pg_port))
+            .map(|m| (m.info.host.clone(), m.info.pg_port))
             .collect()
     }
 
     /// etcd's client URL.
     pub fn etcd_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd_port)
+        format!("http://{}", self.etcd_addr)
+    }
+
+    /// The hosts, with `netns`: for cutting one off.
+    pub fn lab(&self) -> Option<&crate::netns::Lab> {
+        self.lab.as_ref()
+    }
+
+    /// The namespace a member (or "etcd") runs in, with `netns`.
+    fn netns_of(&self, name: &str) -> Option<String> {
+        self.lab.as_ref().map(|l| l.host(name).netns.clone())
     }
 
     /// `GET /cluster` from the first member that answers.
     pub fn cluster_view(&self) -> Option<Vec<MemberStatus>> {
         self.members
             .iter()
-            .find_map(|m| status::cluster(m.info.rest_port))
+            .find_map(|m| status::cluster(m.info.rest()))
     }
 
     /// The member `GET /cluster` names `role: leader`. That is the DCS view:
@@ -279,7 +330,7 @@ impl HaCluster {
                 .filter(|m| lock(&m.patroni).is_some())
                 .map(|m| &m.info)
                 .collect();
-            let why = match status::ready_check(self.etcd_port, &up, self.synchronous_mode) {
+            let why = match status::ready_check(self.etcd_addr, &up, self.synchronous_mode) {
                 Ok(leader) => return leader,
                 Err(why) => why,
             };
@@ -330,7 +381,8 @@ impl HaCluster {
         if let Some(pid) = self.postmaster_pid(name) {
             procs::stop_postmasters(&[pid], PG_STOP_LIMIT);
         }
-        *lock(&m.patroni) = Some(procs::spawn_patroni(self.base(), name));
+        let ns = self.netns_of(name);
+        *lock(&m.patroni) = Some(procs::spawn_patroni(self.base(), name, ns.as_deref()));
     }
 
     /// SIGTERM member `name`'s Patroni, which stops its PostgreSQL (and
@@ -351,9 +403,9 @@ impl HaCluster {
         if let Some(c) = candidate {
             body["candidate"] = Value::from(c);
         }
-        let port = self.member(&leader).info.rest_port;
-        let r = http::post_json(
-            port,
+        let rest = self.member(&leader).info.rest();
+        let r = http::post_json_at(
+            rest,
             "/switchover",
             &body.to_string(),
             SWITCHOVER_HTTP_LIMIT,
@@ -444,7 +496,7 @@ impl std::fmt::Debug for HaCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HaCluster")
             .field("scope", &self.scope)
-            .field("etcd_port", &self.etcd_port)
+            .field("etcd", &self.etcd_addr)
             .field("members", &self.members())
             .field("dir", &self.base())
             .finish()

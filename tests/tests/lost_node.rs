@@ -93,3 +93,221 @@ async fn a_lost_server_is_noticed_within_the_tcp_settings() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), format!("{}/32", pg.host()));
 }
+
+/// What the writers saw: acknowledged values, errors with when they came,
+/// and each request's start and end.
+#[derive(Default)]
+struct Writes {
+    acked: std::sync::Mutex<Vec<(i64, Instant)>>,
+    errors: std::sync::Mutex<Vec<(Instant, String)>>,
+    /// (started, answered) of every request that had to wait over 1 s.
+    slow: std::sync::Mutex<Vec<(Instant, Instant)>>,
+    next: std::sync::atomic::AtomicI64,
+}
+
+fn described(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        // No ErrorResponse: the connection just ended. A defect wherever
+        // PostgreSQL itself would have answered.
+        None => format!("bare: {e}"),
+    }
+}
+
+/// One writer: autocommit INSERTs until `stop`, reconnecting after an error
+/// that closed its connection.
+async fn writer(
+    port: u16,
+    w: std::sync::Arc<Writes>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
+    use std::sync::atomic::Ordering;
+    let mut client = None;
+    while !stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            match pgwolf_tests::try_connect(port, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    w.errors
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), described(&e)));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let c = client.as_ref().unwrap();
+        let v = w.next.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let r = c
+            .batch_execute(&format!("INSERT INTO acks VALUES ({v})"))
+            .await;
+        let answered = Instant::now();
+        if answered - started > Duration::from_secs(1) {
+            w.slow.lock().unwrap().push((started, answered));
+        }
+        match r {
+            Ok(()) => w.acked.lock().unwrap().push((v, answered)),
+            Err(e) => {
+                w.errors.lock().unwrap().push((answered, described(&e)));
+                if c.is_closed() {
+                    client = None;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The running leader other than `old` that a member other than `old`
+/// reports (`GET /cluster`; the cut member is not asked, as it would only
+/// time out).
+fn leader_per_others(ha: &pgwolf_tests::HaCluster, old: &str) -> Option<String> {
+    ha.members().iter().filter(|m| m.name != old).find_map(|m| {
+        let r = pgwolf_tests::ha::http::get_at(m.rest(), "/cluster", Duration::from_millis(500))
+            .ok()?;
+        let json = r.json()?;
+        json["members"].as_array()?.iter().find_map(|x| {
+            let leader = x["role"] == "leader" && x["state"] == "running" && x["name"] != old;
+            leader.then(|| x["name"].as_str().unwrap_or_default().to_string())
+        })
+    })
+}
+
+/// Scenario a of issue 21: the primary's host is cut off completely (every
+/// packet dropped, no reset), Patroni in synchronous mode, 20 writers
+/// through pgwolf (pool size 10). Every client waiting on the lost primary
+/// is answered soon after Patroni publishes the new leader, writes resume
+/// on it, no acknowledged write is lost, no error is a bare disconnect,
+/// and once the host is back it rejoins as a replica with nothing written
+/// on it after the new leader was published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_s_host_cut_off() {
+    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
+    use pgwolf_tests::{HaCluster, HaOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let ha = HaCluster::start(HaOptions {
+        synchronous_mode: true,
+        netns: true,
+        ..HaOptions::default()
+    });
+    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let toml = format!(
+        "pool_mode = \"transaction\"\n\n\
+         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
+         poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
+         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
+        urls.join(", ")
+    );
+    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
+    let setup = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
+    setup
+        .batch_execute("CREATE TABLE acks (v bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    let (w, stop) = (
+        Arc::new(Writes::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(writer(proxy.port(), w.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !w.acked.lock().unwrap().is_empty(),
+        "no write before the cut"
+    );
+
+    let old = ha.leader().expect("a leader");
+    let lab = ha.lab().expect("the cluster's hosts");
+    let cut = Instant::now();
+    lab.cut(&old, Cut::All);
+    let new = within(60, "Patroni to publish a new leader", async {
+        loop {
+            if let Some(new) = leader_per_others(&ha, &old) {
+                return new;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let published = Instant::now();
+    // Writes on the new leader for a while, then stop.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    for h in writers {
+        within(40, "a writer to stop", h).await.unwrap();
+    }
+
+    let acked = w.acked.lock().unwrap().clone();
+    let errors = w.errors.lock().unwrap().clone();
+    let slow = w.slow.lock().unwrap().clone();
+    let first_after = acked
+        .iter()
+        .map(|(_, at)| *at)
+        .filter(|at| *at > published)
+        .min()
+        .expect("a write after the new leader was published");
+    // Requests that were waiting when the leader was published: when did
+    // they get their answer?
+    let longest_after_publication = slow
+        .iter()
+        .filter(|(started, answered)| *started < published && *answered > published)
+        .map(|(_, answered)| *answered - published)
+        .max()
+        .unwrap_or_default();
+    let longest_wait = slow.iter().map(|(s, a)| *a - *s).max().unwrap_or_default();
+    let mut by_code = std::collections::BTreeMap::<String, usize>::new();
+    for (_, m) in &errors {
+        let code = m.split(':').next().unwrap_or_default().to_string();
+        *by_code.entry(code).or_default() += 1;
+    }
+    eprintln!(
+        "scenario a: cut {old}; Patroni published {new} {:?} after the cut; first write through pgwolf {:?} after publication; \
+         waiting clients answered within {:?} of publication; longest wait {longest_wait:?}; {} writes acknowledged; errors by SQLSTATE {by_code:?}: {:?}",
+        published - cut,
+        first_after - published,
+        longest_after_publication,
+        acked.len(),
+        errors.iter().map(|(_, m)| m).collect::<Vec<_>>()
+    );
+    assert!(
+        errors.iter().all(|(_, m)| !m.starts_with("bare")),
+        "a bare disconnect: {errors:?}"
+    );
+    assert!(
+        errors.iter().all(|(_, m)| !m.contains("read-only")),
+        "a write reached a replica: {errors:?}"
+    );
+    assert!(
+        first_after - published < Duration::from_secs(2),
+        "first write {:?} after publication",
+        first_after - published
+    );
+    assert!(
+        longest_after_publication < Duration::from_secs(3),
+        "a client waited {longest_after_publication:?} after publication"
+    );
+
+    // Every acknowledged write is on the new leader.
+    let now = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
+    let rows = now.query("SELECT v FROM acks", &[]).await.unwrap();
+    let present: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let lost: Vec<i64> = acked
+        .iter()
+        .map(|(v, _)| *v)
+        .filter(|v| !present.contains(v))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
+
+    lab.heal(&old);
+    tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 pub struct MemberConfig<'a> {
     pub scope: &'a str,
     pub member: &'a MemberInfo,
-    pub etcd_port: u16,
+    pub etcd: std::net::SocketAddr,
     pub base: &'a Path,
     pub bin_dir: &'a Path,
     pub opts: &'a HaOptions,
@@ -31,7 +31,8 @@ pub fn member_yaml(c: &MemberConfig) -> String {
     let base = c.base;
     let (ttl, loop_wait, retry_timeout) = (c.opts.ttl, c.opts.loop_wait, c.opts.retry_timeout);
     let synchronous_mode = c.opts.synchronous_mode;
-    let (rest, pg, etcd) = (c.member.rest_port, c.member.pg_port, c.etcd_port);
+    let (rest, pg, etcd) = (c.member.rest_port, c.member.pg_port, c.etcd);
+    let host = &c.member.host;
     let log_dir = p(&base.join("log").join(name));
     let data_dir = p(&base.join("data").join(name));
     let pgpass = p(&base.join("run").join(format!("pgpass.{name}")));
@@ -62,11 +63,11 @@ log:
   dir: {log_dir}
 
 restapi:
-  listen: 127.0.0.1:{rest}
-  connect_address: 127.0.0.1:{rest}
+  listen: {host}:{rest}
+  connect_address: {host}:{rest}
 
 etcd3:
-  hosts: 127.0.0.1:{etcd}
+  hosts: {etcd}
   protocol: http
 
 bootstrap:
@@ -99,8 +100,8 @@ bootstrap:
   post_bootstrap: {post_bootstrap}
 
 postgresql:
-  listen: 127.0.0.1:{pg}
-  connect_address: 127.0.0.1:{pg}
+  listen: {host}:{pg}
+  connect_address: {host}:{pg}
   data_dir: {data_dir}
   bin_dir: {bin_dir}
   pgpass: {pgpass}
@@ -122,6 +123,8 @@ postgresql:
     - host all all ::1/128 scram-sha-256
     - host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256
     - host replication {REPLICATION_USER} ::1/128 scram-sha-256
+    - host all all 10.213.0.0/16 scram-sha-256
+    - host replication {REPLICATION_USER} 10.213.0.0/16 scram-sha-256
 
 watchdog:
   mode: off

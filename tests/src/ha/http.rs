@@ -1,5 +1,5 @@
-//! A small blocking HTTP/1.1 client for the Patroni and etcd REST APIs on
-//! 127.0.0.1, so the harness needs no curl. One request per connection
+//! A small blocking HTTP/1.1 client for the Patroni and etcd REST APIs (on
+//! 127.0.0.1, or a lab host's address), so the harness needs no curl. One request per connection
 //! (`Connection: close`); the response is read to EOF under one deadline, so
 //! a hung server costs at most `limit`.
 
@@ -24,8 +24,18 @@ pub fn get(port: u16, path: &str, limit: Duration) -> io::Result<Response> {
     request(port, "GET", path, None, limit)
 }
 
-pub fn post_json(port: u16, path: &str, body: &str, limit: Duration) -> io::Result<Response> {
-    request(port, "POST", path, Some(body), limit)
+/// GET from another address than 127.0.0.1 (a lab host).
+pub fn get_at(addr: SocketAddr, path: &str, limit: Duration) -> io::Result<Response> {
+    request_to(addr, "GET", path, None, limit)
+}
+
+pub fn post_json_at(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    limit: Duration,
+) -> io::Result<Response> {
+    request_to(addr, "POST", path, Some(body), limit)
 }
 
 /// `method path` on 127.0.0.1:`port`; connect, send and receive all within `limit`.
@@ -36,12 +46,28 @@ pub fn request(
     body: Option<&str>,
     limit: Duration,
 ) -> io::Result<Response> {
+    request_to(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        method,
+        path,
+        body,
+        limit,
+    )
+}
+
+/// `method path` on `addr`; connect, send and receive all within `limit`.
+pub fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    limit: Duration,
+) -> io::Result<Response> {
     let deadline = Instant::now() + limit;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, limit)?;
     stream.set_write_timeout(Some(limit))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Accept: application/json\r\nUser-Agent: pgwolf-tests\r\n"
     );
     if let Some(body) = body {
@@ -59,7 +85,7 @@ pub fn request(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(timed_out(method, path, port, limit));
+            return Err(timed_out(method, path, addr, limit));
         }
         stream.set_read_timeout(Some(left))?;
         match stream.read(&mut buf) {
@@ -68,7 +94,7 @@ pub fn request(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A read timeout surfaces as WouldBlock on Linux.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(timed_out(method, path, port, limit))
+                return Err(timed_out(method, path, addr, limit))
             }
             Err(e) => return Err(e),
         }
@@ -76,10 +102,10 @@ pub fn request(
     parse_response(&raw)
 }
 
-fn timed_out(method: &str, path: &str, port: u16, limit: Duration) -> io::Error {
+fn timed_out(method: &str, path: &str, addr: SocketAddr, limit: Duration) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
-        format!("{method} 127.0.0.1:{port}{path}: no complete response within {limit:?}"),
+        format!("{method} {addr}{path}: no complete response within {limit:?}"),
     )
 }
 

@@ -7,6 +7,7 @@ use super::{lock, status, Member};
 use crate::ports::free_port;
 use crate::tools::{child_command, read_lossy, tail, wait_bounded};
 use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,14 +20,19 @@ const PATRONI_STOP_LIMIT: Duration = Duration::from_secs(20);
 /// Start etcd with its data in `base/data/etcd`; returns it and its client
 /// port. Another process taking a port between our check and etcd's bind
 /// shows as an early exit, so that is retried on new ports.
-pub fn start_etcd(base: &Path, token: &str) -> (Child, u16) {
+pub fn start_etcd(
+    base: &Path,
+    token: &str,
+    host: IpAddr,
+    netns: Option<&str>,
+) -> (Child, SocketAddr) {
     let log_path = base.join("log/etcd.log");
     for _ in 0..3 {
         let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        let client_url = format!("http://{host}:{client}");
+        let peer_url = format!("http://{host}:{peer}");
         let log = append(&log_path);
-        let mut cmd = child_command(&which(ETCD), true);
+        let mut cmd = in_netns(child_command(&which(ETCD), true), netns);
         cmd.args(["--name", "e1", "--data-dir"])
             .arg(base.join("data/etcd"))
             .args(["--listen-client-urls", &client_url])
@@ -52,8 +58,9 @@ pub fn start_etcd(base: &Path, token: &str) -> (Child, u16) {
                 }
                 panic!("etcd exited with {status}:\n{}", tail(&text, 40));
             }
-            if status::etcd_healthy(client) {
-                return (child, client);
+            let addr = SocketAddr::new(host, client);
+            if status::etcd_healthy(addr) {
+                return (child, addr);
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
@@ -74,9 +81,9 @@ pub fn start_etcd(base: &Path, token: &str) -> (Child, u16) {
 
 /// Start member `name`'s Patroni from `base/conf/NAME.yml`. Its stdout and
 /// stderr, which PostgreSQL inherits, go to `base/log/NAME/postgres.log`.
-pub fn spawn_patroni(base: &Path, name: &str) -> Child {
+pub fn spawn_patroni(base: &Path, name: &str, netns: Option<&str>) -> Child {
     let log = append(&base.join("log").join(name).join("postgres.log"));
-    let mut cmd = child_command(Path::new(PATRONI), true);
+    let mut cmd = in_netns(child_command(Path::new(PATRONI), true), netns);
     cmd.arg(base.join("conf").join(format!("{name}.yml")));
     server_env(&mut cmd, base)
         .stdout(log.try_clone().expect("dup member log"))
@@ -102,6 +109,18 @@ pub fn stop_patronis(members: &[&Member]) {
             eprintln!("[ha] Patroni {name} did not stop in {PATRONI_STOP_LIMIT:?}; killed");
         }
     }
+}
+
+/// `cmd` run in network namespace `netns` (`ip netns exec` execs it in
+/// place: same pid, same signals), or as it is.
+fn in_netns(cmd: Command, netns: Option<&str>) -> Command {
+    let Some(netns) = netns else { return cmd };
+    let mut inside = Command::new("ip");
+    inside
+        .args(["netns", "exec", netns])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    inside
 }
 
 fn append(path: &Path) -> File {

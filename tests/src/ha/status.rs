@@ -6,6 +6,7 @@ use super::{MemberInfo, MemberStatus, HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
 use crate::clients::psql_command;
 use crate::tools::run_bounded;
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 const HTTP_LIMIT: Duration = Duration::from_secs(2);
@@ -17,16 +18,16 @@ const WRITE_LIMIT: Duration = Duration::from_secs(10);
 /// leader's `pg_stat_replication` must list it as `sync`: until then a
 /// commit does not wait for it.
 pub fn ready_check(
-    etcd_port: u16,
+    etcd: SocketAddr,
     up: &[&MemberInfo],
     synchronous: bool,
 ) -> Result<String, String> {
-    if !etcd_healthy(etcd_port) {
+    if !etcd_healthy(etcd) {
         return Err("etcd /health is not true".into());
     }
     let mut statuses = Vec::new();
     for m in up {
-        let status = get_json(m.rest_port, "/patroni")?;
+        let status = get_json(m.rest(), "/patroni")?;
         if status["state"] != "running" {
             return Err(format!("{}: /patroni state {}", m.name, status["state"]));
         }
@@ -34,7 +35,7 @@ pub fn ready_check(
     }
     let mut primaries = Vec::new();
     for (m, status) in up.iter().zip(&statuses) {
-        if get_status(m.rest_port, "/primary")? == 200 {
+        if get_status(m.rest(), "/primary")? == 200 {
             primaries.push((*m, status));
         }
     }
@@ -47,7 +48,7 @@ pub fn ready_check(
     if role != "master" && role != "primary" {
         return Err(format!("{}: /primary 200 but role {role}", leader.name));
     }
-    let view = cluster(leader.rest_port).ok_or("no parsable /cluster")?;
+    let view = cluster(leader.rest()).ok_or("no parsable /cluster")?;
     let leaders: Vec<&str> = view
         .iter()
         .filter(|s| s.role == "leader")
@@ -67,7 +68,7 @@ pub fn ready_check(
         .filter_map(|r| r["application_name"].as_str())
         .collect();
     for m in up.iter().filter(|m| m.name != leader.name) {
-        if get_status(m.rest_port, "/replica")? != 200 {
+        if get_status(m.rest(), "/replica")? != 200 {
             return Err(format!("{}: /replica is not 200", m.name));
         }
         if !streaming.contains(&m.name.as_str()) {
@@ -100,9 +101,9 @@ pub fn ready_check(
     Ok(leader.name.clone())
 }
 
-/// `GET /cluster` from the member whose REST API is on `port`.
-pub fn cluster(port: u16) -> Option<Vec<MemberStatus>> {
-    let r = http::get(port, "/cluster", HTTP_LIMIT).ok()?;
+/// `GET /cluster` from the member whose REST API is at `rest`.
+pub fn cluster(rest: SocketAddr) -> Option<Vec<MemberStatus>> {
+    let r = http::get_at(rest, "/cluster", HTTP_LIMIT).ok()?;
     if r.status != 200 {
         return None;
     }
@@ -122,21 +123,20 @@ pub fn cluster(port: u16) -> Option<Vec<MemberStatus>> {
     )
 }
 
-fn get_status(port: u16, path: &str) -> Result<u16, String> {
-    http::get(port, path, HTTP_LIMIT)
+fn get_status(rest: SocketAddr, path: &str) -> Result<u16, String> {
+    http::get_at(rest, path, HTTP_LIMIT)
         .map(|r| r.status)
-        .map_err(|e| format!("GET 127.0.0.1:{port}{path}: {e}"))
+        .map_err(|e| format!("GET {rest}{path}: {e}"))
 }
 
-fn get_json(port: u16, path: &str) -> Result<Value, String> {
-    let r = http::get(port, path, HTTP_LIMIT)
-        .map_err(|e| format!("GET 127.0.0.1:{port}{path}: {e}"))?;
+fn get_json(rest: SocketAddr, path: &str) -> Result<Value, String> {
+    let r = http::get_at(rest, path, HTTP_LIMIT).map_err(|e| format!("GET {rest}{path}: {e}"))?;
     r.json()
-        .ok_or_else(|| format!("GET 127.0.0.1:{port}{path}: {} {:?}", r.status, r.body))
+        .ok_or_else(|| format!("GET {rest}{path}: {} {:?}", r.status, r.body))
 }
 
-pub fn etcd_healthy(port: u16) -> bool {
-    http::get(port, "/health", HTTP_LIMIT)
+pub fn etcd_healthy(etcd: SocketAddr) -> bool {
+    http::get_at(etcd, "/health", HTTP_LIMIT)
         .ok()
         .and_then(|r| r.json())
         .is_some_and(|j| j["health"] == "true")
@@ -146,6 +146,8 @@ pub fn etcd_healthy(port: u16) -> bool {
 /// alone also answers while the leader is still read-only.
 pub fn probe_write(m: &MemberInfo) -> Result<(), String> {
     let mut cmd = psql_command(m.pg_port, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB);
+    // A later -h wins over psql_command's 127.0.0.1.
+    cmd.args(["-h", &m.host]);
     cmd.arg("-c").arg(format!(
         "INSERT INTO probe (node) VALUES ('{}') RETURNING inet_server_port()",
         m.name
