@@ -107,7 +107,11 @@ async fn writer(port: u16, log: Arc<Log>, stop: Arc<AtomicBool>, in_tx: bool) {
                     .lock()
                     .unwrap()
                     .push((Instant::now(), message(&e)));
-                if c.is_closed() {
+                // A FATAL ends the connection even before the driver has
+                // seen the close: another request on it only fails again
+                // ("connection closed"), which is no answer of pgwolf's.
+                let fatal = e.as_db_error().is_some_and(|d| d.severity() == "FATAL");
+                if fatal || c.is_closed() {
                     client = None;
                 }
             }

@@ -152,7 +152,10 @@ async fn writer(
             Ok(()) => w.acked.lock().unwrap().push((v, answered)),
             Err(e) => {
                 w.errors.lock().unwrap().push((answered, described(&e)));
-                if c.is_closed() {
+                // A FATAL ends the connection; the driver may not have seen
+                // the close yet, and a request on it would only fail again.
+                let fatal = e.as_db_error().is_some_and(|d| d.severity() == "FATAL");
+                if fatal || c.is_closed() {
                     client = None;
                 }
             }
