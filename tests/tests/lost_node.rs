@@ -121,12 +121,40 @@ async fn writer(
     w: std::sync::Arc<Writes>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
+    worker(port, pgwolf_tests::ha::HA_APP_DB, w, stop).await
+}
+
+/// One reader on the read-only alias: `SELECT`s until `stop`.
+async fn reader(
+    port: u16,
+    w: std::sync::Arc<Writes>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    worker(
+        port,
+        &format!("{}_ro", pgwolf_tests::ha::HA_APP_DB),
+        w,
+        stop,
+    )
+    .await
+}
+
+/// A client looping one statement through pgwolf on `db` (INSERTs on the
+/// primary database, a SELECT on its read-only alias), reconnecting after
+/// an error that ended its connection.
+async fn worker(
+    port: u16,
+    db: &str,
+    w: std::sync::Arc<Writes>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
     use std::sync::atomic::Ordering;
+    let writes = db == HA_APP_DB;
     let mut client = None;
     while !stop.load(Ordering::Relaxed) {
         if client.is_none() {
-            match pgwolf_tests::try_connect(port, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await {
+            match pgwolf_tests::try_connect(port, HA_APP_USER, HA_APP_PASSWORD, db).await {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     w.errors
@@ -141,9 +169,12 @@ async fn writer(
         let c = client.as_ref().unwrap();
         let v = w.next.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let r = c
-            .batch_execute(&format!("INSERT INTO acks VALUES ({v})"))
-            .await;
+        let sql = if writes {
+            format!("INSERT INTO acks VALUES ({v})")
+        } else {
+            "SELECT count(*) FROM pg_class".to_string()
+        };
+        let r = c.batch_execute(&sql).await;
         let answered = Instant::now();
         if answered - started > Duration::from_secs(1) {
             w.slow.lock().unwrap().push((started, answered));
@@ -312,5 +343,111 @@ async fn the_primary_s_host_cut_off() {
     );
 
     lab.heal(&old);
+    tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
+}
+
+/// Scenario b of issue 21: a replica's host is cut off while 10 readers
+/// loop on the read-only alias and a writer on the primary. Reads in
+/// flight on the lost replica are ended when Patroni drops it from the
+/// cluster (its member key expires), not after TCP gives up; reads go on
+/// on the other replica; writes never notice; no error is a bare
+/// disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_s_host_cut_off() {
+    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
+    use pgwolf_tests::{HaCluster, HaOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let ha = HaCluster::start(HaOptions {
+        netns: true,
+        ..HaOptions::default()
+    });
+    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let toml = format!(
+        "pool_mode = \"transaction\"\n\n\
+         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
+         poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
+         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
+        urls.join(", ")
+    );
+    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
+    let setup = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
+    setup
+        .batch_execute("CREATE TABLE acks (v bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    let (reads, writes) = (Arc::new(Writes::default()), Arc::new(Writes::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(reader(proxy.port(), reads.clone(), stop.clone())))
+        .collect();
+    tasks.push(tokio::spawn(writer(
+        proxy.port(),
+        writes.clone(),
+        stop.clone(),
+    )));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !reads.acked.lock().unwrap().is_empty(),
+        "no read before the cut"
+    );
+
+    let leader = ha.leader().expect("a leader");
+    let replica = ha
+        .members()
+        .into_iter()
+        .map(|m| m.name)
+        .find(|n| *n != leader)
+        .expect("a replica");
+    let lab = ha.lab().expect("the cluster's hosts");
+    let cut = Instant::now();
+    lab.cut(&replica, Cut::All);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        within(40, "a client to stop", t).await.unwrap();
+    }
+
+    let errors = reads.errors.lock().unwrap().clone();
+    let slow = reads.slow.lock().unwrap().clone();
+    let longest = slow.iter().map(|(s, a)| *a - *s).max().unwrap_or_default();
+    let reads_after = reads
+        .acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at > cut)
+        .count();
+    let mut by_code = std::collections::BTreeMap::<String, usize>::new();
+    for (_, m) in &errors {
+        *by_code
+            .entry(m.split(':').next().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    let write_errors = writes.errors.lock().unwrap().clone();
+    let longest_write = writes
+        .slow
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(s, a)| *a - *s)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "scenario b: cut replica {replica}; longest read wait {longest:?}; {reads_after} reads after the cut; \
+         read errors by SQLSTATE {by_code:?}; write errors {write_errors:?}; longest write wait {longest_write:?}"
+    );
+    assert!(
+        errors.iter().all(|(_, m)| !m.starts_with("bare")),
+        "a bare disconnect: {errors:?}"
+    );
+    assert!(write_errors.is_empty(), "writes noticed: {write_errors:?}");
+    assert!(reads_after > 100, "reads stopped: {reads_after}");
+    assert!(
+        longest < Duration::from_secs(15),
+        "a read waited {longest:?} (tcp_user_timeout is 25 s)"
+    );
+    lab.heal(&replica);
     tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
 }

@@ -137,10 +137,16 @@ impl ClientRegistry {
     }
 
     /// Retires the server connections older than `generation` that clients
-    /// of `pool` hold: each such client's transaction ends now (see
+    /// of `pool` hold (all of them, or those to the members named): each
+    /// such client's transaction ends now (see
     /// [`super::kill::Kill::retire_below`]). Clients holding a newer one, or
     /// none, are untouched.
-    pub fn retire(&self, pool: &crate::pool::PoolKey, generation: u64) -> usize {
+    pub fn retire(
+        &self,
+        pool: &crate::pool::PoolKey,
+        generation: u64,
+        which: crate::pool::Retire<'_>,
+    ) -> usize {
         let mut n = 0;
         for e in self.map.iter() {
             let slot = e.value();
@@ -148,7 +154,15 @@ impl ClientRegistry {
                 .info()
                 .and_then(|i| i.pool.as_ref())
                 .is_some_and(|p| p.key() == pool);
-            if of_pool {
+            let hit = of_pool
+                && match which {
+                    crate::pool::Retire::All => true,
+                    crate::pool::Retire::Members(lost) => slot
+                        .activity()
+                        .server
+                        .is_some_and(|s| lost.iter().any(|m| names(m, s.addr))),
+                };
+            if hit {
                 slot.kill.retire_below(generation);
                 n += 1;
             }
@@ -184,6 +198,12 @@ impl ClientRegistry {
         all.sort_by_key(|(pid, _)| *pid);
         all
     }
+}
+
+/// Whether member (host, port) is `addr`. A host name is not resolved
+/// here: such a member's connections are left to keepalive.
+fn names(member: &(String, u16), addr: SocketAddr) -> bool {
+    member.1 == addr.port() && member.0.parse::<std::net::IpAddr>().ok() == Some(addr.ip())
 }
 
 /// SHOW CLIENTS `ptr` of the client with `pid`.

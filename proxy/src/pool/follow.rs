@@ -1,12 +1,12 @@
 //! A pool on a cluster follows its topology: when the member its role
 //! points at changes (a new primary, a replica gone or lagging), the idle
 //! connections close at once, by the same generation bump a reload uses,
-//! and on the primary the checked-out ones are retired: the clients
-//! holding them end their transactions now. Waiting for check-in would wait on a member
+//! and the checked-out ones to members that lost their role are retired:
+//! the clients holding them end their transactions now. Waiting for check-in would wait on a member
 //! that may never answer again (a lost node drops packets; TCP would take
 //! minutes to give up), while new transactions already go elsewhere.
 
-use super::{Inner, Retirer, Route};
+use super::{Inner, Retire, Retirer, Route};
 use crate::config::TargetRole;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -58,17 +58,25 @@ pub(super) async fn follow(pool: Weak<Inner>, retire: Retirer) {
                     std::mem::take(&mut *idle).len()
                 };
                 // Writes must not wait on, or reach, a member that is no
-                // longer primary. A replica set that changed (one joined, one
-                // lags) leaves reads in flight alone: the member they run on
-                // still serves them, and a lost one is found by keepalive.
-                let in_use = match r.role {
+                // longer primary: every connection of the old generation is
+                // retired. Reads are retired only on replicas that left the
+                // set (gone, lagging, promoted); one that joined takes
+                // nothing from the others.
+                let lost: Vec<(String, u16)> = match r.role {
                     TargetRole::Primary => {
-                        retire(generation);
-                        inner.stats.active.load(Ordering::Relaxed)
+                        retire(generation, Retire::All);
+                        key.clone()
                     }
-                    TargetRole::Replica => 0,
+                    TargetRole::Replica => {
+                        let lost: Vec<_> =
+                            key.iter().filter(|m| !next.contains(m)).cloned().collect();
+                        if !lost.is_empty() {
+                            retire(generation, Retire::Members(&lost));
+                        }
+                        lost
+                    }
                 };
-                tracing::info!(db = %inner.key.db, user = %inner.key.user, cluster = %r.cluster.name, from = ?key, to = ?next, closed_idle = closed, retired_in_use = in_use, "pool follows the topology");
+                tracing::info!(db = %inner.key.db, user = %inner.key.user, cluster = %r.cluster.name, from = ?key, to = ?next, closed_idle = closed, retired_from = ?lost, "pool follows the topology");
             }
             key = next;
         }

@@ -90,8 +90,17 @@ impl PoolError {
 /// See [`SharedLimits::evict`].
 pub type Evictor = Arc<dyn Fn(&PoolKey) + Send + Sync>;
 
+/// Which checked-out server connections a topology change retires.
+#[derive(Debug, Clone, Copy)]
+pub enum Retire<'a> {
+    /// Every one made before the generation: the primary moved.
+    All,
+    /// Those to these members (host, port): replicas that left the set.
+    Members(&'a [(String, u16)]),
+}
+
 /// See [`Pool::follow_topology`].
-pub type Retirer = Box<dyn Fn(u64) + Send + Sync>;
+pub type Retirer = Box<dyn Fn(u64, Retire<'_>) + Send + Sync>;
 
 /// Server connection caps shared by several pools (max_db_connections,
 /// max_user_connections). Each open connection holds one permit of each.
@@ -183,9 +192,9 @@ impl Pool {
     /// For a pool on a cluster: close connections to a member that lost
     /// the pool's role (see `follow.rs`). Call once, after creating it.
     /// Follows the cluster's topology until the pool is dropped;
-    /// `retire(generation)` is called when a primary pool's member changed,
-    /// for the server connections older than `generation` that clients
-    /// hold (the pool knows no clients; its owner does).
+    /// `retire(generation, which)` is called when members lost their role,
+    /// for the server connections older than `generation` that clients hold
+    /// to them (the pool knows no clients; its owner does).
     pub fn follow_topology(&self, retire: Retirer) {
         tokio::spawn(follow::follow(Arc::downgrade(&self.0), retire));
     }
