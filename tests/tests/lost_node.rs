@@ -195,6 +195,32 @@ async fn worker(
     }
 }
 
+/// A cluster whose members and etcd have hosts of their own, and pgwolf
+/// in front of it (patroni provider polling every 200 ms, pool size 10)
+/// with a table `acks` made through it.
+async fn cluster_behind_pgwolf(opts: pgwolf_tests::HaOptions) -> (pgwolf_tests::HaCluster, Pgwolf) {
+    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
+    let ha = pgwolf_tests::HaCluster::start(pgwolf_tests::HaOptions {
+        netns: true,
+        ..opts
+    });
+    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let toml = format!(
+        "pool_mode = \"transaction\"\n\n\
+         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
+         poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
+         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
+        urls.join(", ")
+    );
+    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
+    let setup = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
+    setup
+        .batch_execute("CREATE TABLE acks (v bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    (ha, proxy)
+}
+
 /// The running leader other than `old` that a member other than `old`
 /// reports (`GET /cluster`; the cut member is not asked, as it would only
 /// time out).
@@ -220,29 +246,15 @@ fn leader_per_others(ha: &pgwolf_tests::HaCluster, old: &str) -> Option<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_s_host_cut_off() {
     use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
-    use pgwolf_tests::{HaCluster, HaOptions};
+    use pgwolf_tests::HaOptions;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let ha = HaCluster::start(HaOptions {
+    let (ha, proxy) = cluster_behind_pgwolf(HaOptions {
         synchronous_mode: true,
-        netns: true,
         ..HaOptions::default()
-    });
-    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let toml = format!(
-        "pool_mode = \"transaction\"\n\n\
-         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
-         poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
-         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
-        urls.join(", ")
-    );
-    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
-    let setup = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
-    setup
-        .batch_execute("CREATE TABLE acks (v bigint PRIMARY KEY)")
-        .await
-        .unwrap();
+    })
+    .await;
     let (w, stop) = (
         Arc::new(Writes::default()),
         Arc::new(AtomicBool::new(false)),
@@ -354,29 +366,11 @@ async fn the_primary_s_host_cut_off() {
 /// disconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_s_host_cut_off() {
-    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
-    use pgwolf_tests::{HaCluster, HaOptions};
+    use pgwolf_tests::HaOptions;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let ha = HaCluster::start(HaOptions {
-        netns: true,
-        ..HaOptions::default()
-    });
-    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let toml = format!(
-        "pool_mode = \"transaction\"\n\n\
-         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
-         poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
-         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
-        urls.join(", ")
-    );
-    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
-    let setup = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
-    setup
-        .batch_execute("CREATE TABLE acks (v bigint PRIMARY KEY)")
-        .await
-        .unwrap();
+    let (ha, proxy) = cluster_behind_pgwolf(HaOptions::default()).await;
     let (reads, writes) = (Arc::new(Writes::default()), Arc::new(Writes::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks: Vec<_> = (0..10)

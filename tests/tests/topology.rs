@@ -213,6 +213,25 @@ fn fake_patroni(leader: Arc<AtomicU16>) -> u16 {
     rest
 }
 
+/// pgwolf on the fake Patroni API at `rest`, `extra` lines at the top and
+/// `wait` as failover_wait_timeout.
+fn on_fake_patroni(rest: u16, extra: &str, wait: &str) -> Pgwolf {
+    pgwolf(&format!(
+        r#"pool_mode = "transaction"
+{extra}
+[clusters.pair]
+provider = "patroni"
+patroni_urls = ["http://127.0.0.1:{rest}"]
+poll_interval = "100ms"
+failover_wait_timeout = "{wait}"
+
+[databases.{APP_DB}]
+cluster = "pair"
+pool_size = 4
+"#
+    ))
+}
+
 fn stale_patroni(port: u16) -> u16 {
     fake_patroni(Arc::new(AtomicU16::new(port)))
 }
@@ -224,22 +243,7 @@ async fn a_standby_listed_as_primary_gets_no_write() {
     let mut a = server().await;
     make_standby(&mut a);
     let rest = stale_patroni(a.port());
-    let toml = format!(
-        r#"pool_mode = "transaction"
-admin_users = ["{APP_USER}"]
-
-[clusters.pair]
-provider = "patroni"
-patroni_urls = ["http://127.0.0.1:{rest}"]
-poll_interval = "100ms"
-failover_wait_timeout = "2s"
-
-[databases.{APP_DB}]
-cluster = "pair"
-pool_size = 4
-"#
-    );
-    let proxy = pgwolf(&toml);
+    let proxy = on_fake_patroni(rest, &format!("admin_users = [\"{APP_USER}\"]\n"), "2s");
     let started = Instant::now();
     let err = match try_connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB).await {
         Err(e) => e,
@@ -312,21 +316,7 @@ async fn a_transaction_on_a_member_that_lost_its_role_ends_at_once() {
     let b = server().await;
     let leader = Arc::new(AtomicU16::new(a.port()));
     let rest = fake_patroni(leader.clone());
-    let toml = format!(
-        r#"pool_mode = "transaction"
-
-[clusters.pair]
-provider = "patroni"
-patroni_urls = ["http://127.0.0.1:{rest}"]
-poll_interval = "100ms"
-failover_wait_timeout = "5s"
-
-[databases.{APP_DB}]
-cluster = "pair"
-pool_size = 4
-"#
-    );
-    let proxy = pgwolf(&toml);
+    let proxy = on_fake_patroni(rest, "", "5s");
     let idle = connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB).await;
     idle.batch_execute("BEGIN; INSERT INTO t VALUES ('uncommitted')")
         .await
@@ -425,23 +415,11 @@ async fn a_connect_that_hangs_moves_on_when_the_leader_moves() {
     .await;
     let leader = Arc::new(AtomicU16::new(silent.port()));
     let rest = fake_patroni(leader.clone());
-    let toml = format!(
-        r#"pool_mode = "transaction"
-server_connect_timeout = "10s"
-server_login_timeout = "10s"
-
-[clusters.pair]
-provider = "patroni"
-patroni_urls = ["http://127.0.0.1:{rest}"]
-poll_interval = "100ms"
-failover_wait_timeout = "20s"
-
-[databases.{APP_DB}]
-cluster = "pair"
-pool_size = 4
-"#
+    let proxy = on_fake_patroni(
+        rest,
+        "server_connect_timeout = \"10s\"\nserver_login_timeout = \"10s\"\n",
+        "20s",
     );
-    let proxy = pgwolf(&toml);
     let port = proxy.port();
     let login = tokio::spawn(async move {
         let c = connect(port, APP_USER, APP_PASSWORD, APP_DB).await;
