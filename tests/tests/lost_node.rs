@@ -206,7 +206,7 @@ async fn cluster_behind_pgwolf(opts: pgwolf_tests::HaOptions) -> (pgwolf_tests::
     });
     let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
     let toml = format!(
-        "pool_mode = \"transaction\"\n\n\
+        "pool_mode = \"transaction\"\nstats_users = [\"{HA_APP_USER}\"]\n\n\
          [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
          poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
          [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
@@ -444,4 +444,92 @@ async fn a_replica_s_host_cut_off() {
     );
     lab.heal(&replica);
     tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
+}
+
+/// Scenario d of issue 21: pgwolf loses the Patroni REST API of every
+/// member (the databases still answer it). The primary has not changed, so
+/// nothing should: pgwolf keeps the topology it knows and writes go on
+/// without an error; once the API answers again nothing has moved either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgwolf_cut_off_from_the_rest_api_alone() {
+    use pgwolf_tests::HaOptions;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (ha, proxy) = cluster_behind_pgwolf(HaOptions::default()).await;
+    let (w, stop) = (
+        Arc::new(Writes::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(writer(proxy.port(), w.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lab = ha.lab().expect("the cluster's hosts");
+    let me = lab.local_addr();
+    let cut = Instant::now();
+    for m in ha.members() {
+        lab.cut_between(&m.name, me, Some(m.rest_port));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rest_errors = topology_errors(proxy.port()).await;
+    assert!(
+        !rest_errors.is_empty(),
+        "pgwolf still reached the REST API: the cut did not take"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let healed = Instant::now();
+    for m in ha.members() {
+        lab.heal(&m.name);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for h in writers {
+        within(40, "a writer to stop", h).await.unwrap();
+    }
+    let acked = w.acked.lock().unwrap().clone();
+    let errors = w.errors.lock().unwrap().clone();
+    let during = acked
+        .iter()
+        .filter(|(_, at)| *at > cut && *at < healed)
+        .count();
+    let longest = w
+        .slow
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(s, a)| *a - *s)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "scenario d: REST API cut off for 10 s ({rest_errors:?}): {during} writes acknowledged \
+         meanwhile, longest wait {longest:?}, errors {errors:?}"
+    );
+    assert!(
+        topology_errors(proxy.port()).await.is_empty(),
+        "the REST API answers again"
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(during > 1_000, "writes stopped: {during}");
+    assert!(
+        longest < Duration::from_secs(2),
+        "a write waited {longest:?}"
+    );
+}
+
+/// SHOW TOPOLOGY's non-empty `error` cells: why the provider last failed.
+async fn topology_errors(port: u16) -> Vec<String> {
+    use pgwolf_tests::ha::{HA_APP_PASSWORD, HA_APP_USER};
+    let console = connect(port, HA_APP_USER, HA_APP_PASSWORD, "pgwolf").await;
+    console
+        .simple_query("SHOW TOPOLOGY")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("error").map(str::to_string),
+            _ => None,
+        })
+        .filter(|e| !e.is_empty())
+        .collect()
 }
