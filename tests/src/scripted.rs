@@ -83,11 +83,7 @@ impl Peer {
 
     /// The next frontend message (tag, body); None when pgwolf left.
     pub async fn read(&mut self) -> Option<(u8, Vec<u8>)> {
-        let tag = self.stream.read_u8().await.ok()?;
-        let len = self.stream.read_u32().await.ok()? as usize;
-        let mut body = vec![0; len.checked_sub(4)?];
-        self.stream.read_exact(&mut body).await.ok()?;
-        Some((tag, body))
+        crate::wire::try_read_message(&mut self.stream).await
     }
 
     /// Answers every simple Query with `answer(sql)` until pgwolf leaves.

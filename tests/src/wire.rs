@@ -23,13 +23,21 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
 
 /// The next backend message from `stream`: (tag, body).
 pub async fn read_message<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> (u8, Vec<u8>) {
-    use tokio::io::AsyncReadExt;
-    let tag = stream.read_u8().await.expect("a message tag");
-    let len = stream.read_u32().await.expect("a message length") as usize;
-    let mut body = vec![0; len.saturating_sub(4)];
-    stream
-        .read_exact(&mut body)
+    try_read_message(stream)
         .await
-        .expect("the message body");
-    (tag, body)
+        .expect("a whole message before the peer closed")
+}
+
+/// The next tagged message from `stream` (either direction: tag, length
+/// counting itself, body), or None once the peer closed or sent a length
+/// below 4.
+pub async fn try_read_message<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let tag = stream.read_u8().await.ok()?;
+    let len = stream.read_u32().await.ok()? as usize;
+    let mut body = vec![0; len.checked_sub(4)?];
+    stream.read_exact(&mut body).await.ok()?;
+    Some((tag, body))
 }

@@ -105,6 +105,33 @@ struct Writes {
     next: std::sync::atomic::AtomicI64,
 }
 
+impl Writes {
+    /// The longest any request waited (0 when none waited over 1 s).
+    fn longest_wait(&self) -> Duration {
+        let slow = self.slow.lock().unwrap();
+        slow.iter().map(|(s, a)| *a - *s).max().unwrap_or_default()
+    }
+
+    /// Requests acknowledged after `from` and before `to`.
+    fn acked_between(&self, from: Instant, to: Instant) -> usize {
+        let acked = self.acked.lock().unwrap();
+        acked
+            .iter()
+            .filter(|(_, at)| *at > from && *at < to)
+            .count()
+    }
+
+    /// The errors counted by SQLSTATE ("bare" for no ErrorResponse).
+    fn errors_by_code(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut by_code = std::collections::BTreeMap::new();
+        for (_, m) in self.errors.lock().unwrap().iter() {
+            let code = m.split(':').next().unwrap_or_default().to_string();
+            *by_code.entry(code).or_default() += 1;
+        }
+        by_code
+    }
+}
+
 fn described(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{}: {}", d.code().code(), d.message()),
@@ -306,12 +333,8 @@ async fn the_primary_s_host_cut_off() {
         .map(|(_, answered)| *answered - published)
         .max()
         .unwrap_or_default();
-    let longest_wait = slow.iter().map(|(s, a)| *a - *s).max().unwrap_or_default();
-    let mut by_code = std::collections::BTreeMap::<String, usize>::new();
-    for (_, m) in &errors {
-        let code = m.split(':').next().unwrap_or_default().to_string();
-        *by_code.entry(code).or_default() += 1;
-    }
+    let longest_wait = w.longest_wait();
+    let by_code = w.errors_by_code();
     eprintln!(
         "scenario a: cut {old}; Patroni published {new} {:?} after the cut; first write through pgwolf {:?} after publication; \
          waiting clients answered within {:?} of publication; longest wait {longest_wait:?}; {} writes acknowledged; errors by SQLSTATE {by_code:?}: {:?}",
@@ -404,30 +427,11 @@ async fn a_replica_s_host_cut_off() {
     }
 
     let errors = reads.errors.lock().unwrap().clone();
-    let slow = reads.slow.lock().unwrap().clone();
-    let longest = slow.iter().map(|(s, a)| *a - *s).max().unwrap_or_default();
-    let reads_after = reads
-        .acked
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, at)| *at > cut)
-        .count();
-    let mut by_code = std::collections::BTreeMap::<String, usize>::new();
-    for (_, m) in &errors {
-        *by_code
-            .entry(m.split(':').next().unwrap_or_default().to_string())
-            .or_default() += 1;
-    }
+    let longest = reads.longest_wait();
+    let reads_after = reads.acked_between(cut, Instant::now());
+    let by_code = reads.errors_by_code();
     let write_errors = writes.errors.lock().unwrap().clone();
-    let longest_write = writes
-        .slow
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(s, a)| *a - *s)
-        .max()
-        .unwrap_or_default();
+    let longest_write = writes.longest_wait();
     eprintln!(
         "scenario b: cut replica {replica}; longest read wait {longest:?}; {reads_after} reads after the cut; \
          read errors by SQLSTATE {by_code:?}; write errors {write_errors:?}; longest write wait {longest_write:?}"
@@ -487,20 +491,9 @@ async fn pgwolf_cut_off_from_the_rest_api_alone() {
     for h in writers {
         within(40, "a writer to stop", h).await.unwrap();
     }
-    let acked = w.acked.lock().unwrap().clone();
     let errors = w.errors.lock().unwrap().clone();
-    let during = acked
-        .iter()
-        .filter(|(_, at)| *at > cut && *at < healed)
-        .count();
-    let longest = w
-        .slow
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(s, a)| *a - *s)
-        .max()
-        .unwrap_or_default();
+    let during = w.acked_between(cut, healed);
+    let longest = w.longest_wait();
     eprintln!(
         "scenario d: REST API cut off for 10 s ({rest_errors:?}): {during} writes acknowledged \
          meanwhile, longest wait {longest:?}, errors {errors:?}"

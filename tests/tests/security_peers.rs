@@ -23,11 +23,7 @@ use tokio::net::TcpStream;
 
 /// The next backend message, or None once pgwolf closed the connection.
 async fn next(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let tag = stream.read_u8().await.ok()?;
-    let len = stream.read_u32().await.ok()? as usize;
-    let mut body = vec![0; len.checked_sub(4)?];
-    stream.read_exact(&mut body).await.ok()?;
-    Some((tag, body))
+    pgwolf_tests::wire::try_read_message(stream).await
 }
 
 /// An ErrorResponse's SQLSTATE and message fields.
