@@ -45,6 +45,7 @@ fn settings(size: u32) -> PoolSettings {
         lifetime: Duration::from_secs(3600),
         idle_timeout: Duration::from_secs(600),
         reset_query: None,
+        check: None,
         route: None,
     }
 }

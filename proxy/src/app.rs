@@ -4,7 +4,7 @@
 use crate::auth::{AuthFile, ScramVerifier, Secret};
 use crate::client::registry::ClientRegistry;
 use crate::config::{ClusterConfig, Config, DatabaseConfig, PoolMode, Provider};
-use crate::pool::{Pool, PoolKey, PoolSettings, Route, SharedLimits};
+use crate::pool::{Pool, PoolKey, PoolSettings, Route, ServerCheck, SharedLimits};
 use crate::server::ServerTarget;
 use crate::topology::Cluster;
 use arc_swap::ArcSwap;
@@ -209,6 +209,13 @@ impl App {
             lifetime: cfg.server_lifetime,
             idle_timeout: cfg.server_idle_timeout,
             reset_query: reset.then(|| cfg.server_reset_query.clone()),
+            check: (!cfg.server_check_query.trim().is_empty()).then(|| {
+                Arc::new(ServerCheck {
+                    query: cfg.server_check_query.clone(),
+                    delay: cfg.server_check_delay,
+                    timeout: cfg.server_check_timeout,
+                })
+            }),
             route: dbc
                 .cluster
                 .as_ref()

@@ -133,3 +133,55 @@ async fn transaction_timeout_ends_transactions_waiting_on_either_side() {
         "nothing of the ended transactions was committed"
     );
 }
+
+/// server_check_query: an idle pooled connection whose backend hung since
+/// it was released is checked before it is lent (`server_check_delay`
+/// 0 s here, so at every check-out); the check times out, the connection
+/// is closed and the client's statement runs on a new one, answered a
+/// little after `server_check_timeout` instead of never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_check_query_keeps_clients_off_an_idle_hung_connection() {
+    let fx = Fixture::with(
+        FixtureOptions::new(PoolMode::Transaction, 2)
+            .setting("server_check_delay = \"0s\"")
+            .setting("server_check_timeout = \"500ms\""),
+    )
+    .await;
+    let c = fx.connect().await;
+    let first = simple_value(&c, "SELECT pg_backend_pid()")
+        .await
+        .unwrap()
+        .unwrap();
+    // A checked connection still serves: the same backend again.
+    let again = simple_value(&c, "SELECT pg_backend_pid()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, first, "a healthy idle connection passes its check");
+
+    let hung = Stopped::new(&first);
+    let started = Instant::now();
+    let other = within(
+        10,
+        "a statement while the idle connection's backend hangs",
+        simple_value(&c, "SELECT pg_backend_pid()"),
+    )
+    .await
+    .expect("served by a new connection")
+    .unwrap();
+    let waited = started.elapsed();
+    assert_ne!(other, first, "lent the hung connection");
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    eprintln!(
+        "idle connection to a hung backend: replaced after {waited:?} (server_check_timeout 500ms)"
+    );
+    let log = fx.proxy.log();
+    assert!(
+        log.contains("failed server_check_query") && log.contains("server_check_timeout"),
+        "{log}"
+    );
+    drop(hung);
+}

@@ -51,6 +51,12 @@ impl Default for Config {
             server_reset_query: "DISCARD ALL".to_string(),
             server_reset_query_always: false,
             server_connect_timeout: Duration::from_secs(15),
+            server_check_query: "SELECT 1".to_string(),
+            server_check_delay: Duration::from_secs(30),
+            // A live server answers SELECT 1 in well under a millisecond;
+            // one that does not within 2 s is hung or lost, and the client
+            // is better served by a new connection than by waiting on it.
+            server_check_timeout: Duration::from_secs(2),
             server_login_timeout: Duration::from_secs(15),
             // A vanished peer is found after 10 s of silence plus 3 probes
             // 5 s apart (25 s), and unacknowledged data gives up at 25 s:

@@ -152,6 +152,16 @@ pub struct Config {
     pub server_reset_query_always: bool,
     #[serde(with = "humantime_serde")]
     pub server_connect_timeout: Duration,
+    /// Run on a pooled server connection idle at least
+    /// `server_check_delay` before a client gets it; empty = never.
+    pub server_check_query: String,
+    /// How long a released connection is lent again without a check.
+    #[serde(with = "humantime_serde")]
+    pub server_check_delay: Duration,
+    /// A check not answered this long fails: the connection is closed
+    /// and the client gets another.
+    #[serde(with = "humantime_serde")]
+    pub server_check_timeout: Duration,
     /// Time allowed for a server connection's startup and authentication.
     #[serde(with = "humantime_serde")]
     pub server_login_timeout: Duration,

@@ -30,8 +30,8 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "log_stats", "logfile", "login_notify_message", "max_db_client_connections",
     "max_user_client_connections", "peer_id", "pidfile",
     "pkt_buf", "pool_idle_timeout", "query_wait_notify",
-    "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_check_delay",
-    "server_check_query", "server_fast_close", "server_login_retry",
+    "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_fast_close",
+    "server_login_retry",
     "server_round_robin", "server_tls13_ciphers", "server_tls_ciphers",
     "service_name", "so_reuseport",
     "stats_period", "suspend_timeout", "syslog", "syslog_facility",
@@ -427,6 +427,8 @@ impl Import {
             "server_reset_query_always" => cfg.server_reset_query_always = whole::<i64>(v)? != 0,
             // PgBouncer's one timeout covers connect and login; pgwolf times
             // them separately, so both get the value.
+            "server_check_query" => cfg.server_check_query = v.to_string(),
+            "server_check_delay" => cfg.server_check_delay = seconds(v)?,
             "server_connect_timeout" => {
                 cfg.server_connect_timeout = seconds(v)?;
                 cfg.server_login_timeout = cfg.server_connect_timeout;
@@ -732,7 +734,8 @@ pkt_buf = 8192
         let (cfg, warnings) = import(
             "[pgbouncer]\nlisten_addr = 127.0.0.1\ntcp_keepalive = 0\ntcp_keepidle = 7\n\
              tcp_keepintvl = 2\ntcp_keepcnt = 4\ntcp_user_timeout = 5000\n\
-             query_timeout = 3.5\ntransaction_timeout = 60\n",
+             query_timeout = 3.5\ntransaction_timeout = 60\n\
+             server_check_delay = 10\nserver_check_query = select 42\n",
         )
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -743,6 +746,12 @@ pkt_buf = 8192
         assert_eq!(cfg.tcp_user_timeout, Duration::from_millis(5000));
         assert_eq!(cfg.query_timeout, Duration::from_millis(3500));
         assert_eq!(cfg.transaction_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.server_check_delay, Duration::from_secs(10));
+        assert_eq!(cfg.server_check_query, "select 42");
+        // An empty query turns the check off, as in PgBouncer.
+        let (cfg, _) =
+            import("[pgbouncer]\nlisten_addr = 127.0.0.1\nserver_check_query =\n").unwrap();
+        assert_eq!(cfg.server_check_query, "");
         // Left out: pgwolf's, not the OS's hours.
         let (cfg, _) = import("[pgbouncer]\nlisten_addr = 127.0.0.1\n").unwrap();
         assert_eq!(cfg.tcp_user_timeout, Config::default().tcp_user_timeout);

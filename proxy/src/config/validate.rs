@@ -294,8 +294,9 @@ fn check_pool_limits(cfg: &Config) -> Result<(), ConfigError> {
 fn check_timeouts(cfg: &Config) -> Result<(), ConfigError> {
     // These bound how long a half-open connection may hold a slot; 0 would
     // mean "fail at once", never "no limit", so it is refused.
-    let must_be_positive: [(&str, Duration); 3] = [
+    let must_be_positive: [(&str, Duration); 4] = [
         ("server_connect_timeout", cfg.server_connect_timeout),
+        ("server_check_timeout", cfg.server_check_timeout),
         ("server_login_timeout", cfg.server_login_timeout),
         ("client_login_timeout", cfg.client_login_timeout),
     ];

@@ -87,6 +87,11 @@ pub fn render(app: &App) -> String {
         "Server connections that failed to open.",
         &pool,
     );
+    let check_failures = counter(
+        "pgwolf_server_check_failures_total",
+        "Idle server connections closed for failing server_check_query (closed, erred, or silent past server_check_timeout).",
+        &pool,
+    );
     let prepared = counter(
         "pgwolf_prepared_statements_total",
         "Managed prepared statements: cache hits, misses and evictions on server connections.",
@@ -130,6 +135,7 @@ pub fn render(app: &App) -> String {
         secs(&failover_wait, st.failover_wait_us.load(Relaxed));
         add(&connects, st.connects.load(Relaxed));
         add(&connect_failures, st.connect_failures.load(Relaxed));
+        add(&check_failures, st.check_failures.load(Relaxed));
         let c = &st.prepared;
         for (result, v) in [
             ("hit", &c.hits),
@@ -186,7 +192,7 @@ pub fn render(app: &App) -> String {
     }
 
     let mut families: Vec<MetricFamily> = Vec::new();
-    let collectors: [&dyn Collector; 19] = [
+    let collectors: [&dyn Collector; 20] = [
         &clients,
         &servers,
         &max_wait,
@@ -201,6 +207,7 @@ pub fn render(app: &App) -> String {
         &failover_wait,
         &connects,
         &connect_failures,
+        &check_failures,
         &prepared,
         &auth_failures,
         &members,

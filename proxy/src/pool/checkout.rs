@@ -2,7 +2,7 @@
 //! first served, bounded by `query_wait_timeout`), then the most recently
 //! used idle connection or a new one within the shared caps.
 
-use super::{settings, wait, Lease, Pool, PoolError, PoolSettings};
+use super::{settings, wait, Lease, Pool, PoolError, PoolSettings, ServerCheck};
 use crate::server::{self, ServerConn, ServerTarget};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,10 +28,16 @@ impl Pool {
         if !self.0.paused.load(Ordering::Acquire) {
             if let Ok(permit) = self.0.slots.clone().try_acquire_owned() {
                 let now = Instant::now();
-                if let Some(conn) = self.pop_idle(self.0.settings.load().lifetime, now) {
-                    return Ok(Lease::new(conn, self.0.clone(), permit, now));
-                }
-                return self.checkout_waiting(Some(permit), waiting).await;
+                let due = {
+                    let s = self.0.settings.load();
+                    match self.pop_idle(s.lifetime, now) {
+                        Some(conn) if !s.check.as_ref().is_some_and(|c| c.due(&conn, now)) => {
+                            return Ok(Lease::new(conn, self.0.clone(), permit, now));
+                        }
+                        due => due,
+                    }
+                };
+                return self.checkout_waiting(Some((permit, due)), waiting).await;
             }
         }
         // Not boxed: at 50 clients on a pool of 20 most check-outs wait, and
@@ -41,19 +47,26 @@ impl Pool {
     }
 
     /// A check-out that waits: for a resume, a free slot (bounded by
-    /// `query_wait_timeout`) or a new connection.
+    /// `query_wait_timeout`), a `server_check_query` or a new connection.
+    /// `held`: the slot the fast path took, and the idle connection it
+    /// popped that must be checked first, if any.
     async fn checkout_waiting(
         &self,
-        permit: Option<OwnedSemaphorePermit>,
+        held: Option<(OwnedSemaphorePermit, Option<Box<ServerConn>>)>,
         waiting: impl FnOnce(Instant),
     ) -> Result<Lease, PoolError> {
+        let (permit, popped) = match held {
+            Some((p, c)) => (Some(p), c),
+            None => (None, None),
+        };
         // Read once: a reload during the wait applies to the next check-out.
-        let (wait, reserve, lifetime) = {
+        let (wait, reserve, lifetime, check) = {
             let s = self.0.settings.load();
             (
                 s.query_wait_timeout,
                 (s.reserve_size, s.reserve_timeout),
                 s.lifetime,
+                s.check.clone(),
             )
         };
         let mut waiting = Some(waiting);
@@ -87,8 +100,20 @@ impl Pool {
                 (p, now, (!wait.is_zero()).then(|| since + wait))
             }
         };
-        if let Some(conn) = self.pop_idle(lifetime, now) {
-            return Ok(Lease::new(conn, self.0.clone(), permit, now));
+        let mut now = now;
+        if let Some(mut conn) = popped.or_else(|| self.pop_idle(lifetime, now)) {
+            let Some(check) = check.as_ref().filter(|c| c.due(&conn, now)) else {
+                return Ok(Lease::new(conn, self.0.clone(), permit, now));
+            };
+            tell(now);
+            // Boxed: rare (a connection idle past server_check_delay).
+            if Box::pin(self.check(&mut conn, check)).await.is_ok() {
+                return Ok(Lease::new(conn, self.0.clone(), permit, Instant::now()));
+            }
+            // Failed, and closed. The others idle as long may have gone
+            // the same way, each taking the check's timeout again: this
+            // client gets a new connection; later ones check the others.
+            now = Instant::now();
         }
         tell(now);
         let settings = self.0.settings.load_full();
@@ -136,6 +161,27 @@ impl Pool {
             p = main => p.map_err(|_| PoolError::Closed),
             p = reserve => p.map_err(|_| PoolError::Closed),
         }
+    }
+
+    /// Runs `server_check_query` on `conn`; on failure (an error, a closed
+    /// socket, no answer within `server_check_timeout`) the connection is
+    /// dropped, which closes it.
+    async fn check(&self, conn: &mut ServerConn, check: &ServerCheck) -> Result<(), ()> {
+        let failed =
+            match tokio::time::timeout(check.timeout, conn.run_own_query(&check.query)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!(
+                    "no answer within server_check_timeout ({:?})",
+                    check.timeout
+                ),
+            };
+        self.0.stats.check_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            db = %self.0.key.db, user = %self.0.key.user, server = %conn.peer,
+            "server connection failed server_check_query, closed: {failed}"
+        );
+        Err(())
     }
 
     fn pop_idle(&self, lifetime: Duration, now: Instant) -> Option<Box<ServerConn>> {

@@ -18,7 +18,7 @@ mod wait;
 use checkout::CapWait;
 pub use lease::Lease;
 pub use route::Route;
-pub use settings::PoolSettings;
+pub use settings::{PoolSettings, ServerCheck};
 pub use stats::{Finished, Stats};
 pub use wait::{Waiters, JANITOR_PERIOD};
 

@@ -19,9 +19,30 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Run before a server connection goes back to the pool, if any.
     pub reset_query: Option<String>,
+    /// Run on an idle connection before it is lent again, if any.
+    pub check: Option<Arc<ServerCheck>>,
     /// On a cluster: `target`'s host and port are replaced by the member
     /// of this role at each connect.
     pub route: Option<Arc<Route>>,
+}
+
+/// `server_check_query`: a connection released longer than `delay` ago
+/// must answer `query` within `timeout` before a client gets it. A server
+/// may have gone since (restarted, hung, its host lost) without pgwolf
+/// seeing it, and a client's request sent to it would only fail, or worse
+/// hang until a timeout.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerCheck {
+    pub query: String,
+    pub delay: Duration,
+    pub timeout: Duration,
+}
+
+impl ServerCheck {
+    /// Whether `conn` must be checked before it is lent at `now`.
+    pub fn due(&self, conn: &ServerConn, now: Instant) -> bool {
+        now.saturating_duration_since(conn.last_used) >= self.delay
+    }
 }
 
 impl PoolSettings {

@@ -14,6 +14,8 @@ pub struct Stats {
     pub active: AtomicU32,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Idle connections closed for failing `server_check_query`.
+    pub check_failures: AtomicU64,
     /// Clients logged in to this pool now.
     pub clients: AtomicU32,
     pub transactions: AtomicU64,
