@@ -116,9 +116,9 @@ impl App {
             .clone();
         if created && routed {
             let (me, key) = (self.me.clone(), pool.key().clone());
-            pool.follow_topology(Box::new(move |generation, which| {
+            pool.follow_topology(Box::new(move |generation, lost| {
                 if let Some(app) = me.upgrade() {
-                    app.clients.retire(&key, generation, which);
+                    app.clients.retire(&key, generation, lost);
                 }
             }));
         }

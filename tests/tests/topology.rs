@@ -132,7 +132,7 @@ async fn writes_follow_a_promotion_and_reads_go_to_the_standby() {
         let r = rw
             .execute("INSERT INTO t VALUES ('after failover')", &[])
             .await;
-        (r.map_err(|e| e.to_string()), started.elapsed(), rw)
+        (r.map_err(|e| format!("{e:?}")), started.elapsed(), rw)
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
     let promoted_at = Instant::now();

@@ -137,7 +137,7 @@ impl ClientRegistry {
     }
 
     /// Retires the server connections older than `generation` that clients
-    /// of `pool` hold (all of them, or those to the members named): each
+    /// of `pool` hold to the members `lost` names (host, port): each
     /// such client's transaction ends now (see
     /// [`super::kill::Kill::retire_below`]). Clients holding a newer one, or
     /// none, are untouched.
@@ -145,7 +145,7 @@ impl ClientRegistry {
         &self,
         pool: &crate::pool::PoolKey,
         generation: u64,
-        which: crate::pool::Retire<'_>,
+        lost: &[(String, u16)],
     ) -> usize {
         let mut n = 0;
         for e in self.map.iter() {
@@ -155,13 +155,10 @@ impl ClientRegistry {
                 .and_then(|i| i.pool.as_ref())
                 .is_some_and(|p| p.key() == pool);
             let hit = of_pool
-                && match which {
-                    crate::pool::Retire::All => true,
-                    crate::pool::Retire::Members(lost) => slot
-                        .activity()
-                        .server
-                        .is_some_and(|s| lost.iter().any(|m| names(m, s.addr))),
-                };
+                && slot
+                    .activity()
+                    .server
+                    .is_some_and(|s| lost.iter().any(|m| names(m, s.addr)));
             if hit {
                 slot.kill.retire_below(generation);
                 n += 1;

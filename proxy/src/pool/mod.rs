@@ -90,17 +90,10 @@ impl PoolError {
 /// See [`SharedLimits::evict`].
 pub type Evictor = Arc<dyn Fn(&PoolKey) + Send + Sync>;
 
-/// Which checked-out server connections a topology change retires.
-#[derive(Debug, Clone, Copy)]
-pub enum Retire<'a> {
-    /// Every one made before the generation: the primary moved.
-    All,
-    /// Those to these members (host, port): replicas that left the set.
-    Members(&'a [(String, u16)]),
-}
-
 /// See [`Pool::follow_topology`].
-pub type Retirer = Box<dyn Fn(u64, Retire<'_>) + Send + Sync>;
+/// Called with the new generation and the members (host, port) that lost
+/// their role: the checked-out connections to them are retired.
+pub type Retirer = Box<dyn Fn(u64, &[(String, u16)]) + Send + Sync>;
 
 /// Server connection caps shared by several pools (max_db_connections,
 /// max_user_connections). Each open connection holds one permit of each.
