@@ -65,6 +65,9 @@ pub struct HaOptions {
     /// failover loses whatever the new leader had not replayed yet, which a
     /// test of "no acknowledged write is lost" must not blame on pgwolf.
     pub synchronous_mode: bool,
+    /// Patroni's `failsafe_mode`: a leader that loses the DCS stays
+    /// primary while it reaches every other member's REST API.
+    pub failsafe_mode: bool,
     /// Each member, and etcd, on a host of its own (a [`crate::netns::Lab`]
     /// the cluster owns), so a test can cut one off by dropping packets.
     pub netns: bool,
@@ -80,6 +83,7 @@ impl Default for HaOptions {
             loop_wait: 1,
             retry_timeout: 2,
             synchronous_mode: false,
+            failsafe_mode: true,
             netns: false,
         }
     }
@@ -336,9 +340,10 @@ impl HaCluster {
             };
             if Instant::now() >= deadline {
                 panic!(
-                    "HA cluster {} not ready within {limit:?}: {why}\n/cluster: {:?}",
+                    "HA cluster {} not ready within {limit:?}: {why}\n/cluster: {:?}\n{}",
                     self.scope,
-                    self.cluster_view()
+                    self.cluster_view(),
+                    self.log_tails(30)
                 );
             }
             std::thread::sleep(POLL * 2);
@@ -355,8 +360,15 @@ impl HaCluster {
     /// Returns the killed member; [`HaCluster::restart_member`] brings it back.
     pub fn kill_leader_node(&self) -> String {
         let leader = self.leader().expect("no leader to kill");
-        let m = self.member(&leader);
-        let postmaster = self.postmaster_pid(&leader);
+        self.kill_member(&leader);
+        leader
+    }
+
+    /// SIGKILL member `name`'s Patroni, then its postmaster (a stopped
+    /// one too); [`HaCluster::restart_member`] brings it back.
+    pub fn kill_member(&self, name: &str) {
+        let m = self.member(name);
+        let postmaster = self.postmaster_pid(name);
         // Patroni first, or it would restart the postmaster.
         if let Some(mut child) = lock(&m.patroni).take() {
             let _ = child.kill();
@@ -366,10 +378,9 @@ impl HaCluster {
             procs::signal(pid, "KILL");
             assert!(
                 procs::wait_gone(&[pid], PG_STOP_LIMIT),
-                "postmaster {pid} of {leader} survived SIGKILL"
+                "postmaster {pid} of {name} survived SIGKILL"
             );
         }
-        leader
     }
 
     /// Start member `name`'s Patroni again after a kill or stop. Does not

@@ -20,6 +20,12 @@
 //! - [`netns`]: [`netns::Lab`], test hosts with their own addresses
 //!   (network namespaces on a bridge) and a fault injector that drops their
 //!   packets with nftables, as a lost node looks.
+//! - [`stopped`]: [`stopped::Stopped`], processes paused with SIGSTOP (a
+//!   hung server, or a member's whole PostgreSQL) until dropped.
+//! - [`pgbouncer`]: [`pgbouncer::PgBouncer`], Debian's PgBouncer as the
+//!   peer failover figures are compared with, re-pointed by SIGHUP.
+//! - [`failover`]: the clients and figures of the lost-node scenarios,
+//!   through pgwolf or PgBouncer ([`failover::Pooler`]).
 //! - [`fixture`]: [`Fixture`], PostgreSQL + user `app` + database `appdb` +
 //!   pgwolf in front, which most tests start from.
 //! - [`time`]: bounds for awaits, so a hung proxy fails a test instead of
@@ -33,13 +39,16 @@
 
 pub mod certs;
 pub mod clients;
+pub mod failover;
 pub mod fixture;
 pub mod ha;
 pub mod netns;
+pub mod pgbouncer;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
 pub mod scripted;
+pub mod stopped;
 pub mod time;
 pub mod tools;
 pub mod wire;

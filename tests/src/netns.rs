@@ -233,10 +233,16 @@ impl Lab {
         );
     }
 
-    /// Drops only what passes between `host` and `peer` (an address), both
+    /// Drops only what passes between `host` and `peers` (addresses), both
     /// ways, optionally to one TCP port of `host` (e.g. Patroni's 8008).
-    pub fn cut_between(&self, host: &str, peer: Ipv4Addr, port: Option<u16>) {
+    pub fn cut_between(&self, host: &str, peers: &[Ipv4Addr], port: Option<u16>) {
+        assert!(!peers.is_empty(), "cut_between needs a peer");
         self.heal(host);
+        let set = peers
+            .iter()
+            .map(Ipv4Addr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let (in_port, out_port) = match port {
             Some(p) => (format!("tcp dport {p} "), format!("tcp sport {p} ")),
             None => (String::new(), String::new()),
@@ -245,8 +251,8 @@ impl Lab {
             host,
             &format!(
                 "table inet {TABLE} {{\n\
-                 chain input {{ type filter hook input priority 0; policy accept; ip saddr {peer} {in_port}drop; }}\n\
-                 chain output {{ type filter hook output priority 0; policy accept; ip daddr {peer} {out_port}drop; }}\n\
+                 chain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} {in_port}drop; }}\n\
+                 chain output {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} {out_port}drop; }}\n\
                  }}\n"
             ),
         );

@@ -5,34 +5,10 @@
 //! one looks, and let go at the end of each test, failed or not.
 
 use pgwolf_tests::clients::{simple_value, sqlstate};
+use pgwolf_tests::stopped::Stopped;
 use pgwolf_tests::time::eventually;
 use pgwolf_tests::{within, Fixture, FixtureOptions, PoolMode};
 use std::time::{Duration, Instant};
-
-/// A stopped process, continued when dropped.
-struct Stopped(String);
-
-impl Stopped {
-    fn new(pid: &str) -> Stopped {
-        signal("STOP", pid);
-        Stopped(pid.to_string())
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal("CONT", &self.0);
-    }
-}
-
-fn signal(name: &str, pid: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid)
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{name} {pid}");
-}
 
 async fn fixture(setting: &str) -> Fixture {
     Fixture::with(FixtureOptions::new(PoolMode::Transaction, 2).setting(setting)).await
@@ -53,7 +29,7 @@ async fn query_timeout_ends_a_request_a_hung_server_never_answers() {
         .await
         .unwrap()
         .unwrap();
-    let hung = Stopped::new(&pid);
+    let hung = Stopped::new(pid.parse().unwrap());
     let started = Instant::now();
     let e = within(
         10,
@@ -109,7 +85,7 @@ async fn transaction_timeout_ends_transactions_waiting_on_either_side() {
         .await
         .unwrap()
         .unwrap();
-    let hung = Stopped::new(&pid);
+    let hung = Stopped::new(pid.parse().unwrap());
     let e = within(10, "the hung transaction", busy.simple_query("SELECT 1"))
         .await
         .expect_err("ended by transaction_timeout");
@@ -159,7 +135,7 @@ async fn server_check_query_keeps_clients_off_an_idle_hung_connection() {
         .unwrap();
     assert_eq!(again, first, "a healthy idle connection passes its check");
 
-    let hung = Stopped::new(&first);
+    let hung = Stopped::new(first.parse().unwrap());
     let started = Instant::now();
     let other = within(
         10,

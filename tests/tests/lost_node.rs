@@ -5,10 +5,13 @@
 //! TCP's retransmissions (about 15 minutes) or forever when idle.
 
 use pgwolf_tests::clients::{config_at, sqlstate, try_connect_with};
+use pgwolf_tests::failover::{cluster_behind, lose_the_primary, Front, Load, Pooler, Writes};
 use pgwolf_tests::netns::{Cut, Lab};
 use pgwolf_tests::{
     connect, userlist, within, PgOptions, PgServer, Pgwolf, APP_DB, APP_PASSWORD, APP_USER,
 };
+use pgwolf_tests::{HaCluster, HaOptions};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Both ways a lost server shows: a client sending to it (its data is never
@@ -94,291 +97,278 @@ async fn a_lost_server_is_noticed_within_the_tcp_settings() {
     assert_eq!(row.get::<_, String>(0), format!("{}/32", pg.host()));
 }
 
-/// What the writers saw: acknowledged values, errors with when they came,
-/// and each request's start and end.
-#[derive(Default)]
-struct Writes {
-    acked: std::sync::Mutex<Vec<(i64, Instant)>>,
-    errors: std::sync::Mutex<Vec<(Instant, String)>>,
-    /// (started, answered) of every request that had to wait over 1 s.
-    slow: std::sync::Mutex<Vec<(Instant, Instant)>>,
-    next: std::sync::atomic::AtomicI64,
-}
-
-impl Writes {
-    /// The longest any request waited (0 when none waited over 1 s).
-    fn longest_wait(&self) -> Duration {
-        let slow = self.slow.lock().unwrap();
-        slow.iter().map(|(s, a)| *a - *s).max().unwrap_or_default()
-    }
-
-    /// Requests acknowledged after `from` and before `to`.
-    fn acked_between(&self, from: Instant, to: Instant) -> usize {
-        let acked = self.acked.lock().unwrap();
-        acked
-            .iter()
-            .filter(|(_, at)| *at > from && *at < to)
-            .count()
-    }
-
-    /// The errors counted by SQLSTATE ("bare" for no ErrorResponse).
-    fn errors_by_code(&self) -> std::collections::BTreeMap<String, usize> {
-        let mut by_code = std::collections::BTreeMap::new();
-        for (_, m) in self.errors.lock().unwrap().iter() {
-            let code = m.split(':').next().unwrap_or_default().to_string();
-            *by_code.entry(code).or_default() += 1;
-        }
-        by_code
-    }
-}
-
-fn described(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => format!("{}: {}", d.code().code(), d.message()),
-        // No ErrorResponse: the connection just ended. A defect wherever
-        // PostgreSQL itself would have answered.
-        None => format!("bare: {e}"),
-    }
-}
-
-/// One writer: autocommit INSERTs until `stop`, reconnecting after an error
-/// that closed its connection.
-async fn writer(
-    port: u16,
-    w: std::sync::Arc<Writes>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    worker(port, pgwolf_tests::ha::HA_APP_DB, w, stop).await
-}
-
-/// One reader on the read-only alias: `SELECT`s until `stop`.
-async fn reader(
-    port: u16,
-    w: std::sync::Arc<Writes>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    worker(
-        port,
-        &format!("{}_ro", pgwolf_tests::ha::HA_APP_DB),
-        w,
-        stop,
+/// Scenarios a, e and g of issue 21 through pgwolf: [`lose_the_primary`]
+/// with Patroni in synchronous mode, then what pgwolf must hold to: every
+/// client waiting on the lost primary is answered soon after Patroni
+/// publishes the new leader, writes resume on it, reads go on, the long
+/// transaction ends with an error and is not committed, no acknowledged
+/// write is lost, no write sent after the publication lands on the old
+/// primary (read inside its host before the heal), it serves no read
+/// after the publication, and no error is a bare disconnect. Returns
+/// the old leader's name, the cluster, pgwolf and what `fault` returned,
+/// for the caller to heal and check the rejoin.
+async fn pgwolf_loses_the_primary<F>(
+    scenario: &str,
+    fault: impl FnOnce(&HaCluster, &str) -> F,
+) -> (String, HaCluster, Front, F) {
+    let (f, ha, front, undo) = lose_the_primary(
+        Pooler::Pgwolf,
+        HaOptions::default(),
+        Duration::from_secs(5),
+        fault,
     )
-    .await
-}
-
-/// A client looping one statement through pgwolf on `db` (INSERTs on the
-/// primary database, a SELECT on its read-only alias), reconnecting after
-/// an error that ended its connection.
-async fn worker(
-    port: u16,
-    db: &str,
-    w: std::sync::Arc<Writes>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
-    use std::sync::atomic::Ordering;
-    let writes = db == HA_APP_DB;
-    let mut client = None;
-    while !stop.load(Ordering::Relaxed) {
-        if client.is_none() {
-            match pgwolf_tests::try_connect(port, HA_APP_USER, HA_APP_PASSWORD, db).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    w.errors
-                        .lock()
-                        .unwrap()
-                        .push((Instant::now(), described(&e)));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            }
-        }
-        let c = client.as_ref().unwrap();
-        let v = w.next.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let sql = if writes {
-            format!("INSERT INTO acks VALUES ({v})")
-        } else {
-            "SELECT count(*) FROM pg_class".to_string()
-        };
-        let r = c.batch_execute(&sql).await;
-        let answered = Instant::now();
-        if answered - started > Duration::from_secs(1) {
-            w.slow.lock().unwrap().push((started, answered));
-        }
-        match r {
-            Ok(()) => w.acked.lock().unwrap().push((v, answered)),
-            Err(e) => {
-                w.errors.lock().unwrap().push((answered, described(&e)));
-                // A FATAL ends the connection; the driver may not have seen
-                // the close yet, and a request on it would only fail again.
-                let fatal = e.as_db_error().is_some_and(|d| d.severity() == "FATAL");
-                if fatal || c.is_closed() {
-                    client = None;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    .await;
+    eprintln!("scenario {scenario}: {f:#?}");
+    for (what, errors) in [("write", &f.write_errors), ("read", &f.read_errors)] {
+        assert!(
+            !errors.contains_key("bare"),
+            "a bare disconnect of a {what}: {errors:?}"
+        );
     }
-}
-
-/// A cluster whose members and etcd have hosts of their own, and pgwolf
-/// in front of it (patroni provider polling every 200 ms, pool size 10)
-/// with a table `acks` made through it.
-async fn cluster_behind_pgwolf(opts: pgwolf_tests::HaOptions) -> (pgwolf_tests::HaCluster, Pgwolf) {
-    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
-    let ha = pgwolf_tests::HaCluster::start(pgwolf_tests::HaOptions {
-        netns: true,
-        ..opts
-    });
-    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let toml = format!(
-        "pool_mode = \"transaction\"\nstats_users = [\"{HA_APP_USER}\"]\n\n\
-         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
-         poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
-         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
-        urls.join(", ")
+    assert!(
+        f.write_messages.iter().all(|m| !m.contains("read-only")),
+        "a write reached a replica: {:?}",
+        f.write_messages
     );
-    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
-    let setup = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
-    setup
-        .batch_execute("CREATE TABLE acks (v bigint PRIMARY KEY)")
-        .await
-        .unwrap();
-    (ha, proxy)
+    let first = f.first_write.expect("a write after the publication");
+    assert!(
+        first < Duration::from_secs(1),
+        "first write {first:?} after publication"
+    );
+    let answered = f.waiting_answered.expect("every waiting writer answered");
+    assert!(
+        answered < Duration::from_secs(2),
+        "a writer waited {answered:?} after publication"
+    );
+    assert!(f.reads_after > 100, "reads stopped: {}", f.reads_after);
+    assert!(
+        f.long_answer != "bare" && f.long_answer != "none" && f.long_answer != "ok",
+        "the long transaction: {}",
+        f.long_answer
+    );
+    let long_after = f.long_after.unwrap();
+    assert!(
+        long_after < 2.0,
+        "the long transaction was answered {long_after} s after publication"
+    );
+    assert!(
+        f.lost.is_empty(),
+        "{} acknowledged writes lost (value, acknowledged after the publication): {:?}",
+        f.lost.len(),
+        f.lost
+    );
+    assert!(!f.long_committed, "the long transaction was committed");
+    if let Some((_, after)) = f.old_divergent {
+        assert_eq!(
+            after, 0,
+            "writes sent after the publication landed on the old primary"
+        );
+    }
+    assert_eq!(
+        f.reads_from_old_after, 0,
+        "reads served by the lost primary after the publication"
+    );
+    (f.old, ha, front, undo)
 }
 
-/// The running leader other than `old` that a member other than `old`
-/// reports (`GET /cluster`; the cut member is not asked, as it would only
-/// time out).
-fn leader_per_others(ha: &pgwolf_tests::HaCluster, old: &str) -> Option<String> {
-    ha.members().iter().filter(|m| m.name != old).find_map(|m| {
-        let r = pgwolf_tests::ha::http::get_at(m.rest(), "/cluster", Duration::from_millis(500))
-            .ok()?;
-        let json = r.json()?;
-        json["members"].as_array()?.iter().find_map(|x| {
-            let leader = x["role"] == "leader" && x["state"] == "running" && x["name"] != old;
-            leader.then(|| x["name"].as_str().unwrap_or_default().to_string())
-        })
-    })
-}
-
-/// Scenario a of issue 21: the primary's host is cut off completely (every
-/// packet dropped, no reset), Patroni in synchronous mode, 20 writers
-/// through pgwolf (pool size 10). Every client waiting on the lost primary
-/// is answered soon after Patroni publishes the new leader, writes resume
-/// on it, no acknowledged write is lost, no error is a bare disconnect,
-/// and once the host is back it rejoins as a replica with nothing written
-/// on it after the new leader was published.
+/// Scenario a of issue 21: the primary's host is cut off completely
+/// (every packet dropped, no reset). Once the host is back, the old
+/// leader rejoins as a replica (scenario f) and serves reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_s_host_cut_off() {
-    use pgwolf_tests::ha::{HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER};
-    use pgwolf_tests::HaOptions;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    let (ha, proxy) = cluster_behind_pgwolf(HaOptions {
-        synchronous_mode: true,
-        ..HaOptions::default()
+    let (old, ha, front, ()) = pgwolf_loses_the_primary("a", |ha, old| {
+        ha.lab().expect("the cluster's hosts").cut(old, Cut::All)
     })
     .await;
-    let (w, stop) = (
-        Arc::new(Writes::default()),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let writers: Vec<_> = (0..20)
-        .map(|_| tokio::spawn(writer(proxy.port(), w.clone(), stop.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        !w.acked.lock().unwrap().is_empty(),
-        "no write before the cut"
-    );
+    ha.lab().unwrap().heal(&old);
+    rejoins_as_a_replica(&ha, &front, &old).await;
+}
 
-    let old = ha.leader().expect("a leader");
+/// Scenario g of issue 21: the primary's PostgreSQL hangs (the postmaster
+/// and every backend stopped, as a stuck disk or a frozen VM leaves it),
+/// without any network fault, so its kernel still acknowledges every
+/// packet and keepalives see nothing. Patroni's HA loop on it hangs on its
+/// own queries, its leader key expires and another member takes over.
+///
+/// The hung member is then restarted (Patroni and PostgreSQL killed, as a
+/// liveness probe would), not continued: Patroni 3.0.2 (Debian 12's)
+/// resuming a loop that hung while it held the lock writes the leader key
+/// back over the new leader's (fixed in Patroni 3.0.3, patroni#2689), and
+/// the new leader, demoted, rewinds away writes it had acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_s_postgresql_hangs() {
+    let (old, ha, front, hung) = pgwolf_loses_the_primary("g", |ha, old| {
+        let pid = ha.postmaster_pid(old).expect("the leader's postmaster");
+        pgwolf_tests::stopped::Stopped::postmaster(pid)
+    })
+    .await;
+    assert!(hung.count() > 3, "only {} processes stopped", hung.count());
+    ha.kill_member(&old);
+    hung.kill();
+    ha.restart_member(&old);
+    rejoins_as_a_replica(&ha, &front, &old).await;
+}
+
+/// Scenario e of issue 21: the old primary is cut off from the other
+/// members and etcd, but pgwolf and the clients still reach it (its
+/// PostgreSQL and its REST API). Patroni demotes it when it cannot renew
+/// its lock; pgwolf must not send it a write after the new leader is
+/// published, whatever its own REST API still says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_primary_reachable_only_by_pgwolf() {
+    let (old, ha, front, ()) = pgwolf_loses_the_primary("e", |ha, old| {
+        let lab = ha.lab().expect("the cluster's hosts");
+        let mut peers: Vec<std::net::Ipv4Addr> = ha
+            .members()
+            .iter()
+            .filter(|m| m.name != old)
+            .map(|m| m.host.parse().unwrap())
+            .collect();
+        peers.push(lab.host("etcd").addr);
+        lab.cut_between(old, &peers, None)
+    })
+    .await;
+    ha.lab().unwrap().heal(&old);
+    rejoins_as_a_replica(&ha, &front, &old).await;
+}
+
+/// Scenario f of issue 21: once its fault is healed, the old leader
+/// rejoins as a replica (pg_rewind if it had diverged), and pgwolf lists
+/// it among the replicas again, for reads.
+async fn rejoins_as_a_replica(ha: &HaCluster, front: &Front, old: &str) {
+    let healed = Instant::now();
+    tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
+    let rejoined = healed.elapsed();
+    let view = ha.cluster_view().expect("the cluster's view");
+    let member = view.iter().find(|m| m.name == old).expect("the old leader");
+    assert_ne!(member.role, "leader", "{view:?}");
+    within(
+        30,
+        "pgwolf to list the rejoined member as a replica",
+        async {
+            while topology_role(front.port(), old).await.as_deref() != Some("replica") {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "rejoin: {old} a replica {rejoined:?} after the heal, a replica to pgwolf {:?} after the heal",
+        healed.elapsed()
+    );
+}
+
+/// Scenario c of issue 21: etcd is cut off from every member (pgwolf
+/// never talks to it). Returns what the writers and readers saw, and
+/// when the cut began and was healed.
+async fn etcd_cut_off(failsafe_mode: bool) -> (Arc<Writes>, Arc<Writes>, Instant, Instant) {
+    let (ha, front) = cluster_behind(
+        Pooler::Pgwolf,
+        HaOptions {
+            failsafe_mode,
+            ..Default::default()
+        },
+    )
+    .await;
+    let load = Load::start(front.port(), false).await;
+    let (writes, reads) = (load.writes.clone(), load.reads.clone());
     let lab = ha.lab().expect("the cluster's hosts");
     let cut = Instant::now();
-    lab.cut(&old, Cut::All);
-    let new = within(60, "Patroni to publish a new leader", async {
-        loop {
-            if let Some(new) = leader_per_others(&ha, &old) {
-                return new;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    let published = Instant::now();
-    // Writes on the new leader for a while, then stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, Ordering::Relaxed);
-    for h in writers {
-        within(40, "a writer to stop", h).await.unwrap();
+    lab.cut("etcd", Cut::All);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let healed = Instant::now();
+    lab.heal("etcd");
+    // Long enough for a new leader race after the heal and writes on it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    load.stop().await;
+    for (what, w) in [("write", &writes), ("read", &reads)] {
+        let errors = w.errors.lock().unwrap().clone();
+        assert!(
+            errors.iter().all(|(_, m)| !m.starts_with("bare")),
+            "a bare disconnect of a {what}: {errors:?}"
+        );
     }
+    tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
+    (writes, reads, cut, healed)
+}
 
-    let acked = w.acked.lock().unwrap().clone();
-    let errors = w.errors.lock().unwrap().clone();
-    let slow = w.slow.lock().unwrap().clone();
-    let first_after = acked
+/// Scenario c with Patroni's failsafe mode (the harness's default): the
+/// leader keeps its role while it reaches every other member, so nothing
+/// changes for clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_cut_off_with_failsafe_mode() {
+    let (writes, reads, cut, healed) = etcd_cut_off(true).await;
+    let during = writes.acked_between(cut, healed);
+    let reads_during = reads.acked_between(cut, healed);
+    let errors = writes.errors.lock().unwrap().clone();
+    let read_errors = reads.errors.lock().unwrap().clone();
+    let since_cut = |e: &[(Instant, String)]| {
+        e.iter()
+            .map(|(at, m)| format!("{:?} after the cut: {m}", at.saturating_duration_since(cut)))
+            .collect::<Vec<_>>()
+    };
+    eprintln!(
+        "scenario c, failsafe on: etcd cut off for 15 s: {during} writes and {reads_during} reads \
+         acknowledged meanwhile, longest write wait {:?}, write errors {:?}, read errors {:?}",
+        writes.longest_wait(),
+        since_cut(&errors),
+        since_cut(&read_errors),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(read_errors.is_empty(), "{read_errors:?}");
+    assert!(during > 1_000, "writes stopped: {during}");
+    assert!(
+        writes.longest_wait() < Duration::from_secs(2),
+        "a write waited {:?}",
+        writes.longest_wait()
+    );
+}
+
+/// Scenario c without failsafe mode: Patroni demotes the leader once it
+/// cannot renew its lock, so there is no primary until etcd is back.
+/// Writes wait (bounded by `failover_wait_timeout`) or fail with an
+/// ErrorResponse, never reach a demoted member, and resume once a leader
+/// is elected again; reads go on throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_cut_off_without_failsafe_mode() {
+    let (writes, reads, cut, healed) = etcd_cut_off(false).await;
+    let errors = writes.errors.lock().unwrap().clone();
+    let acked = writes.acked.lock().unwrap().clone();
+    let last_before_heal = acked
         .iter()
         .map(|(_, at)| *at)
-        .filter(|at| *at > published)
-        .min()
-        .expect("a write after the new leader was published");
-    // Requests that were waiting when the leader was published: when did
-    // they get their answer?
-    let longest_after_publication = slow
-        .iter()
-        .filter(|(started, answered)| *started < published && *answered > published)
-        .map(|(_, answered)| *answered - published)
+        .filter(|at| *at < healed)
         .max()
-        .unwrap_or_default();
-    let longest_wait = w.longest_wait();
-    let by_code = w.errors_by_code();
+        .expect("writes before the heal");
+    let first_after_heal = acked
+        .iter()
+        .map(|(_, at)| *at)
+        .filter(|at| *at > healed)
+        .min()
+        .expect("writes after the heal");
+    let reads_during = reads.acked_between(cut, healed);
     eprintln!(
-        "scenario a: cut {old}; Patroni published {new} {:?} after the cut; first write through pgwolf {:?} after publication; \
-         waiting clients answered within {:?} of publication; longest wait {longest_wait:?}; {} writes acknowledged; errors by SQLSTATE {by_code:?}: {:?}",
-        published - cut,
-        first_after - published,
-        longest_after_publication,
-        acked.len(),
-        errors.iter().map(|(_, m)| m).collect::<Vec<_>>()
-    );
-    assert!(
-        errors.iter().all(|(_, m)| !m.starts_with("bare")),
-        "a bare disconnect: {errors:?}"
+        "scenario c, failsafe off: writes stopped {:?} after the cut; first write {:?} after the heal; \
+         longest write wait {:?}; write errors by SQLSTATE {:?}: {:?}; {reads_during} reads during the cut, \
+         longest read wait {:?}, read errors {:?}",
+        last_before_heal.saturating_duration_since(cut),
+        first_after_heal - healed,
+        writes.longest_wait(),
+        writes.errors_by_code(),
+        errors.iter().map(|(_, m)| m).collect::<std::collections::BTreeSet<_>>(),
+        reads.longest_wait(),
+        reads.errors_by_code(),
     );
     assert!(
         errors.iter().all(|(_, m)| !m.contains("read-only")),
-        "a write reached a replica: {errors:?}"
+        "a write reached a demoted member: {errors:?}"
     );
+    assert!(reads_during > 1_000, "reads stopped: {reads_during}");
     assert!(
-        first_after - published < Duration::from_secs(2),
-        "first write {:?} after publication",
-        first_after - published
+        writes.longest_wait() < Duration::from_secs(35),
+        "a write waited {:?} (failover_wait_timeout is 30 s)",
+        writes.longest_wait()
     );
-    assert!(
-        longest_after_publication < Duration::from_secs(3),
-        "a client waited {longest_after_publication:?} after publication"
-    );
-
-    // Every acknowledged write is on the new leader.
-    let now = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
-    let rows = now.query("SELECT v FROM acks", &[]).await.unwrap();
-    let present: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let lost: Vec<i64> = acked
-        .iter()
-        .map(|(v, _)| *v)
-        .filter(|v| !present.contains(v))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost: {lost:?}",
-        lost.len()
-    );
-
-    lab.heal(&old);
-    tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
 }
 
 /// Scenario b of issue 21: a replica's host is cut off while 10 readers
@@ -389,26 +379,9 @@ async fn the_primary_s_host_cut_off() {
 /// disconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_s_host_cut_off() {
-    use pgwolf_tests::HaOptions;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    let (ha, proxy) = cluster_behind_pgwolf(HaOptions::default()).await;
-    let (reads, writes) = (Arc::new(Writes::default()), Arc::new(Writes::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks: Vec<_> = (0..10)
-        .map(|_| tokio::spawn(reader(proxy.port(), reads.clone(), stop.clone())))
-        .collect();
-    tasks.push(tokio::spawn(writer(
-        proxy.port(),
-        writes.clone(),
-        stop.clone(),
-    )));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        !reads.acked.lock().unwrap().is_empty(),
-        "no read before the cut"
-    );
+    let (ha, front) = cluster_behind(Pooler::Pgwolf, HaOptions::default()).await;
+    let load = Load::start(front.port(), false).await;
+    let (reads, writes) = (load.reads.clone(), load.writes.clone());
 
     let leader = ha.leader().expect("a leader");
     let replica = ha
@@ -421,10 +394,7 @@ async fn a_replica_s_host_cut_off() {
     let cut = Instant::now();
     lab.cut(&replica, Cut::All);
     tokio::time::sleep(Duration::from_secs(20)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        within(40, "a client to stop", t).await.unwrap();
-    }
+    load.stop().await;
 
     let errors = reads.errors.lock().unwrap().clone();
     let longest = reads.longest_wait();
@@ -456,27 +426,17 @@ async fn a_replica_s_host_cut_off() {
 /// without an error; once the API answers again nothing has moved either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgwolf_cut_off_from_the_rest_api_alone() {
-    use pgwolf_tests::HaOptions;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    let (ha, proxy) = cluster_behind_pgwolf(HaOptions::default()).await;
-    let (w, stop) = (
-        Arc::new(Writes::default()),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let writers: Vec<_> = (0..20)
-        .map(|_| tokio::spawn(writer(proxy.port(), w.clone(), stop.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ha, front) = cluster_behind(Pooler::Pgwolf, HaOptions::default()).await;
+    let load = Load::start(front.port(), false).await;
+    let w = load.writes.clone();
     let lab = ha.lab().expect("the cluster's hosts");
     let me = lab.local_addr();
     let cut = Instant::now();
     for m in ha.members() {
-        lab.cut_between(&m.name, me, Some(m.rest_port));
+        lab.cut_between(&m.name, &[me], Some(m.rest_port));
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let rest_errors = topology_errors(proxy.port()).await;
+    let rest_errors = topology_errors(front.port()).await;
     assert!(
         !rest_errors.is_empty(),
         "pgwolf still reached the REST API: the cut did not take"
@@ -487,10 +447,7 @@ async fn pgwolf_cut_off_from_the_rest_api_alone() {
         lab.heal(&m.name);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for h in writers {
-        within(40, "a writer to stop", h).await.unwrap();
-    }
+    load.stop().await;
     let errors = w.errors.lock().unwrap().clone();
     let during = w.acked_between(cut, healed);
     let longest = w.longest_wait();
@@ -499,7 +456,7 @@ async fn pgwolf_cut_off_from_the_rest_api_alone() {
          meanwhile, longest wait {longest:?}, errors {errors:?}"
     );
     assert!(
-        topology_errors(proxy.port()).await.is_empty(),
+        topology_errors(front.port()).await.is_empty(),
         "the REST API answers again"
     );
     assert!(errors.is_empty(), "{errors:?}");
@@ -512,6 +469,24 @@ async fn pgwolf_cut_off_from_the_rest_api_alone() {
 
 /// SHOW TOPOLOGY's non-empty `error` cells: why the provider last failed.
 async fn topology_errors(port: u16) -> Vec<String> {
+    topology_column(port, "error")
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// The role SHOW TOPOLOGY gives `member`.
+async fn topology_role(port: u16, member: &str) -> Option<String> {
+    topology_column(port, "role")
+        .await
+        .into_iter()
+        .find_map(|(m, role)| (m == member).then_some(role))
+}
+
+/// (member, `column`) of each SHOW TOPOLOGY row.
+async fn topology_column(port: u16, column: &str) -> Vec<(String, String)> {
     use pgwolf_tests::ha::{HA_APP_PASSWORD, HA_APP_USER};
     let console = connect(port, HA_APP_USER, HA_APP_PASSWORD, "pgwolf").await;
     console
@@ -520,9 +495,10 @@ async fn topology_errors(port: u16) -> Vec<String> {
         .unwrap()
         .into_iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("error").map(str::to_string),
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get("member")?.to_string(), r.get(column)?.to_string()))
+            }
             _ => None,
         })
-        .filter(|e| !e.is_empty())
         .collect()
 }

@@ -30,7 +30,7 @@ pub fn member_yaml(c: &MemberConfig) -> String {
     let name = &c.member.name;
     let base = c.base;
     let (ttl, loop_wait, retry_timeout) = (c.opts.ttl, c.opts.loop_wait, c.opts.retry_timeout);
-    let synchronous_mode = c.opts.synchronous_mode;
+    let (synchronous_mode, failsafe_mode) = (c.opts.synchronous_mode, c.opts.failsafe_mode);
     let (rest, pg, etcd) = (c.member.rest_port, c.member.pg_port, c.etcd);
     let host = &c.member.host;
     let log_dir = p(&base.join("log").join(name));
@@ -48,7 +48,11 @@ pub fn member_yaml(c: &MemberConfig) -> String {
     // - wal_retrieve_retry_interval 1s: a replica's first walreceiver attempt
     //   fails until the leader's HA loop has made its slot; the default 5 s
     //   retry is what dominates replica start and rejoin.
-    // - failsafe_mode: a stalled etcd must not demote a healthy leader.
+    // - failsafe_mode (unless a test turns it off): a stalled etcd must not
+    //   demote a healthy leader.
+    // - wal_sender_timeout 10s: a primary demoted while its replicas are
+    //   cut off stays "shutting down" until its walsenders give up on them
+    //   (60 s by default); the lost-node tests read its data after that.
     // - fsync off: only an OS crash loses data without it, and these clusters
     //   are thrown away; two shared cores make fsyncs slow.
     format!(
@@ -76,7 +80,7 @@ bootstrap:
     loop_wait: {loop_wait}
     retry_timeout: {retry_timeout}
     primary_start_timeout: 300
-    failsafe_mode: true
+    failsafe_mode: {failsafe_mode}
     synchronous_mode: {synchronous_mode}
     maximum_lag_on_failover: 1048576
     postgresql:
@@ -92,6 +96,7 @@ bootstrap:
         wal_keep_size: 128MB
         shared_buffers: 32MB
         wal_retrieve_retry_interval: 1s
+        wal_sender_timeout: 10s
   initdb:
     - encoding: UTF8
     - locale: C.UTF-8
