@@ -89,13 +89,47 @@ impl PgServer {
             writeln!(hba, "host all all 10.213.0.0/16 scram-sha-256").expect("write pg_hba.conf");
         }
         give_to_server_user(dir.path());
-
-        let mut server = PgServer {
+        PgServer::launch(PgServer {
             port: 0,
             opts,
             child: None,
             dir,
-        };
+        })
+    }
+
+    /// A standby streaming from `primary` (on 127.0.0.1): a base backup
+    /// taken over replication as the superuser, with `-R` so it follows
+    /// `primary` from its first start.
+    pub fn standby_of(primary: &PgServer) -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("pgwolf-pg-")
+            .tempdir()
+            .expect("create temp dir for PostgreSQL");
+        let mut backup = Command::new(pg_bin("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-R", "-X", "stream", "-c", "fast", "-h", "127.0.0.1"])
+            .args(["-p", &primary.port().to_string(), "-U", SUPERUSER])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "10");
+        let out = run_bounded(&mut backup, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        give_to_server_user(dir.path());
+        PgServer::launch(PgServer {
+            port: 0,
+            opts: PgOptions::default(),
+            child: None,
+            dir,
+        })
+    }
+
+    /// Starts `server` on a free port.
+    fn launch(mut server: PgServer) -> PgServer {
         // A port picked by another test process between our check and the
         // server's bind shows up as a bind failure: pick another.
         let mut last_error = String::new();

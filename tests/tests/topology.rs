@@ -92,8 +92,9 @@ async fn show_topology(port: u16) -> Vec<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_follow_a_promotion_and_reads_go_to_the_standby() {
     let mut a = server().await;
-    let mut b = server().await;
-    make_standby(&mut b);
+    // A real standby: the static provider gives reads only to a standby
+    // that streams while a primary is known.
+    let b = PgServer::standby_of(&a);
     let proxy = pgwolf(&config(&[a.port(), b.port()], "100ms", "20s"));
 
     let rw = within(

