@@ -246,6 +246,9 @@ impl Load {
 pub enum Pooler {
     /// pgwolf, `patroni` provider polling every 200 ms, pool size 10.
     Pgwolf,
+    /// pgwolf, `static` provider: every member probed with
+    /// `pg_is_in_recovery()` every 200 ms, no Patroni API; pool size 10.
+    PgwolfStatic,
     /// Debian's PgBouncer, pool size 10, pointed at the leader's and one
     /// replica's address as a Kubernetes Service would point it, and
     /// re-pointed (rewritten `[databases]`, SIGHUP) within 200 ms of
@@ -259,6 +262,7 @@ impl Pooler {
     pub fn name(self) -> &'static str {
         match self {
             Pooler::Pgwolf => "pgwolf",
+            Pooler::PgwolfStatic => "pgwolf, static provider",
             Pooler::PgBouncer => "PgBouncer 1.18",
         }
     }
@@ -288,14 +292,30 @@ pub async fn cluster_behind(pooler: Pooler, opts: HaOptions) -> (HaCluster, Fron
     });
     let users = userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]);
     let front = match pooler {
-        Pooler::Pgwolf => {
-            let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
+        Pooler::Pgwolf | Pooler::PgwolfStatic => {
+            let provider = if pooler == Pooler::Pgwolf {
+                let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("\"{u}\"")).collect();
+                format!(
+                    "provider = \"patroni\"\npatroni_urls = [{}]\n",
+                    urls.join(", ")
+                )
+            } else {
+                let hosts: Vec<String> = ha
+                    .members()
+                    .iter()
+                    .map(|m| format!("\"{}:{}\"", m.host, m.pg_port))
+                    .collect();
+                format!(
+                    "provider = \"static\"\nhosts = [{}]\nprobe_user = \"{HA_APP_USER}\"\n\
+                     probe_dbname = \"{HA_APP_DB}\"\n",
+                    hosts.join(", ")
+                )
+            };
             let toml = format!(
                 "pool_mode = \"transaction\"\nstats_users = [\"{HA_APP_USER}\"]\n\n\
-                 [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\
+                 [clusters.ha]\n{provider}\
                  poll_interval = \"200ms\"\nprobe_timeout = \"1s\"\nfailover_wait_timeout = \"30s\"\n\n\
-                 [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n",
-                urls.join(", ")
+                 [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 10\n"
             );
             let proxy = Pgwolf::start(&toml, &users);
             Front {
@@ -461,8 +481,9 @@ pub struct PrimaryLoss {
     pub long_committed: bool,
 }
 
-/// Runs [`Load`] through `pooler` in front of a cluster in synchronous
-/// mode, lets `fault` take the primary away (it gets the leader's name and
+/// Runs [`Load`] through `pooler` in front of a cluster started with
+/// `opts` (the scenarios use synchronous mode, where no acknowledged
+/// write may be lost), lets `fault` take the primary away (it gets the leader's name and
 /// returns what undoes it), waits for Patroni to publish a new leader, and
 /// observes `observe` longer. Returns the figures, the cluster, the
 /// pooler and what `fault` returned, for the caller to heal.
@@ -472,14 +493,7 @@ pub async fn lose_the_primary<F>(
     observe: Duration,
     fault: impl FnOnce(&HaCluster, &str) -> F,
 ) -> (PrimaryLoss, HaCluster, Front, F) {
-    let (ha, front) = cluster_behind(
-        pooler,
-        HaOptions {
-            synchronous_mode: true,
-            ..opts
-        },
-    )
-    .await;
+    let (ha, front) = cluster_behind(pooler, opts).await;
     let load = Load::start(front.port(), true).await;
     let old = ha.leader().expect("a leader");
     let at_fault = Instant::now();
@@ -640,4 +654,74 @@ fn signed(at: Instant, from: Instant) -> f64 {
     } else {
         -(from - at).as_secs_f64()
     }
+}
+
+/// What a fault that leaves the primary where it was (or takes it away
+/// only while the fault lasts) cost the clients.
+#[derive(Debug)]
+pub struct Outage {
+    pub fault_lasted: Duration,
+    pub writes_during: usize,
+    pub reads_during: usize,
+    pub longest_write_wait: Duration,
+    pub longest_read_wait: Duration,
+    pub write_errors: BTreeMap<String, usize>,
+    pub read_errors: BTreeMap<String, usize>,
+    pub write_messages: BTreeSet<String>,
+    pub read_messages: BTreeSet<String>,
+    /// Requests (writes and reads) still unanswered at the end.
+    pub unanswered: usize,
+    /// The fault to the last write acknowledged before the heal.
+    pub writes_stopped: Option<Duration>,
+    /// The heal to the first write acknowledged after it; None: none
+    /// within the run.
+    pub first_write_after_heal: Option<Duration>,
+}
+
+/// Runs [`Load`] (no long transaction) through `pooler` in front of a
+/// cluster, lets `fault` act for `lasts`, undoes it with `heal`, and
+/// observes `after` longer. Returns the figures, the cluster and the
+/// pooler.
+pub async fn ride_out<U>(
+    pooler: Pooler,
+    opts: HaOptions,
+    lasts: Duration,
+    after: Duration,
+    fault: impl FnOnce(&HaCluster) -> U,
+    heal: impl FnOnce(&HaCluster, U),
+) -> (Outage, HaCluster, Front) {
+    let (ha, front) = cluster_behind(pooler, opts).await;
+    let load = Load::start(front.port(), false).await;
+    let (w, r) = (load.writes.clone(), load.reads.clone());
+    let cut = Instant::now();
+    let undo = fault(&ha);
+    tokio::time::sleep(lasts).await;
+    let healed = Instant::now();
+    heal(&ha, undo);
+    tokio::time::sleep(after).await;
+    load.stop().await;
+    let times: Vec<Instant> = w.acked.lock().unwrap().iter().map(|(_, at)| *at).collect();
+    let outage = Outage {
+        fault_lasted: healed - cut,
+        writes_during: w.acked_between(cut, healed),
+        reads_during: r.acked_between(cut, healed),
+        longest_write_wait: w.longest_wait(),
+        longest_read_wait: r.longest_wait(),
+        write_errors: w.errors_by_code(),
+        read_errors: r.errors_by_code(),
+        write_messages: w.messages(),
+        read_messages: r.messages(),
+        unanswered: w.unanswered.lock().unwrap().len() + r.unanswered.lock().unwrap().len(),
+        writes_stopped: times
+            .iter()
+            .filter(|at| **at > cut && **at < healed)
+            .max()
+            .map(|at| *at - cut),
+        first_write_after_heal: times
+            .iter()
+            .filter(|at| **at > healed)
+            .min()
+            .map(|at| *at - healed),
+    };
+    (outage, ha, front)
 }

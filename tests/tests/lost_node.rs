@@ -5,13 +5,14 @@
 //! TCP's retransmissions (about 15 minutes) or forever when idle.
 
 use pgwolf_tests::clients::{config_at, sqlstate, try_connect_with};
-use pgwolf_tests::failover::{cluster_behind, lose_the_primary, Front, Load, Pooler, Writes};
+use pgwolf_tests::failover::{
+    cluster_behind, lose_the_primary, ride_out, Front, Load, Outage, Pooler,
+};
 use pgwolf_tests::netns::{Cut, Lab};
 use pgwolf_tests::{
     connect, userlist, within, PgOptions, PgServer, Pgwolf, APP_DB, APP_PASSWORD, APP_USER,
 };
 use pgwolf_tests::{HaCluster, HaOptions};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Both ways a lost server shows: a client sending to it (its data is never
@@ -97,6 +98,13 @@ async fn a_lost_server_is_noticed_within_the_tcp_settings() {
     assert_eq!(row.get::<_, String>(0), format!("{}/32", pg.host()));
 }
 
+fn synchronous() -> HaOptions {
+    HaOptions {
+        synchronous_mode: true,
+        ..Default::default()
+    }
+}
+
 /// Scenarios a, e and g of issue 21 through pgwolf: [`lose_the_primary`]
 /// with Patroni in synchronous mode, then what pgwolf must hold to: every
 /// client waiting on the lost primary is answered soon after Patroni
@@ -109,15 +117,11 @@ async fn a_lost_server_is_noticed_within_the_tcp_settings() {
 /// for the caller to heal and check the rejoin.
 async fn pgwolf_loses_the_primary<F>(
     scenario: &str,
+    pooler: Pooler,
     fault: impl FnOnce(&HaCluster, &str) -> F,
 ) -> (String, HaCluster, Front, F) {
-    let (f, ha, front, undo) = lose_the_primary(
-        Pooler::Pgwolf,
-        HaOptions::default(),
-        Duration::from_secs(5),
-        fault,
-    )
-    .await;
+    let (f, ha, front, undo) =
+        lose_the_primary(pooler, synchronous(), Duration::from_secs(5), fault).await;
     eprintln!("scenario {scenario}: {f:#?}");
     for (what, errors) in [("write", &f.write_errors), ("read", &f.read_errors)] {
         assert!(
@@ -176,10 +180,24 @@ async fn pgwolf_loses_the_primary<F>(
 /// leader rejoins as a replica (scenario f) and serves reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_s_host_cut_off() {
-    let (old, ha, front, ()) = pgwolf_loses_the_primary("a", |ha, old| {
+    let (old, ha, front, ()) = pgwolf_loses_the_primary("a", Pooler::Pgwolf, |ha, old| {
         ha.lab().expect("the cluster's hosts").cut(old, Cut::All)
     })
     .await;
+    ha.lab().unwrap().heal(&old);
+    rejoins_as_a_replica(&ha, &front, &old).await;
+}
+
+/// Scenario a with the `static` provider: pgwolf learns the roles only
+/// from `pg_is_in_recovery()` on each member, no Patroni API, so the new
+/// primary is seen once it has been promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_s_host_cut_off_static_provider() {
+    let (old, ha, front, ()) =
+        pgwolf_loses_the_primary("a, static", Pooler::PgwolfStatic, |ha, old| {
+            ha.lab().expect("the cluster's hosts").cut(old, Cut::All)
+        })
+        .await;
     ha.lab().unwrap().heal(&old);
     rejoins_as_a_replica(&ha, &front, &old).await;
 }
@@ -197,7 +215,7 @@ async fn the_primary_s_host_cut_off() {
 /// the new leader, demoted, rewinds away writes it had acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_s_postgresql_hangs() {
-    let (old, ha, front, hung) = pgwolf_loses_the_primary("g", |ha, old| {
+    let (old, ha, front, hung) = pgwolf_loses_the_primary("g", Pooler::Pgwolf, |ha, old| {
         let pid = ha.postmaster_pid(old).expect("the leader's postmaster");
         pgwolf_tests::stopped::Stopped::postmaster(pid)
     })
@@ -216,7 +234,19 @@ async fn the_primary_s_postgresql_hangs() {
 /// published, whatever its own REST API still says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_primary_reachable_only_by_pgwolf() {
-    let (old, ha, front, ()) = pgwolf_loses_the_primary("e", |ha, old| {
+    the_old_primary_reachable_only_by(Pooler::Pgwolf).await;
+}
+
+/// Scenario e with the `static` provider: the demoted old primary still
+/// answers pgwolf's probe as a standby, but streams from no one, so it
+/// must get no reads (its data stops at the cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_primary_reachable_only_by_pgwolf_static_provider() {
+    the_old_primary_reachable_only_by(Pooler::PgwolfStatic).await;
+}
+
+async fn the_old_primary_reachable_only_by(pooler: Pooler) {
+    let (old, ha, front, ()) = pgwolf_loses_the_primary("e", pooler, |ha, old| {
         let lab = ha.lab().expect("the cluster's hosts");
         let mut peers: Vec<std::net::Ipv4Addr> = ha
             .members()
@@ -242,11 +272,17 @@ async fn rejoins_as_a_replica(ha: &HaCluster, front: &Front, old: &str) {
     let view = ha.cluster_view().expect("the cluster's view");
     let member = view.iter().find(|m| m.name == old).expect("the old leader");
     assert_ne!(member.role, "leader", "{view:?}");
+    // The patroni provider names members as Patroni does, the static one
+    // by host:port.
+    let info = ha.members().into_iter().find(|m| m.name == old).unwrap();
+    let by_address = format!("{}:{}", info.host, info.pg_port);
     within(
         30,
         "pgwolf to list the rejoined member as a replica",
         async {
-            while topology_role(front.port(), old).await.as_deref() != Some("replica") {
+            while topology_role(front.port(), old).await.as_deref() != Some("replica")
+                && topology_role(front.port(), &by_address).await.as_deref() != Some("replica")
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         },
@@ -258,38 +294,32 @@ async fn rejoins_as_a_replica(ha: &HaCluster, front: &Front, old: &str) {
     );
 }
 
-/// Scenario c of issue 21: etcd is cut off from every member (pgwolf
-/// never talks to it). Returns what the writers and readers saw, and
-/// when the cut began and was healed.
-async fn etcd_cut_off(failsafe_mode: bool) -> (Arc<Writes>, Arc<Writes>, Instant, Instant) {
-    let (ha, front) = cluster_behind(
+/// Scenario c of issue 21: etcd is cut off from every member for 15 s
+/// (pgwolf never talks to it), then 10 s more to see a leader race after
+/// the heal and writes on its winner. No error may be a bare disconnect.
+async fn etcd_cut_off(failsafe_mode: bool) -> Outage {
+    let (o, ha, _front) = ride_out(
         Pooler::Pgwolf,
         HaOptions {
             failsafe_mode,
             ..Default::default()
         },
+        Duration::from_secs(15),
+        Duration::from_secs(10),
+        |ha| ha.lab().expect("the cluster's hosts").cut("etcd", Cut::All),
+        |ha, ()| ha.lab().unwrap().heal("etcd"),
     )
     .await;
-    let load = Load::start(front.port(), false).await;
-    let (writes, reads) = (load.writes.clone(), load.reads.clone());
-    let lab = ha.lab().expect("the cluster's hosts");
-    let cut = Instant::now();
-    lab.cut("etcd", Cut::All);
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let healed = Instant::now();
-    lab.heal("etcd");
-    // Long enough for a new leader race after the heal and writes on it.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    load.stop().await;
-    for (what, w) in [("write", &writes), ("read", &reads)] {
-        let errors = w.errors.lock().unwrap().clone();
+    eprintln!("scenario c, failsafe_mode {failsafe_mode}: {o:#?}");
+    for (what, errors) in [("write", &o.write_errors), ("read", &o.read_errors)] {
         assert!(
-            errors.iter().all(|(_, m)| !m.starts_with("bare")),
+            !errors.contains_key("bare"),
             "a bare disconnect of a {what}: {errors:?}"
         );
     }
+    assert_eq!(o.unanswered, 0, "requests left unanswered");
     tokio::task::block_in_place(|| ha.wait_ready(Duration::from_secs(120)));
-    (writes, reads, cut, healed)
+    o
 }
 
 /// Scenario c with Patroni's failsafe mode (the harness's default): the
@@ -297,30 +327,14 @@ async fn etcd_cut_off(failsafe_mode: bool) -> (Arc<Writes>, Arc<Writes>, Instant
 /// changes for clients.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_cut_off_with_failsafe_mode() {
-    let (writes, reads, cut, healed) = etcd_cut_off(true).await;
-    let during = writes.acked_between(cut, healed);
-    let reads_during = reads.acked_between(cut, healed);
-    let errors = writes.errors.lock().unwrap().clone();
-    let read_errors = reads.errors.lock().unwrap().clone();
-    let since_cut = |e: &[(Instant, String)]| {
-        e.iter()
-            .map(|(at, m)| format!("{:?} after the cut: {m}", at.saturating_duration_since(cut)))
-            .collect::<Vec<_>>()
-    };
-    eprintln!(
-        "scenario c, failsafe on: etcd cut off for 15 s: {during} writes and {reads_during} reads \
-         acknowledged meanwhile, longest write wait {:?}, write errors {:?}, read errors {:?}",
-        writes.longest_wait(),
-        since_cut(&errors),
-        since_cut(&read_errors),
-    );
-    assert!(errors.is_empty(), "{errors:?}");
-    assert!(read_errors.is_empty(), "{read_errors:?}");
-    assert!(during > 1_000, "writes stopped: {during}");
+    let o = etcd_cut_off(true).await;
+    assert!(o.write_errors.is_empty(), "{:?}", o.write_messages);
+    assert!(o.read_errors.is_empty(), "{:?}", o.read_messages);
+    assert!(o.writes_during > 1_000, "writes stopped: {o:?}");
     assert!(
-        writes.longest_wait() < Duration::from_secs(2),
+        o.longest_write_wait < Duration::from_secs(2),
         "a write waited {:?}",
-        writes.longest_wait()
+        o.longest_write_wait
     );
 }
 
@@ -331,43 +345,18 @@ async fn etcd_cut_off_with_failsafe_mode() {
 /// is elected again; reads go on throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_cut_off_without_failsafe_mode() {
-    let (writes, reads, cut, healed) = etcd_cut_off(false).await;
-    let errors = writes.errors.lock().unwrap().clone();
-    let acked = writes.acked.lock().unwrap().clone();
-    let last_before_heal = acked
-        .iter()
-        .map(|(_, at)| *at)
-        .filter(|at| *at < healed)
-        .max()
-        .expect("writes before the heal");
-    let first_after_heal = acked
-        .iter()
-        .map(|(_, at)| *at)
-        .filter(|at| *at > healed)
-        .min()
-        .expect("writes after the heal");
-    let reads_during = reads.acked_between(cut, healed);
-    eprintln!(
-        "scenario c, failsafe off: writes stopped {:?} after the cut; first write {:?} after the heal; \
-         longest write wait {:?}; write errors by SQLSTATE {:?}: {:?}; {reads_during} reads during the cut, \
-         longest read wait {:?}, read errors {:?}",
-        last_before_heal.saturating_duration_since(cut),
-        first_after_heal - healed,
-        writes.longest_wait(),
-        writes.errors_by_code(),
-        errors.iter().map(|(_, m)| m).collect::<std::collections::BTreeSet<_>>(),
-        reads.longest_wait(),
-        reads.errors_by_code(),
-    );
+    let o = etcd_cut_off(false).await;
     assert!(
-        errors.iter().all(|(_, m)| !m.contains("read-only")),
-        "a write reached a demoted member: {errors:?}"
+        o.write_messages.iter().all(|m| !m.contains("read-only")),
+        "a write reached a demoted member: {:?}",
+        o.write_messages
     );
-    assert!(reads_during > 1_000, "reads stopped: {reads_during}");
+    assert!(o.first_write_after_heal.is_some(), "writes never resumed");
+    assert!(o.reads_during > 1_000, "reads stopped: {o:?}");
     assert!(
-        writes.longest_wait() < Duration::from_secs(35),
+        o.longest_write_wait < Duration::from_secs(35),
         "a write waited {:?} (failover_wait_timeout is 30 s)",
-        writes.longest_wait()
+        o.longest_write_wait
     );
 }
 
