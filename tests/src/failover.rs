@@ -281,6 +281,19 @@ impl Front {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// pgwolf's log lines so far that name a topology change (the pool
+    /// following it, a primary changing); empty for PgBouncer.
+    pub fn topology_log(&self) -> Vec<String> {
+        let Some(p) = &self._pgwolf else {
+            return Vec::new();
+        };
+        p.log()
+            .lines()
+            .filter(|l| l.contains("follows the topology") || l.contains("primary"))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// A cluster whose members and etcd have hosts of their own, `pooler` in

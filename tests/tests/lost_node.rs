@@ -298,7 +298,7 @@ async fn rejoins_as_a_replica(ha: &HaCluster, front: &Front, old: &str) {
 /// (pgwolf never talks to it), then 10 s more to see a leader race after
 /// the heal and writes on its winner. No error may be a bare disconnect.
 async fn etcd_cut_off(failsafe_mode: bool) -> Outage {
-    let (o, ha, _front) = ride_out(
+    let (o, ha, front) = ride_out(
         Pooler::Pgwolf,
         HaOptions {
             failsafe_mode,
@@ -310,7 +310,10 @@ async fn etcd_cut_off(failsafe_mode: bool) -> Outage {
         |ha, ()| ha.lab().unwrap().heal("etcd"),
     )
     .await;
-    eprintln!("scenario c, failsafe_mode {failsafe_mode}: {o:#?}");
+    eprintln!(
+        "scenario c, failsafe_mode {failsafe_mode}: {o:#?}\npgwolf's topology changes:\n{}",
+        front.topology_log().join("\n")
+    );
     for (what, errors) in [("write", &o.write_errors), ("read", &o.read_errors)] {
         assert!(
             !errors.contains_key("bare"),
