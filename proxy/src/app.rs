@@ -2,9 +2,9 @@
 //! file, the pools, cancel keys, and the shutdown signal. No `static`s.
 
 use crate::auth::{AuthFile, ScramVerifier, Secret};
-use crate::client::registry::ClientRegistry;
 use crate::config::{ClusterConfig, Config, DatabaseConfig, PoolMode, Provider};
 use crate::pool::{Pool, PoolKey, PoolSettings, Route, ServerCheck, SharedLimits};
+use crate::registry::ClientRegistry;
 use crate::server::ServerTarget;
 use crate::topology::Cluster;
 use arc_swap::ArcSwap;
@@ -50,7 +50,7 @@ pub struct App {
     /// Client logins refused (metrics).
     pub auth_failures: std::sync::atomic::AtomicU64,
     /// SHOW STATS averages.
-    pub(crate) history: std::sync::Mutex<crate::admin::show::History>,
+    pub(crate) history: std::sync::Mutex<crate::pool::history::History>,
 }
 
 /// Where a reload's outcome goes.
@@ -405,10 +405,11 @@ impl App {
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => return,
             }
-            for pool in self.pools() {
+            let pools = self.pools();
+            for pool in &pools {
                 pool.maintain().await;
             }
-            self.history.lock().unwrap().tick(&self);
+            self.history.lock().unwrap().tick(&pools);
         }
     }
 }

@@ -7,9 +7,9 @@
 
 use super::rows::{self, INT4, TEXT};
 use crate::app::App;
-use crate::client::registry::{self, ClientSlot};
 use crate::control;
 use crate::pool::Pool;
+use crate::registry::{self, ClientSlot};
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -13,6 +13,7 @@ mod rows;
 pub mod show;
 
 use crate::app::App;
+use crate::client::Access;
 use crate::control;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::frame::split_message;
@@ -23,17 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The database names that reach the console.
-pub const DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
-
 /// Console commands are short; anything longer is a mistake.
 const MAX_MESSAGE: u32 = 64 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Admin,
-    Stats,
-}
 
 /// After authentication: the welcome, then one command per Query until
 /// the client leaves.
@@ -42,7 +34,7 @@ pub async fn serve(
     mut stream: Stream,
     mut buf: BytesMut,
     access: Access,
-    me: &crate::client::registry::Registration,
+    me: &crate::registry::Registration,
 ) {
     let key = me.key;
     let mut out = BytesMut::with_capacity(256);

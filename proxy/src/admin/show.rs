@@ -6,11 +6,11 @@
 use super::rows::{self, INT4, NUMERIC, TEXT};
 use crate::app::App;
 use crate::config::{Config, PoolMode};
+use crate::pool::history::{totals, History};
 use crate::pool::Pool;
 use bytes::BytesMut;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
 
 fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
@@ -249,104 +249,6 @@ pub fn settings(cfg: &Config) -> BTreeMap<String, String> {
     m
 }
 
-/// One database's counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Totals {
-    xacts: u64,
-    queries: u64,
-    received: u64,
-    sent: u64,
-    xact_us: u64,
-    query_us: u64,
-    wait_us: u64,
-}
-
-pub fn totals(app: &App) -> BTreeMap<String, Totals> {
-    let mut m: BTreeMap<String, Totals> = BTreeMap::new();
-    for p in app.pools() {
-        let st = p.stats();
-        let t = m.entry(p.key().db.clone()).or_default();
-        t.xacts += st.transactions.load(Relaxed);
-        t.queries += st.queries.load(Relaxed);
-        t.received += st.bytes_received.load(Relaxed);
-        t.sent += st.bytes_sent.load(Relaxed);
-        t.xact_us += st.xact_us.load(Relaxed);
-        t.query_us += st.query_us.load(Relaxed);
-        t.wait_us += st.waiters.total_us.load(Relaxed);
-    }
-    m
-}
-
-/// Averages over the last completed stats period, as PgBouncer reports
-/// them: counts and bytes per second, times per transaction or query (µs).
-fn averages(now: &Totals, then: &Totals, secs: f64) -> [u64; 7] {
-    let d = |a: u64, b: u64| a.saturating_sub(b);
-    let (xacts, queries) = (d(now.xacts, then.xacts), d(now.queries, then.queries));
-    let per_sec = |v: u64| (v as f64 / secs.max(1.0)) as u64;
-    let per = |v: u64, n: u64| v.checked_div(n).unwrap_or(0);
-    [
-        per_sec(xacts),
-        per_sec(queries),
-        per_sec(d(now.received, then.received)),
-        per_sec(d(now.sent, then.sent)),
-        per(d(now.xact_us, then.xact_us), xacts),
-        per(d(now.query_us, then.query_us), queries),
-        per(d(now.wait_us, then.wait_us), xacts),
-    ]
-}
-
-/// The period the averages cover: two snapshots a `STATS_PERIOD` apart.
-pub const STATS_PERIOD: Duration = Duration::from_secs(60);
-
-pub struct History {
-    /// (taken, totals): the snapshot before the last, and the last.
-    snapshots: Vec<(Instant, BTreeMap<String, Totals>)>,
-}
-
-impl Default for History {
-    fn default() -> Self {
-        History {
-            snapshots: vec![(Instant::now(), BTreeMap::new())],
-        }
-    }
-}
-
-impl History {
-    /// Called every second; keeps a snapshot per period.
-    pub fn tick(&mut self, app: &App) {
-        let last = self
-            .snapshots
-            .last()
-            .map(|s| s.0)
-            .unwrap_or_else(Instant::now);
-        if last.elapsed() >= STATS_PERIOD {
-            self.snapshots.push((Instant::now(), totals(app)));
-            if self.snapshots.len() > 2 {
-                self.snapshots.remove(0);
-            }
-        }
-    }
-
-    fn window(&self, db: &str, now: &Totals) -> [u64; 7] {
-        // Before the first period ends, since the start.
-        let (from, to) = match self.snapshots.as_slice() {
-            [a, b] => (a, Some(b)),
-            [a] => (a, None),
-            _ => return [0; 7],
-        };
-        let zero = Totals::default();
-        let then = from.1.get(db).unwrap_or(&zero);
-        match to {
-            Some((t, snap)) => averages(
-                snap.get(db).unwrap_or(&zero),
-                then,
-                (*t - from.0).as_secs_f64(),
-            ),
-            None => averages(now, then, from.0.elapsed().as_secs_f64()),
-        }
-    }
-}
-
 pub fn stats(app: &App, history: &History, which: &str, out: &mut BytesMut) {
     let totals_cols = [
         "xact_count",
@@ -394,7 +296,7 @@ pub fn stats(app: &App, history: &History, which: &str, out: &mut BytesMut) {
         .map(|(i, c)| (c.as_str(), if i == 0 { TEXT } else { NUMERIC }))
         .collect();
     rows::typed_description(out, &typed);
-    for (db, t) in totals(app) {
+    for (db, t) in totals(&app.pools()) {
         let total = [
             t.xacts, t.queries, t.received, t.sent, t.xact_us, t.query_us, t.wait_us,
         ];
@@ -444,29 +346,6 @@ pub fn prepared(app: &App, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn averages_per_second_and_per_transaction() {
-        let then = Totals::default();
-        let now = Totals {
-            xacts: 600,
-            queries: 1200,
-            received: 6000,
-            sent: 60000,
-            xact_us: 600 * 250,
-            query_us: 1200 * 100,
-            wait_us: 600 * 10,
-        };
-        assert_eq!(
-            averages(&now, &then, 60.0),
-            [10, 20, 100, 1000, 250, 100, 10]
-        );
-        assert_eq!(
-            averages(&then, &then, 60.0),
-            [0; 7],
-            "no traffic, no division by zero"
-        );
-    }
 
     #[test]
     fn settings_as_the_config_spells_them() {

@@ -39,7 +39,7 @@ pub async fn secret_for(app: &App, user: &str, db: &str) -> Option<Secret> {
         }
     }
     let dbname = cfg.auth_dbname.as_deref().unwrap_or(db);
-    if crate::admin::DATABASES.contains(&dbname) {
+    if crate::config::ADMIN_DATABASES.contains(&dbname) {
         return None;
     }
     let Some(pool) = app.pool_for(dbname, auth_user) else {

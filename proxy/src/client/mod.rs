@@ -3,13 +3,10 @@
 mod auth;
 mod auth_query;
 mod buffers;
-pub mod cancel;
-pub mod kill;
 pub mod pump;
 mod pump_prepared;
 #[cfg(test)]
 mod pump_tests;
-pub mod registry;
 mod session;
 mod startup;
 
@@ -18,15 +15,16 @@ use crate::pool::PoolError;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::frame::FrameError;
 use crate::protocol::startup::{StartupError, StartupParams};
+use crate::registry;
 use crate::server::params::{tracked_index, ParamSet};
 use crate::tls::Stream;
 use bytes::BytesMut;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Startup parameters handled by the proxy itself rather than passed on.
 const HANDLED_PARAMS: [&str; 3] = ["user", "database", "replication"];
@@ -101,34 +99,36 @@ pub(crate) fn send_error<'a, S: AsyncWrite + Unpin + Send>(
     })
 }
 
-/// Serves one client connection to the end; `slot` (its max_client_conn
-/// permit) is released when it leaves.
-///
-/// A plain fn returning an async block, not an async fn: an async fn keeps
-/// each argument twice (captured and as its local), and this future is
-/// what every idle client costs.
-#[allow(clippy::manual_async_fn)]
-pub fn serve(
-    app: Arc<App>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: OwnedSemaphorePermit,
-) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        // Boxed: startup and login are large and finished once; the task
-        // that lives on while the client idles is only the session loop.
-        let _slot = slot;
-        let login = Box::pin(establish(app, stream, peer));
-        let Some(mut session) = login.await else {
-            return;
-        };
-        session.run().await;
-    }
+/// An admin console user, logged in, for the console (which lives above
+/// this module: the listener passes its entry point to [`establish`]).
+pub struct Console {
+    pub app: Arc<App>,
+    pub stream: Stream,
+    pub buf: BytesMut,
+    pub access: Access,
+    pub registration: registry::Registration,
+}
+
+/// What a console user may do: everything (`admin_users`) or SHOW only
+/// (`stats_users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Admin,
+    Stats,
 }
 
 /// Startup, authentication and welcome; None when the client was refused
-/// (it has been told why) or left.
-async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<session::Session> {
+/// (it has been told why), left, or used the admin console (run to its
+/// end by `console`).
+pub async fn establish<C>(
+    app: Arc<App>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    console: C,
+) -> Option<session::Session>
+where
+    C: FnOnce(Box<Console>) -> Pin<Box<dyn Future<Output = ()> + Send>>,
+{
     let _ = tcp.set_nodelay(true);
     let tcp_options = crate::sockopt::TcpOptions::from_config(&app.config.load());
     if let Err(e) = tcp_options.apply(&tcp) {
@@ -168,15 +168,20 @@ async fn establish(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) -> Option<se
             .unwrap_or_default()
             .to_string(),
     };
-    if crate::admin::DATABASES.contains(&db.as_str()) {
+    if crate::config::ADMIN_DATABASES.contains(&db.as_str()) {
         let login = admin_login(&app, &mut stream, &mut buf, &user, &db);
         match tokio::time::timeout_at(deadline, login).await {
             Ok(Ok(access)) => {
                 tracing::info!(%peer, %user, ?access, "admin console login");
                 registration.slot.logged_in(info(None, &stream));
-                // Boxed: inlined, the console's state made every client's
-                // login allocation (this future) 1 KiB larger.
-                Box::pin(crate::admin::serve(app, stream, buf, access, &registration)).await;
+                console(Box::new(Console {
+                    app,
+                    stream,
+                    buf,
+                    access,
+                    registration,
+                }))
+                .await;
             }
             Ok(Err(ClientError::Eof)) => {}
             Ok(Err(e)) => {
@@ -362,13 +367,13 @@ async fn admin_login(
     buf: &mut BytesMut,
     user: &str,
     db: &str,
-) -> Result<crate::admin::Access, ClientError> {
+) -> Result<Access, ClientError> {
     auth::authenticate(app, stream, buf, user, db).await?;
     let cfg = app.config.load();
     if cfg.admin_users.iter().any(|u| u == user) {
-        Ok(crate::admin::Access::Admin)
+        Ok(Access::Admin)
     } else if cfg.stats_users.iter().any(|u| u == user) {
-        Ok(crate::admin::Access::Stats)
+        Ok(Access::Stats)
     } else {
         Err(ClientError::NotAdmin(user.to_string()))
     }
@@ -434,23 +439,13 @@ async fn login(
     backend::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     stream.flush().await?;
-    let _ = Duration::ZERO;
     Ok((pool, mode, wanted))
 }
 
 #[cfg(test)]
 mod size_tests {
-    /// Every connected client is one task whose size is its future's. Cold
-    /// paths (login, errors, opening servers) are boxed so that an idle
-    /// client stays small; this fails if one gets inlined again. tokio
-    /// aligns a task's cell to 128 bytes, so memory moves in 128-byte
-    /// steps: the release build's cell went from 768 to 640 bytes (massif)
-    /// when this future went from 664 to 528 bytes (this debug build; the
-    /// wanted settings became a shared pointer and the peer address is read
-    /// from the registry). Earlier: 1,072 before `serve` and `Session::run`
-    /// stopped storing their arguments twice and the idle wait stopped
-    /// holding a waiter node.
-    const MAX_TASK_BYTES: usize = 560;
+    // The client task's own size is checked where it is made
+    // (listener.rs).
     /// A login's own allocation, made for each login in flight: 200
     /// logins at once left 200 of these free but resident afterwards,
     /// which the idle-client figure at 2,000 clients counts. 2,200 and 784
@@ -466,7 +461,11 @@ mod size_tests {
         let connect = || tokio::net::TcpStream::connect(l.local_addr().unwrap());
         let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
         let peer = a.local_addr().unwrap();
-        let login = super::establish(app.clone(), a, peer);
+        // What the listener passes is a fn item, as this closure: no bytes.
+        let console = |_: Box<super::Console>| -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = ()> + Send>,
+        > { Box::pin(async {}) };
+        let login = super::establish(app.clone(), a, peer, console);
         let size = std::mem::size_of_val(&login);
         assert!(
             size <= MAX_LOGIN_BYTES,
@@ -478,26 +477,6 @@ mod size_tests {
         assert!(
             size <= MAX_OPENING_BYTES,
             "the opening's future grew to {size} bytes"
-        );
-    }
-
-    #[tokio::test]
-    async fn client_task_stays_small() {
-        let app = crate::app::App::new(Default::default(), Default::default());
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-            .await
-            .unwrap();
-        let peer = s.local_addr().unwrap();
-        let slot = std::sync::Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .unwrap();
-        let f = super::serve(app, s, peer, slot);
-        let size = std::mem::size_of_val(&f);
-        println!("client task future: {size} bytes");
-        assert!(
-            size <= MAX_TASK_BYTES,
-            "client task future grew to {size} bytes"
         );
     }
 }

@@ -7,7 +7,6 @@
 //! server blocked writing results never stops the client's data from being
 //! read, and vice versa: no deadlock on large pipelines or COPY.
 
-use super::kill::Fired;
 use super::pump_prepared::{self as prepared, Prepared};
 use crate::config::PoolMode;
 use crate::prepared::message::Malformed;
@@ -15,6 +14,7 @@ use crate::prepared::responses::Responses;
 use crate::protocol::backend;
 use crate::protocol::frame::{Flow, FrameError, Inspect, Scanner, Want, HEADER_LEN};
 use crate::protocol::frontend;
+use crate::registry::kill::Fired;
 use crate::server::params::ParamSet;
 use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
@@ -277,7 +277,7 @@ pub struct Pump<'a> {
     pub max_pipelined: usize,
     /// The client's kill switch: fired by KILL/KILL_CLIENT, or once
     /// `draining` is, or when the pool retires the server's generation.
-    pub kill: &'a super::kill::Kill,
+    pub kill: &'a crate::registry::kill::Kill,
     /// The pool generation the server connection was made for.
     pub server_generation: u64,
     /// The process's shutdown: when it is what fired, the transaction in

@@ -56,7 +56,7 @@ async fn start(mode: PoolMode) -> Ends {
     let mut proxy_server = crate::tls::Stream::Plain(proxy_server);
     let pump = tokio::spawn(async move {
         let token = CancellationToken::new();
-        let kill = crate::client::kill::Kill::default();
+        let kill = crate::registry::kill::Kill::default();
         let (mut cbuf, mut sbuf, mut cscan) = (BytesMut::new(), BytesMut::new(), Scanner::new());
         let (mut server_params, mut client_params) = (ParamSet::default(), Default::default());
         let mut track = Track::default();

@@ -5,7 +5,6 @@ mod end;
 
 use super::pump::{Outcome, Pump, Track};
 use super::pump_prepared::Prepared;
-use super::registry::Registration;
 use super::{send_error, ClientError};
 use crate::app::App;
 use crate::config::PoolMode;
@@ -15,6 +14,7 @@ use crate::prepared::statements::ClientStatements;
 use crate::protocol::backend::Severity;
 use crate::protocol::frame::{self, Scanner};
 use crate::protocol::frontend;
+use crate::registry::Registration;
 use crate::server::params::ParamSet;
 use crate::tls::Stream;
 use bytes::BytesMut;
@@ -481,7 +481,7 @@ enum Woke {
 /// future, and this future is part of every idle client.
 fn wake<'a>(
     client: &'a Stream,
-    kill: &'a super::kill::Kill,
+    kill: &'a crate::registry::kill::Kill,
     mut timer: Option<&'a mut Pin<Box<Sleep>>>,
 ) -> impl Future<Output = std::io::Result<Woke>> + 'a {
     std::future::poll_fn(move |cx| {

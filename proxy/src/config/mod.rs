@@ -8,16 +8,21 @@ mod cluster;
 mod defaults;
 mod load;
 mod pgbouncer_ini;
+mod tls_versions;
 mod validate;
 
 pub use cluster::{split_host_port, ClusterConfig, Provider, TargetRole};
 pub use load::{from_pgbouncer_ini_str, from_toml_str, load, ConfigError, Loaded};
+pub use tls_versions::tls_protocol_versions;
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The database names that reach the admin console instead of a pool.
+pub const ADMIN_DATABASES: [&str; 2] = ["pgwolf", "pgbouncer"];
 
 /// How long a client keeps a server connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

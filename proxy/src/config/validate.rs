@@ -211,7 +211,7 @@ fn check_tls(cfg: &Config) -> Result<(), ConfigError> {
         ("client_tls_protocols", &cfg.client_tls_protocols),
         ("server_tls_protocols", &cfg.server_tls_protocols),
     ] {
-        crate::tls::protocol_versions(value).map_err(|e| invalid(key, e))?;
+        super::tls_protocol_versions(value).map_err(|e| invalid(key, e))?;
     }
     Ok(())
 }

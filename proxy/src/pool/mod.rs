@@ -9,6 +9,7 @@
 mod checkout;
 mod follow;
 pub mod histogram;
+pub mod history;
 mod lease;
 mod route;
 mod settings;

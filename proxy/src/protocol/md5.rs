@@ -4,7 +4,7 @@
 //! salt))`. Sans-I/O: the caller frames the messages. Never logs or returns
 //! the expected response in an error.
 
-use crate::auth::Secret;
+use super::secret::Secret;
 use ::md5::{Digest, Md5};
 use rand::RngCore;
 use subtle::ConstantTimeEq;

@@ -7,4 +7,5 @@ pub mod frame;
 pub mod frontend;
 pub mod md5;
 pub mod scram;
+pub mod secret;
 pub mod startup;

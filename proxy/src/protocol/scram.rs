@@ -7,7 +7,7 @@
 //! `SCRAM-SHA-256` (not `-PLUS`) is offered. Errors are fixed text and never
 //! echo client bytes or key material.
 
-use crate::auth::{hmac_sha256, ScramVerifier};
+use super::secret::{hmac_sha256, ScramVerifier};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
@@ -362,7 +362,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::auth::Secret;
+    use crate::protocol::secret::Secret;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
     fn server_for(password: &str) -> ScramServer {

@@ -101,7 +101,7 @@ impl Session {
                     // the background (a hung server may not take the cancel).
                     if let Some(link) = lease.conn().link.clone() {
                         let timeout = self.app.config.load().server_connect_timeout;
-                        tokio::spawn(crate::client::cancel::cancel_on_server(link, timeout));
+                        tokio::spawn(crate::registry::cancel::cancel_on_server(link, timeout));
                     }
                 }
                 lease.discard();

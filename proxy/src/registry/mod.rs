@@ -3,6 +3,9 @@
 //! admin console lists clients and servers (SHOW CLIENTS/SERVERS) and
 //! disconnects them (KILL, KILL_CLIENT) through it.
 
+pub mod cancel;
+pub mod kill;
+
 use crate::pool::Pool;
 use dashmap::DashMap;
 use std::net::SocketAddr;
@@ -43,7 +46,7 @@ pub struct ClientSlot {
     activity: Mutex<Activity>,
     info: OnceLock<Box<ClientInfo>>,
     /// Fired by KILL / KILL_CLIENT, and by shutdown ([`ClientRegistry::kill_all`]).
-    pub kill: super::kill::Kill,
+    pub kill: kill::Kill,
 }
 
 impl ClientSlot {
@@ -139,7 +142,7 @@ impl ClientRegistry {
     /// Retires the server connections older than `generation` that clients
     /// of `pool` hold to the members `lost` names (host, port): each
     /// such client's transaction ends now (see
-    /// [`super::kill::Kill::retire_below`]). Clients holding a newer one, or
+    /// [`kill::Kill::retire_below`]). Clients holding a newer one, or
     /// none, are untouched.
     pub fn retire(
         &self,

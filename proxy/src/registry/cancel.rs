@@ -1,8 +1,8 @@
 //! Cancel requests: each client gets a proxy-issued BackendKeyData (see
-//! `registry.rs`); a CancelRequest carrying it is sent on to the server
+//! `registry/mod.rs`); a CancelRequest carrying it is sent on to the server
 //! that client is using right now, with that server's own key.
 
-use super::registry::{ClientRegistry, ServerLink};
+use super::{ClientRegistry, ServerLink};
 use crate::protocol::startup::encode_cancel;
 use bytes::BytesMut;
 use std::time::Duration;
