@@ -454,6 +454,20 @@ pub fn leader_per_others(ha: &HaCluster, old: &str) -> Option<String> {
     })
 }
 
+/// Scenario e's fault: member `name` cut off from the other members and
+/// etcd (both ways), still reached by the pooler and the clients.
+pub fn cut_from_peers(ha: &HaCluster, name: &str) {
+    let lab = ha.lab().expect("the cluster's hosts");
+    let mut peers: Vec<std::net::Ipv4Addr> = ha
+        .members()
+        .iter()
+        .filter(|m| m.name != name)
+        .map(|m| m.host.parse().unwrap())
+        .collect();
+    peers.push(lab.host("etcd").addr);
+    lab.cut_between(name, &peers, None);
+}
+
 /// What losing the primary cost the clients.
 #[derive(Debug)]
 pub struct PrimaryLoss {

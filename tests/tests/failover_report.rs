@@ -7,7 +7,9 @@
 //! run by CI (about 22 minutes): `scripts/failover-report` runs it. The
 //! pgwolf rows are asserted on by `lost_node.rs`, which CI runs.
 
-use pgwolf_tests::failover::{lose_the_primary, ride_out, Outage, Pooler, PrimaryLoss};
+use pgwolf_tests::failover::{
+    cut_from_peers, lose_the_primary, ride_out, Outage, Pooler, PrimaryLoss,
+};
 use pgwolf_tests::netns::Cut;
 use pgwolf_tests::stopped::Stopped;
 use pgwolf_tests::{HaCluster, HaOptions};
@@ -65,14 +67,7 @@ fn inflict(fault: Fault, ha: &HaCluster, old: &str) -> Undo {
             Undo::Nothing
         }
         Fault::PartitionedFromPeers => {
-            let mut peers: Vec<std::net::Ipv4Addr> = ha
-                .members()
-                .iter()
-                .filter(|m| m.name != old)
-                .map(|m| m.host.parse().unwrap())
-                .collect();
-            peers.push(lab.host("etcd").addr);
-            lab.cut_between(old, &peers, None);
+            cut_from_peers(ha, old);
             Undo::Nothing
         }
         Fault::Hung => {

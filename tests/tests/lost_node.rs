@@ -6,7 +6,7 @@
 
 use pgwolf_tests::clients::{config_at, sqlstate, try_connect_with};
 use pgwolf_tests::failover::{
-    cluster_behind, lose_the_primary, ride_out, Front, Load, Outage, Pooler,
+    cluster_behind, cut_from_peers, lose_the_primary, ride_out, Front, Load, Outage, Pooler,
 };
 use pgwolf_tests::netns::{Cut, Lab};
 use pgwolf_tests::{
@@ -246,18 +246,7 @@ async fn the_old_primary_reachable_only_by_pgwolf_static_provider() {
 }
 
 async fn the_old_primary_reachable_only_by(pooler: Pooler) {
-    let (old, ha, front, ()) = pgwolf_loses_the_primary("e", pooler, |ha, old| {
-        let lab = ha.lab().expect("the cluster's hosts");
-        let mut peers: Vec<std::net::Ipv4Addr> = ha
-            .members()
-            .iter()
-            .filter(|m| m.name != old)
-            .map(|m| m.host.parse().unwrap())
-            .collect();
-        peers.push(lab.host("etcd").addr);
-        lab.cut_between(old, &peers, None)
-    })
-    .await;
+    let (old, ha, front, ()) = pgwolf_loses_the_primary("e", pooler, cut_from_peers).await;
     ha.lab().unwrap().heal(&old);
     rejoins_as_a_replica(&ha, &front, &old).await;
 }
