@@ -51,7 +51,7 @@ pub async fn serve(
         backend::parameter_status(&mut out, k, v);
     }
     backend::backend_key_data(&mut out, key.0, key.1);
-    backend::ready_for_query(&mut out, b'I');
+    backend::ready_for_query(&mut out, backend::TX_IDLE);
     if !send(&mut stream, &out).await {
         return;
     }
@@ -84,7 +84,7 @@ pub async fn serve(
                     out.clear();
                     backend::error_response(&mut out, Severity::Error, code, &message);
                 }
-                backend::ready_for_query(&mut out, b'I');
+                backend::ready_for_query(&mut out, backend::TX_IDLE);
             }
             frontend::TERMINATE => return,
             _ => {

@@ -436,7 +436,7 @@ async fn login(
         backend::parameter_status(&mut out, name, value);
     }
     backend::backend_key_data(&mut out, key.0, key.1);
-    backend::ready_for_query(&mut out, b'I');
+    backend::ready_for_query(&mut out, backend::TX_IDLE);
     stream.write_all(&out).await?;
     stream.flush().await?;
     Ok((pool, mode, wanted))

@@ -122,7 +122,7 @@ impl Default for Track {
             outstanding: 0,
             dirty: false,
             syncs_since_execute: 0,
-            status: b'I',
+            status: backend::TX_IDLE,
             last_server_tag: 0,
             queries: 0,
             received: 0,
@@ -139,7 +139,7 @@ impl Default for Track {
 impl Track {
     /// Nothing pending on either side and not inside a transaction.
     pub fn idle(&self) -> bool {
-        self.status == b'I' && self.outstanding == 0 && !self.dirty
+        self.status == backend::TX_IDLE && self.outstanding == 0 && !self.dirty
     }
 }
 
@@ -228,9 +228,9 @@ impl Inspect for ServerSide<'_, '_> {
         }
         if tag == backend::READY_FOR_QUERY {
             let t = &mut *self.track;
-            t.status = body.first().copied().unwrap_or(b'I');
+            t.status = body.first().copied().unwrap_or(backend::TX_IDLE);
             t.outstanding = t.outstanding.saturating_sub(1);
-            if t.status == b'I' {
+            if t.status == backend::TX_IDLE {
                 t.tx_since = None;
             } else if t.tx_since.is_none() {
                 // Began with the request just answered.
@@ -368,7 +368,7 @@ impl Pump<'_> {
             }
             if self.track.last_server_tag == backend::READY_FOR_QUERY {
                 // Is this the end of the client's transaction?
-                if self.mode == PoolMode::Statement && self.track.status != b'I' {
+                if self.mode == PoolMode::Statement && self.track.status != backend::TX_IDLE {
                     run.statement_violation = true;
                     return Ok(());
                 }
@@ -649,7 +649,7 @@ impl Pump<'_> {
             return Poll::Ready(Outcome::Shutdown);
         }
         let waiting_on_client = quiet && self.track.outstanding == 0;
-        let in_tx = self.track.status != b'I' || self.track.dirty;
+        let in_tx = self.track.status != backend::TX_IDLE || self.track.dirty;
         let idle_limit = match (waiting_on_client, in_tx) {
             (false, _) => Duration::ZERO,
             (true, true) => self.idle_transaction_timeout,

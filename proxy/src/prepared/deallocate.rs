@@ -39,7 +39,7 @@ pub fn answer(names: &mut ClientStatements, body: &[u8], status: u8, out: &mut B
     if names.get(&name).is_none() {
         return false;
     }
-    if status == b'E' {
+    if status == backend::TX_FAILED {
         // In a failed transaction the server ignores every command; so does
         // pgwolf, and the name stays.
         backend::error_response(

@@ -4,13 +4,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-pub const PARSE: u8 = b'P';
-pub const BIND: u8 = b'B';
-pub const DESCRIBE: u8 = b'D';
-pub const CLOSE: u8 = b'C';
-
-pub const PARSE_COMPLETE: u8 = b'1';
-pub const CLOSE_COMPLETE: u8 = b'3';
+pub use crate::protocol::backend::{CLOSE_COMPLETE, PARSE_COMPLETE};
+pub use crate::protocol::frontend::{BIND, CLOSE, DESCRIBE, PARSE};
 
 /// Describe/Close target kinds.
 pub const STATEMENT: u8 = b'S';

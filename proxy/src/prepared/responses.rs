@@ -10,8 +10,12 @@
 //! server's answers. The queue here holds one entry per request in flight
 //! and walks the server's messages through it. It knows nothing of sockets.
 
-use super::message::{CLOSE_COMPLETE, PARSE_COMPLETE};
 use super::statements::Statement;
+use crate::protocol::backend::{
+    BIND_COMPLETE, CLOSE_COMPLETE, COMMAND_COMPLETE, COPY_IN_RESPONSE, EMPTY_QUERY, ERROR_RESPONSE,
+    NO_DATA, PARAMETER_DESCRIPTION, PARSE_COMPLETE, PORTAL_SUSPENDED, READY_FOR_QUERY,
+    ROW_DESCRIPTION,
+};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -120,18 +124,6 @@ pub struct Responses {
     /// Entries of the queue pgwolf answers itself ([`Action::Answer`]).
     answers: usize,
 }
-
-// Server message tags the queue reads. Kept here: only this file needs them.
-const ERROR_RESPONSE: u8 = b'E';
-const READY_FOR_QUERY: u8 = b'Z';
-const BIND_COMPLETE: u8 = b'2';
-const PARAMETER_DESCRIPTION: u8 = b't';
-const ROW_DESCRIPTION: u8 = b'T';
-const NO_DATA: u8 = b'n';
-const COMMAND_COMPLETE: u8 = b'C';
-const EMPTY_QUERY: u8 = b'I';
-const PORTAL_SUSPENDED: u8 = b's';
-const COPY_IN_RESPONSE: u8 = b'G';
 
 impl Responses {
     pub fn is_empty(&self) -> bool {

@@ -13,6 +13,19 @@ pub const COMMAND_COMPLETE: u8 = b'C';
 pub const ROW_DESCRIPTION: u8 = b'T';
 pub const DATA_ROW: u8 = b'D';
 pub const EMPTY_QUERY: u8 = b'I';
+pub const PARSE_COMPLETE: u8 = b'1';
+pub const BIND_COMPLETE: u8 = b'2';
+pub const CLOSE_COMPLETE: u8 = b'3';
+pub const PARAMETER_DESCRIPTION: u8 = b't';
+pub const NO_DATA: u8 = b'n';
+pub const PORTAL_SUSPENDED: u8 = b's';
+pub const COPY_IN_RESPONSE: u8 = b'G';
+
+/// ReadyForQuery's transaction status: idle, in a transaction block, in a
+/// failed one.
+pub const TX_IDLE: u8 = b'I';
+pub const TX_BLOCK: u8 = b'T';
+pub const TX_FAILED: u8 = b'E';
 
 const AUTH_OK: i32 = 0;
 const AUTH_CLEARTEXT: i32 = 3;

@@ -12,6 +12,10 @@ pub const EXECUTE: u8 = b'E';
 pub const COPY_DATA: u8 = b'd';
 pub const COPY_DONE: u8 = b'c';
 pub const COPY_FAIL: u8 = b'f';
+pub const PARSE: u8 = b'P';
+pub const BIND: u8 = b'B';
+pub const DESCRIBE: u8 = b'D';
+pub const CLOSE: u8 = b'C';
 
 /// A simple Query message.
 pub fn query(out: &mut BytesMut, sql: &str) {

@@ -9,34 +9,29 @@ use crate::protocol::backend::Severity;
 
 impl Session {
     /// The session ends: settle the server, tell the client why.
-    pub(super) async fn end(&mut self, outcome: Outcome, mut lease: Lease, track: &Track) -> bool {
+    pub(super) async fn end(&mut self, outcome: Outcome, mut lease: Lease, track: &Track) {
         use Outcome::*;
         match outcome {
             Released => unreachable!("handled by finish"),
             ClientClosed => {
                 self.give_back(lease, track).await;
-                false
             }
             ClientIo(e) => {
                 tracing::debug!(db = %self.db(), user = %self.user(), error = %e, "client socket error");
                 self.give_back(lease, track).await;
-                false
             }
             Shutdown => {
                 self.give_back(lease, track).await;
                 self.say_goodbye().await;
-                false
             }
             Killed => {
                 // Mid-transaction, maybe: the server's state is unknown.
                 lease.discard();
                 self.say_goodbye().await;
-                false
             }
             ServerRetired => {
                 lease.discard();
                 self.member_lost(track).await;
-                false
             }
             ref outcome @ (ServerClosed | ServerIo(_)) => {
                 lease.discard();
@@ -46,7 +41,7 @@ impl Session {
                     r.cluster.nudge();
                 }
                 // The server usually says why (e.g. FATAL 57P01) before closing.
-                if track.last_server_tag != b'E' {
+                if track.last_server_tag != crate::protocol::backend::ERROR_RESPONSE {
                     let message = match &route {
                         Some(r) => format!(
                             "server connection lost; cluster \"{}\" may be failing over: reconnect and retry",
@@ -61,17 +56,14 @@ impl Session {
                     _ => "closed".into(),
                 };
                 tracing::warn!(db = %self.db(), user = %self.user(), %error, "server connection lost while in use");
-                false
             }
             ClientProtocol(e) => {
                 lease.discard();
                 send_error(&mut self.client, Severity::Fatal, "08P01", &e.to_string()).await;
-                false
             }
             ClientMalformed(e) => {
                 lease.discard();
                 send_error(&mut self.client, Severity::Fatal, "08P01", &e.to_string()).await;
-                false
             }
             ServerProtocol(e) => {
                 lease.discard();
@@ -82,7 +74,6 @@ impl Session {
                     &format!("server sent an invalid message: {e}"),
                 )
                 .await;
-                false
             }
             StatementModeTransaction => {
                 lease.discard();
@@ -93,7 +84,6 @@ impl Session {
                     "transaction blocks are not allowed in statement pooling mode",
                 )
                 .await;
-                false
             }
             Timeout { which, server_busy } => {
                 if server_busy {
@@ -106,7 +96,6 @@ impl Session {
                 }
                 lease.discard();
                 self.timed_out(which, server_busy).await;
-                false
             }
             IdleTimeout { in_transaction } => {
                 let (code, msg) = if in_transaction {
@@ -119,7 +108,6 @@ impl Session {
                 };
                 self.give_back(lease, track).await;
                 send_error(&mut self.client, Severity::Fatal, code, msg).await;
-                false
             }
         }
     }
