@@ -4,7 +4,7 @@
 //! `static` provider) and through Debian's PgBouncer (re-pointed by a
 //! script's RELOAD, see [`pgwolf_tests::failover::Pooler::PgBouncer`]),
 //! with the same clients and faults, printed as two Markdown tables. Not
-//! run by CI (about 22 minutes): `scripts/failover-report` runs it. The
+//! run by CI (about 18 minutes): `scripts/failover-report` runs it. The
 //! pgwolf rows are asserted on by `lost_node.rs`, which CI runs.
 
 use pgwolf_tests::failover::{
@@ -223,7 +223,7 @@ fn by_code(errors: &std::collections::BTreeMap<String, usize>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the side-by-side report, about 22 minutes: scripts/failover-report"]
+#[ignore = "the side-by-side report, about 18 minutes: scripts/failover-report"]
 async fn report() {
     let mut rows = Vec::new();
     for fault in [Fault::HostCut, Fault::PartitionedFromPeers, Fault::Hung] {
