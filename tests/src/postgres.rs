@@ -99,7 +99,7 @@ impl PgServer {
 
     /// A standby streaming from `primary` (on 127.0.0.1): a base backup
     /// taken over replication as the superuser, with `-R` so it follows
-    /// `primary` from its first start.
+    /// `primary` from its first start; returned once it streams.
     pub fn standby_of(primary: &PgServer) -> PgServer {
         let dir = tempfile::Builder::new()
             .prefix("pgwolf-pg-")
@@ -120,12 +120,38 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         give_to_server_user(dir.path());
-        PgServer::launch(PgServer {
+        let standby = PgServer::launch(PgServer {
             port: 0,
             opts: PgOptions::default(),
             child: None,
             dir,
-        })
+        });
+        // Returned once it streams: until its WAL receiver runs, a standby
+        // is one that follows no primary (the static provider gives it no
+        // reads).
+        let sql = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut q = crate::clients::libpq_command(
+                "psql",
+                standby.port,
+                SUPERUSER,
+                SUPERUSER_PASSWORD,
+                "postgres",
+            );
+            q.args(["-X", "-A", "-t", "-c", sql]);
+            let out = run_bounded(&mut q, Duration::from_secs(10));
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1" {
+                return standby;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby on port {} did not stream within 30 s:\n{}",
+                standby.port,
+                tail(&standby.log(), 20)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Starts `server` on a free port.
