@@ -1,4 +1,5 @@
-//! Signals: SIGHUP reloads, SIGTERM/SIGINT drain. Listeners stop first,
+//! Signals: SIGHUP reloads (so does a changed auth file), SIGTERM/SIGINT
+//! drain. Listeners stop first,
 //! clients finish their transaction (bounded by `shutdown_timeout`), pools
 //! close last.
 
@@ -21,17 +22,47 @@ pub async fn wait_for_drain(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut asked = app.take_reload_requests();
+    let mut seen = auth_file_digest(&app.config.load());
     loop {
+        let every = app.config.load().auth_file_reload_interval;
+        let check = async {
+            if every.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(every).await
+            }
+        };
         tokio::select! {
             _ = hup.recv() => { let _ = reload(app, config_path, slots); }
             Some(reply) = async { asked.as_mut()?.recv().await } => {
                 let _ = reply.send(reload(app, config_path, slots));
             }
+            _ = check => {
+                let now = auth_file_digest(&app.config.load());
+                if now != seen {
+                    tracing::info!("auth_file changed: reloading");
+                    let _ = reload(app, config_path, slots);
+                }
+            }
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()) }
             _ = int.recv() => { tracing::info!("SIGINT: draining"); return Ok(()) }
             _ = app.shutdown.cancelled() => { tracing::info!("SHUTDOWN: draining"); return Ok(()) }
         }
+        // Whatever reloaded (or did not), the file as it is now is the
+        // one seen: a failed reload is not retried until it changes again.
+        seen = auth_file_digest(&app.config.load());
     }
+}
+
+/// A fingerprint of the auth file's bytes (None: unset or unreadable). A
+/// mounted Secret is replaced by a symlink swap, so the bytes are compared,
+/// not the modification time of the path.
+fn auth_file_digest(cfg: &config::Config) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(cfg.auth_file.as_ref()?).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }
 
 /// Re-reads the config and auth file; on any error the old ones stay.

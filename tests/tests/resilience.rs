@@ -248,3 +248,58 @@ async fn sighup_with_a_broken_config_keeps_serving() {
     .await
     .unwrap();
 }
+
+/// The auth file of a pooler pod is a mounted Secret: it changes under the
+/// running pgwolf and nobody sends a signal. A new user gets in within
+/// `auth_file_reload_interval`; a connected client keeps its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_auth_file_lets_a_new_user_in_without_a_signal_or_a_dropped_client() {
+    let fx = Fixture::with(
+        FixtureOptions::new(PoolMode::Transaction, 2)
+            .setting("auth_file_reload_interval = \"200ms\""),
+    )
+    .await;
+    let client = fx.connect().await;
+    simple_value(&client, "SELECT 1").await.unwrap();
+    fx.pg.create_user("carol", "carol-secret").await;
+    let refused = connect_as(&fx, "carol", "carol-secret").await;
+    assert_eq!(
+        refused.err().as_deref(),
+        Some("28P01"),
+        "carol before she is listed"
+    );
+
+    let pid = fx.proxy.pid();
+    fx.proxy.rewrite_userlist(&pgwolf_tests::userlist(&[
+        (APP_USER, APP_PASSWORD),
+        ("carol", "carol-secret"),
+    ]));
+    let carol = eventually(Duration::from_secs(5), || async {
+        connect_as(&fx, "carol", "carol-secret").await.ok()
+    })
+    .await
+    .expect("carol not let in 5 s after the auth file listed her");
+    let who = simple_value(&carol, "SELECT current_user::text")
+        .await
+        .unwrap();
+    assert_eq!(who.as_deref(), Some("carol"));
+    assert_eq!(fx.proxy.pid(), pid, "no restart");
+    assert!(!client.is_closed(), "the reload dropped a connected client");
+    simple_value(&client, "SELECT 1").await.unwrap();
+    assert!(
+        fx.proxy.log().contains("auth_file changed: reloading"),
+        "{}",
+        fx.proxy.log()
+    );
+}
+
+/// A login through pgwolf; Err is the SQLSTATE (or the error text).
+async fn connect_as(
+    fx: &Fixture,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, String> {
+    pgwolf_tests::try_connect(fx.port(), user, password, "appdb")
+        .await
+        .map_err(|e| sqlstate(&e).map_or_else(|| e.to_string(), str::to_string))
+}

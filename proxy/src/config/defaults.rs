@@ -33,6 +33,7 @@ impl Default for Config {
             listen: vec!["127.0.0.1:6432".to_string()],
             auth_type: AuthType::ScramSha256,
             auth_file: None,
+            auth_file_reload_interval: Duration::from_secs(10),
             auth_hba_file: None,
             auth_user: None,
             auth_query: DEFAULT_AUTH_QUERY.to_string(),

@@ -117,6 +117,11 @@ pub struct Config {
     pub auth_type: AuthType,
     /// PgBouncer userlist.txt format: `"user" "password-or-md5-or-SCRAM-verifier"`.
     pub auth_file: Option<PathBuf>,
+    /// How often the auth file is read to see whether it changed; a change
+    /// reloads as SIGHUP does. A mounted Kubernetes Secret changes under a
+    /// running pooler and nobody sends it a signal. Zero: never.
+    #[serde(with = "humantime_serde")]
+    pub auth_file_reload_interval: Duration,
     /// pg_hba.conf-style access rules (host, database, user, address,
     /// method) for `auth_type = "hba"`.
     pub auth_hba_file: Option<PathBuf>,
