@@ -274,6 +274,28 @@ async fn the_status_follows_the_workloads_to_ready() {
     assert_eq!((s.ready_instances, s.pooler_ready_replicas), (2, 2));
     assert_eq!(outcome.requeue_after, reconcile::cluster::REQUEUE_READY);
     assert_eq!(cluster(&client).await.status.as_ref(), Some(s));
+
+    // The primary is lost: Patroni's lock names nobody. The stored status
+    // must stop naming the old primary, not only the computed one.
+    let lost: Endpoints = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "main", "namespace": NS,
+            "annotations": {"leader": "", "renewTime": renewed, "ttl": "30"}}
+    }))
+    .unwrap();
+    api::<Endpoints>(&client)
+        .patch("main", &PatchParams::apply("patroni"), &Patch::Apply(&lost))
+        .await
+        .unwrap();
+    let s = reconcile_once(&client).await.status;
+    assert_eq!(s.primary, None);
+    assert_eq!(condition(&s, status::READY), ("False", "NoPrimary"));
+    let stored = cluster(&client).await.status.expect("a status");
+    assert_eq!(
+        stored.primary, None,
+        "the lost primary is still in the stored status"
+    );
+    assert_eq!(stored, s);
 }
 
 /// What the StatefulSet or Deployment controller writes once its 2 pods

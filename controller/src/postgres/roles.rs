@@ -11,7 +11,7 @@
 //! summaries are.
 
 use crate::api::{RoleOption, UserSpec};
-use crate::secrets::Credentials;
+use crate::secrets::{Credentials, ADMIN_USER};
 use std::collections::BTreeMap;
 
 /// One statement and a description of it without secrets.
@@ -164,6 +164,26 @@ pub fn plan(users: &[UserSpec], credentials: &Credentials, existing: &Existing) 
         }
     }
     steps
+}
+
+/// The roles the controller keeps: `users` and the admin role (CREATEDB,
+/// CREATEROLE, no database of its own), whose password is in
+/// `<cluster>-admin-credentials`. Spilo images made that role themselves;
+/// the instance image leaves roles to the controller.
+pub fn managed(users: &[UserSpec], credentials: &Credentials) -> (Vec<UserSpec>, Credentials) {
+    let admin = UserSpec {
+        name: ADMIN_USER.to_string(),
+        databases: Vec::new(),
+        options: vec![RoleOption::CreateDb, RoleOption::CreateRole],
+        secret_name: None,
+    };
+    let mut all = users.to_vec();
+    all.push(admin);
+    let mut credentials = credentials.clone();
+    credentials
+        .users
+        .insert(ADMIN_USER.to_string(), credentials.admin.clone());
+    (all, credentials)
 }
 
 /// Reads what exists (needs a superuser: pg_authid), plans, runs each

@@ -111,6 +111,22 @@ impl UsersChecked {
 }
 
 /// What the users' state in PostgreSQL depends on.
+/// The status as a JSON merge patch that names every field: an unset one
+/// as `null`, which removes it. A merge patch leaves alone every key it
+/// does not mention, so skipping `primary: None` left a lost primary's
+/// name in the status for good. (Server-side apply would drop fields its
+/// manager stopped sending too, but kube-fake-client, which the tests run
+/// against, does not model field ownership: this is the form both honour.)
+fn status_patch(status: &crate::api::PostgresClusterStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).expect("a status serializes");
+    if let Some(map) = v.as_object_mut() {
+        for key in ["conditions", "observedGeneration", "primary"] {
+            map.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    v
+}
+
 fn users_mark(
     cluster: &PostgresCluster,
     credentials: &crate::secrets::Credentials,
@@ -210,7 +226,7 @@ pub async fn reconcile(
     let new_status = status::compute(cluster, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {
         let api: Api<PostgresCluster> = Api::namespaced(client.clone(), ns);
-        let patch = serde_json::json!({ "status": new_status });
+        let patch = serde_json::json!({ "status": status_patch(&new_status) });
         api.patch_status(&owner.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(Error::Status)?;
@@ -221,7 +237,8 @@ pub async fn reconcile(
     let rolling = !matches!(&progress, Ok(p) if p.rolling().is_none());
     let uid = cluster.uid().unwrap_or_default();
     let users = match (&settings.postgres, &new_status.primary) {
-        (Some(access), Some(primary)) if !cluster.spec.users.is_empty() && !rolling => {
+        // Always: the admin role is the controller's to make too.
+        (Some(access), Some(primary)) if !rolling => {
             let mark = users_mark(cluster, &credentials, primary);
             if settings.users_checked.fresh(&uid, &mark) {
                 Ok(())
@@ -294,7 +311,9 @@ async fn ensure_users(
     let pg = crate::postgres::connect::connect(&target, access.timeout)
         .await
         .map_err(|e| Error::Users(e.to_string()))?;
-    let steps = crate::postgres::roles::ensure(&pg, &owner.cluster.spec.users, credentials)
+    let (users, credentials) =
+        crate::postgres::roles::managed(&owner.cluster.spec.users, credentials);
+    let steps = crate::postgres::roles::ensure(&pg, &users, &credentials)
         .await
         .map_err(|e| {
             Error::Users(match e.as_db_error() {
