@@ -68,7 +68,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.spec.instances, 2);
-        assert_eq!(c.spec.postgres_version, 17);
+        assert_eq!(c.spec.postgres_version, 15);
         assert_eq!(c.spec.image, crate::api::DEFAULT_IMAGE);
         assert_eq!(c.spec.patroni.ttl, 30);
         assert_eq!(c.spec.storage.size.0, "10Gi");

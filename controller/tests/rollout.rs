@@ -252,10 +252,12 @@ impl Cluster {
                 ..Default::default()
             },
         };
-        // What Spilo's bootstrap.dcs seeded, numbers as Patroni returns
-        // them, and a default of Spilo's own.
+        // What the rendered bootstrap.dcs seeded, numbers as Patroni
+        // returns them, and a parameter the spec does not name (a cluster
+        // first made by Spilo has Spilo's wal_level there).
         c.patroni.lock().unwrap().config = json!({
             "ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+            "failsafe_mode": true, "synchronous_mode": false,
             "postgresql": { "parameters": {
                 "max_connections": 200, "shared_buffers": "256MB", "wal_level": "logical" } },
         });

@@ -19,6 +19,7 @@
 mod config;
 pub mod http;
 mod procs;
+pub mod rendered;
 mod status;
 
 use crate::ports::free_port;
@@ -71,6 +72,13 @@ pub struct HaOptions {
     /// Each member, and etcd, on a host of its own (a [`crate::netns::Lab`]
     /// the cluster owns), so a test can cut one off by dropping packets.
     pub netns: bool,
+    /// Run the controller's rendering of a cluster ([`rendered::Rendered`],
+    /// turned local by [`rendered::localize`]) instead of the harness's own
+    /// member YAML. Its manifest then sets the timing and the modes; the
+    /// fields above only shape the harness. [`HA_APP_USER`], its database
+    /// and `probe` are made once a leader answers, as the controller makes
+    /// declared users.
+    pub rendered: Option<std::sync::Arc<rendered::Rendered>>,
 }
 
 impl Default for HaOptions {
@@ -85,6 +93,7 @@ impl Default for HaOptions {
             synchronous_mode: false,
             failsafe_mode: true,
             netns: false,
+            rendered: None,
         }
     }
 }
@@ -136,6 +145,8 @@ pub struct HaCluster {
     etcd: Mutex<Option<Child>>,
     members: Vec<Member>,
     synchronous_mode: bool,
+    /// Passwords Patroni reads from its environment (rendered clusters).
+    patroni_env: Vec<(String, String)>,
     reaper: Option<Child>,
     // Removed after everything has stopped.
     dir: TempDir,
@@ -203,15 +214,33 @@ impl HaCluster {
             .expect("write post_bootstrap.sh");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
             .expect("chmod post_bootstrap.sh");
+        if let Some(r) = &opts.rendered {
+            rendered_files(base, r);
+        }
         give_to_server_user(base);
 
         let etcd_host: std::net::IpAddr = host_of("etcd").parse().expect("an IP address");
         let mut cluster = HaCluster {
-            scope: unique_scope(),
+            scope: opts
+                .rendered
+                .as_ref()
+                .map_or_else(unique_scope, |r| r.name.clone()),
             etcd_addr: std::net::SocketAddr::new(etcd_host, 0),
             etcd: Mutex::new(None),
             members,
             synchronous_mode: opts.synchronous_mode,
+            patroni_env: opts.rendered.as_ref().map_or_else(Vec::new, |r| {
+                vec![
+                    (
+                        "PATRONI_SUPERUSER_PASSWORD".into(),
+                        r.superuser_password.clone(),
+                    ),
+                    (
+                        "PATRONI_REPLICATION_PASSWORD".into(),
+                        r.replication_password.clone(),
+                    ),
+                ]
+            }),
             reaper: Some(procs::spawn_reaper(base)),
             dir,
             lab,
@@ -230,14 +259,17 @@ impl HaCluster {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         for m in &cluster.members {
-            let yaml = config::member_yaml(&config::MemberConfig {
-                scope: &cluster.scope,
-                member: &m.info,
-                etcd: cluster.etcd_addr,
-                base: cluster.base(),
-                bin_dir: &bin_dir,
-                opts: &opts,
-            });
+            let yaml = match &opts.rendered {
+                Some(r) => local_yaml(r, &m.info, cluster.etcd_addr, cluster.base()),
+                None => config::member_yaml(&config::MemberConfig {
+                    scope: &cluster.scope,
+                    member: &m.info,
+                    etcd: cluster.etcd_addr,
+                    base: cluster.base(),
+                    bin_dir: &bin_dir,
+                    opts: &opts,
+                }),
+            };
             std::fs::write(cluster.conf_path(&m.info.name), yaml).expect("write member YAML");
         }
         give_to_server_user(&cluster.base().join("conf"));
@@ -247,7 +279,11 @@ impl HaCluster {
                 cluster.base(),
                 &m.info.name,
                 ns.as_deref(),
+                &cluster.patroni_env,
             ));
+        }
+        if let Some(r) = &opts.rendered {
+            cluster.make_app_user(r, START_LIMIT.saturating_sub(started.elapsed()));
         }
         cluster.wait_ready(START_LIMIT.saturating_sub(started.elapsed()));
         cluster
@@ -393,7 +429,24 @@ impl HaCluster {
             procs::stop_postmasters(&[pid], PG_STOP_LIMIT);
         }
         let ns = self.netns_of(name);
-        *lock(&m.patroni) = Some(procs::spawn_patroni(self.base(), name, ns.as_deref()));
+        *lock(&m.patroni) = Some(procs::spawn_patroni(
+            self.base(),
+            name,
+            ns.as_deref(),
+            &self.patroni_env,
+        ));
+    }
+
+    /// Member `name`'s Patroni and PostgreSQL output so far.
+    pub fn member_log(&self, name: &str) -> String {
+        read_lossy(&self.base().join("log").join(name).join("postgres.log"))
+    }
+
+    /// Remove stopped member `name`'s data directory, as a lost volume
+    /// would: on restart Patroni makes it a replica again from the leader.
+    pub fn remove_data(&self, name: &str) {
+        assert!(lock(&self.member(name).patroni).is_none(), "{name} runs");
+        std::fs::remove_dir_all(self.data_dir(name)).expect("remove the member's data");
     }
 
     /// SIGTERM member `name`'s Patroni, which stops its PostgreSQL (and
@@ -471,6 +524,43 @@ impl HaCluster {
         out
     }
 
+    /// A rendered cluster has no post-bootstrap script: once a leader
+    /// takes writes, run the harness's one as the superuser, over TLS as
+    /// anything from outside a pod must.
+    fn make_app_user(&self, r: &rendered::Rendered, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let script = self.base().join("conf").join("post_bootstrap.sh");
+        loop {
+            self.check_patroni_alive();
+            let leader = self.members.iter().find(|m| {
+                http::get_at(m.info.rest(), "/primary", Duration::from_secs(2))
+                    .is_ok_and(|r| r.status == 200)
+            });
+            let tried = leader.map(|m| {
+                let conn = format!(
+                    "host={} port={} user={HA_SUPERUSER} dbname=postgres sslmode=require",
+                    m.info.host, m.info.pg_port
+                );
+                let mut cmd = std::process::Command::new(&script);
+                cmd.arg(conn).env("PGPASSWORD", &r.superuser_password);
+                crate::tools::run_bounded(&mut cmd, Duration::from_secs(30))
+            });
+            match tried {
+                Some(out) if out.status.success() => return,
+                Some(out) if Instant::now() >= deadline => panic!(
+                    "creating {HA_APP_USER} on the rendered cluster failed: {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log_tails(30)
+                ),
+                None if Instant::now() >= deadline => panic!(
+                    "no leader of the rendered cluster within {limit:?}\n{}",
+                    self.log_tails(30)
+                ),
+                _ => std::thread::sleep(POLL * 5),
+            }
+        }
+    }
+
     fn base(&self) -> &Path {
         self.dir.path()
     }
@@ -538,6 +628,56 @@ impl Drop for HaCluster {
             let _ = reaper.kill();
             let _ = reaper.wait();
         }
+    }
+}
+
+/// The pod's directories under `base`: certificates in `pod/`, data,
+/// sockets and pgpass where the harness keeps them for every cluster.
+fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
+    use pgwolf_controller::resources::patroni_config as pc;
+    vec![
+        (pc::DATA_DIR, base.join("data").join(name)),
+        (pc::PGPASS, base.join("run").join(format!("pgpass.{name}"))),
+        (pc::SOCKET_DIR, base.join("run")),
+        (pc::TLS_MOUNT, base.join("pod/tls")),
+        (pc::TLS_CA_MOUNT, base.join("pod/tlsca")),
+    ]
+}
+
+fn local_yaml(
+    r: &rendered::Rendered,
+    m: &MemberInfo,
+    etcd: std::net::SocketAddr,
+    base: &Path,
+) -> String {
+    rendered::localize(
+        &r.patroni_yml,
+        &rendered::Site {
+            name: &m.name,
+            etcd: &[etcd.to_string()],
+            host: &m.host,
+            pg_port: m.pg_port,
+            rest_port: m.rest_port,
+            paths: &pod_paths(base, &m.name),
+        },
+    )
+}
+
+/// The Secrets' files where [`pod_paths`] puts them; the key readable by
+/// its owner only, as PostgreSQL demands of a key it owns.
+fn rendered_files(base: &Path, r: &rendered::Rendered) {
+    for (pod_path, bytes) in &r.files {
+        let path = base.join("pod").join(pod_path.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().expect("a file in a directory"))
+            .expect("create pod dir");
+        std::fs::write(&path, bytes).expect("write a Secret's file");
+        let mode = if pod_path.ends_with(".key") {
+            0o600
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod a Secret's file");
     }
 }
 

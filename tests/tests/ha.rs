@@ -297,7 +297,15 @@ async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_err
     use pgwolf::topology::Role;
     use pgwolf_controller::rollout::{self, patroni, pooler};
 
-    let ha = HaCluster::start(HaOptions::default());
+    // The instances as the controller renders them (patroni.yml, its
+    // passwords and certificates: tests/tests/instance.rs runs them on
+    // hosts of their own), here on loopback.
+    let (cluster, credentials) = pgwolf_tests::ha::rendered::test_cluster(serde_json::json!({}));
+    let rendered = pgwolf_tests::ha::rendered::Rendered::new(&cluster, &credentials);
+    let ha = HaCluster::start(HaOptions {
+        rendered: Some(Arc::new(rendered)),
+        ..HaOptions::default()
+    });
     let proxy = start_pgwolf(&ha, "patroni", 10);
     create_acks(proxy.port()).await;
     let (log, stop) = (Arc::new(Log::default()), Arc::new(AtomicBool::new(false)));
@@ -340,12 +348,10 @@ async fn the_controller_s_switchover_with_the_pooler_paused_costs_writers_no_err
 
     // Dynamic configuration: one PATCH of what differs, then nothing; the
     // members reload it (work_mem needs no restart).
-    let spec: pgwolf_controller::api::PostgresClusterSpec =
-        serde_json::from_value(serde_json::json!({
-            "patroni": { "ttl": 6, "loopWait": 1, "retryTimeout": 2 },
-            "postgresql": { "parameters": { "work_mem": "7MB" } },
-        }))
-        .unwrap();
+    let mut spec = cluster.spec.clone();
+    spec.postgresql
+        .parameters
+        .insert("work_mem".into(), "7MB".into());
     let patched = rollout::config::sync(&url, &spec, settings.request_timeout)
         .await
         .expect("PATCH /config");

@@ -9,9 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Spilo packages Patroni with PostgreSQL 13 to 17; the tag is the one
-/// Zalando's operator ships with.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/zalando/spilo-17:4.0-p3";
+/// The instance image (deploy/images/instance, built by
+/// scripts/build-images); the tag follows the controller's version, like
+/// the pooler's.
+pub const DEFAULT_IMAGE: &str = concat!("pgwolf-instance:", env!("CARGO_PKG_VERSION"));
 
 /// A highly available PostgreSQL cluster: Patroni-managed instances in a
 /// StatefulSet (Patroni's Kubernetes DCS keeps the leader in the `<name>`
@@ -25,7 +26,7 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/zalando/spilo-17:4.0-p3";
     namespaced,
     status = "PostgresClusterStatus",
     shortname = "pgc",
-    doc = "A PostgreSQL cluster managed by pgwolf-controller: Patroni (Spilo) instances, optionally the pgwolf pooler, and Secrets for its users.",
+    doc = "A PostgreSQL cluster managed by pgwolf-controller: Patroni instances, optionally the pgwolf pooler, and Secrets for its users.",
     validation = Rule::new("size(self.metadata.name) <= 40").message("metadata.name: at most 40 characters, so the names of the cluster's objects fit Kubernetes' limits"),
     category = "pgwolf",
     printcolumn(
@@ -60,14 +61,18 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/zalando/spilo-17:4.0-p3";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PostgresClusterSpec {
-    /// PostgreSQL major version. Spilo picks the binaries by it; changing it
-    /// on a running cluster does not upgrade the data directory.
+    /// PostgreSQL major version: Patroni runs the binaries of
+    /// `/usr/lib/postgresql/<version>/bin` in the image, which must carry
+    /// them (scripts/build-images --postgres-major). Default 15, the one
+    /// Debian 12 ships and this project's tests run. Changing it on a
+    /// running cluster does not upgrade the data directory.
     #[serde(default = "postgres_version")]
     #[schemars(range(min = 13, max = 17))]
     pub postgres_version: i32,
 
-    /// Container image of the instances: a Spilo image (Patroni and
-    /// PostgreSQL). Default `ghcr.io/zalando/spilo-17:4.0-p3`.
+    /// Container image of the instances: PostgreSQL, Patroni and pgBackRest
+    /// (deploy/images/instance). Default `pgwolf-instance:<controller
+    /// version>`.
     #[serde(default = "image")]
     #[schemars(length(min = 1))]
     pub image: String,
@@ -168,6 +173,17 @@ pub struct PatroniSpec {
     #[serde(default = "retry_timeout")]
     #[schemars(range(min = 1, max = 600))]
     pub retry_timeout: i32,
+    /// Patroni's `failsafe_mode`: a primary that cannot reach the
+    /// Kubernetes API (an upgrade of the control plane, say) stays primary
+    /// while it reaches every other member's Patroni. Default true.
+    #[serde(default = "failsafe_mode")]
+    pub failsafe_mode: bool,
+    /// Patroni's `synchronous_mode`: a commit is acknowledged once a
+    /// replica has it too, and only such a replica is promoted, so a
+    /// failover loses no acknowledged transaction; a commit waits while no
+    /// replica is in sync. Default false.
+    #[serde(default)]
+    pub synchronous_mode: bool,
 }
 
 impl Default for PatroniSpec {
@@ -176,6 +192,8 @@ impl Default for PatroniSpec {
             ttl: ttl(),
             loop_wait: loop_wait(),
             retry_timeout: retry_timeout(),
+            failsafe_mode: failsafe_mode(),
+            synchronous_mode: false,
         }
     }
 }
@@ -196,7 +214,7 @@ pub struct TlsSpec {
 }
 
 fn postgres_version() -> i32 {
-    17
+    15
 }
 fn image() -> String {
     DEFAULT_IMAGE.to_string()
@@ -215,6 +233,9 @@ fn loop_wait() -> i32 {
 }
 fn retry_timeout() -> i32 {
     10
+}
+fn failsafe_mode() -> bool {
+    true
 }
 
 pub(super) fn resources(

@@ -5,20 +5,22 @@
 //! - `meta`: names, labels, owner references shared by every child.
 //! - `rbac`: Patroni's and the pooler's ServiceAccount, Role, RoleBinding.
 //! - `system_secrets`: superuser, replication, admin and pooler-admin credentials.
-//! - `statefulset`, `spilo_env`: the Spilo instances and their environment.
+//! - `statefulset`, `instance_env`, `patroni_config`: the instances, their
+//!   environment and Patroni's configuration file.
 //! - `services`: primary (Patroni-managed Endpoints), replicas, headless, config.
 //! - `pdb`: the instances' PodDisruptionBudget.
 //! - `pooler_config`, `pooler`: pgwolf's config and auth file, Deployment, Service.
 //! - `user_secrets`: each declared user's credentials and connection strings.
 //! - `tls_secrets`: the certificates the controller issues without `spec.tls`.
 
+mod instance_env;
 mod meta;
+pub mod patroni_config;
 mod pdb;
 mod pooler;
 mod pooler_config;
 mod rbac;
 mod services;
-mod spilo_env;
 mod statefulset;
 mod system_secrets;
 mod tls_secrets;
@@ -29,6 +31,7 @@ pub use meta::{
 };
 pub use pooler::{name as pooler_name, CONFIG_HASH_ANNOTATION};
 pub use pooler_config::pgwolf_config;
+pub use statefulset::PATRONI_CONFIG_HASH_ANNOTATION;
 pub use tls_secrets::{ca_secret_name, server_secret_name as tls_secret_name};
 
 use crate::api::PostgresCluster;
@@ -55,6 +58,8 @@ pub enum Error {
         field: &'static str,
         message: &'static str,
     },
+    #[error("writing patroni.yml: {0}")]
+    PatroniYaml(#[source] serde_saphyr::SerializeError),
     #[error("the pooler's config is not valid pgwolf config: {0}")]
     PoolerInvalid(#[source] pgwolf::config::ConfigError),
     #[error(transparent)]
@@ -155,16 +160,21 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
         Child::Service(services::replicas(&owner)),
         Child::Service(services::headless(&owner)),
         Child::Service(services::config(&owner)),
-        Child::StatefulSet(statefulset::statefulset(&owner)),
+    ]);
+    let patroni_yml = patroni_config::yaml(&owner).map_err(Error::PatroniYaml)?;
+    let patroni_hash = hex(&Sha256::digest(&patroni_yml));
+    out.extend([
+        Child::ConfigMap(patroni_config::config_map(&owner, patroni_yml)),
+        Child::StatefulSet(statefulset::statefulset(&owner, patroni_hash)),
         Child::PodDisruptionBudget(pdb::pdb(&owner)),
     ]);
     if let Some(pooler) = &spec.pooler {
         let toml = pooler_config::config_toml(&owner, pooler)?;
         let auth = pooler_config::auth_file(credentials);
-        let hash = hex(&Sha256::new()
-            .chain_update(&toml)
-            .chain_update(&auth)
-            .finalize());
+        // The config only: a new user or password changes the auth file,
+        // which the running pooler re-reads (auth_file_reload_interval),
+        // so it must not roll the pods and disconnect every client.
+        let hash = hex(&Sha256::digest(&toml));
         let (sa, role, binding) = rbac::pooler(&owner);
         out.extend([
             Child::ServiceAccount(sa),
@@ -295,7 +305,7 @@ mod tests {
     fn every_child_is_owned_by_the_cluster_in_its_namespace() {
         let c = test_cluster("main");
         let all = desired(&c, &test_credentials(&c)).unwrap();
-        assert_eq!(all.len(), 24);
+        assert_eq!(all.len(), 25);
         for child in &all {
             let m = meta(child);
             assert_eq!(m.namespace.as_deref(), Some("db"), "{:?}", m.name);
@@ -367,16 +377,14 @@ mod tests {
         let mut c = test_cluster("main");
         c.spec.pooler = None;
         let all = desired(&c, &test_credentials(&c)).unwrap();
-        assert!(all
-            .iter()
-            .all(|o| !matches!(o, Child::Deployment(_) | Child::ConfigMap(_))));
+        assert!(all.iter().all(|o| !matches!(o, Child::Deployment(_))));
         assert!(all
             .iter()
             .all(|o| !meta(o).name.as_deref().unwrap().contains("pooler")));
     }
 
     #[test]
-    fn the_config_hash_changes_with_the_users() {
+    fn the_config_hash_follows_the_config_not_the_users() {
         let hash = |c: &PostgresCluster| {
             desired(c, &test_credentials(c))
                 .unwrap()
@@ -389,9 +397,16 @@ mod tests {
                 .clone()
         };
         let c = test_cluster("main");
-        let mut fewer = c.clone();
-        fewer.spec.users.pop();
-        assert_ne!(hash(&c), hash(&fewer));
-        assert_eq!(hash(&c), hash(&c.clone()));
+        // A user on a database the pooler already routes: only the auth
+        // file changes, and the pods stay.
+        let mut more = c.clone();
+        more.spec.users.push(
+            serde_json::from_value(serde_json::json!({"name": "carol", "databases": ["app"]}))
+                .unwrap(),
+        );
+        assert_eq!(hash(&c), hash(&more));
+        let mut mode = c.clone();
+        mode.spec.pooler.as_mut().unwrap().default_pool_size = 9;
+        assert_ne!(hash(&c), hash(&mode));
     }
 }

@@ -21,10 +21,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-/// A hash of the config and auth file: pgwolf reads them at start, so a
-/// change rolls the pods (one at a time, a new one ready first).
+/// A hash of pgwolf.toml: a changed config rolls the pods (one at a time,
+/// a new one ready first). Not of the auth file, which the running pooler
+/// re-reads when the Secret's new version reaches the pod.
 pub const CONFIG_HASH_ANNOTATION: &str = "pgwolf.io/config-hash";
-/// The distroless `nonroot` user.
+/// The pgwolf image's user (deploy/images/pgwolf).
 const POOLER_UID: i64 = 65532;
 
 pub fn name(owner: &Owner) -> String {

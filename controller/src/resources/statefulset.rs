@@ -1,31 +1,38 @@
-//! The instances: one StatefulSet of Spilo pods. Updates are `OnDelete`
+//! The instances: one StatefulSet of pods running the instance image
+//! (deploy/images/instance) with the rendered patroni.yml. Updates are `OnDelete`
 //! because only the rollout knows the safe order (replicas first, then a
 //! switchover, then the old primary); Kubernetes' rolling update would take
 //! the highest ordinal first whatever its role.
 
+use super::instance_env;
 use super::meta::{Owner, PATRONI_PORT, POSTGRES_PORT};
-use super::spilo_env::{self, PGDATA_MOUNT, TLS_CA_MOUNT, TLS_MOUNT};
+use super::patroni_config::{self, CONFIG_DIR, PGDATA_MOUNT, TLS_CA_MOUNT, TLS_MOUNT};
 use super::{rbac, services};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-/// The group of the `postgres` user in Spilo images, so the data volume is
-/// writable by it.
-const SPILO_FS_GROUP: i64 = 103;
+/// The instance image's `postgres` user and group (Spilo's numbers, so a
+/// volume a Spilo pod wrote stays usable); fsGroup makes the data volume
+/// and the mounted key files theirs.
+const POSTGRES_UID: i64 = 101;
+const POSTGRES_GID: i64 = 103;
+/// The pod template's annotation with the SHA-256 of patroni.yml: a changed
+/// file makes a new revision, which the rollout applies member by member.
+pub const PATRONI_CONFIG_HASH_ANNOTATION: &str = "pgwolf.io/patroni-config-hash";
 /// Patroni needs time to stop PostgreSQL cleanly and hand the leader lock
 /// over; a SIGKILL mid-checkpoint only costs a longer recovery, but costs it.
 const TERMINATION_GRACE_SECONDS: i64 = 300;
 
-pub fn statefulset(owner: &Owner) -> StatefulSet {
+pub fn statefulset(owner: &Owner, patroni_config_hash: String) -> StatefulSet {
     let spec = &owner.cluster.spec;
     let mut pod_labels = owner.labels("postgres");
     pod_labels.extend(owner.member_selector());
@@ -49,6 +56,10 @@ pub fn statefulset(owner: &Owner) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        PATRONI_CONFIG_HASH_ANNOTATION.to_string(),
+                        patroni_config_hash,
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(pod_spec(owner)),
@@ -67,15 +78,26 @@ fn pod_spec(owner: &Owner) -> PodSpec {
         // PostgreSQL's shared memory; the container runtime's 64Mi /dev/shm
         // is too small for parallel queries.
         mount("dshm", "/dev/shm"),
+        mount("patroni", CONFIG_DIR),
     ];
-    let mut volumes = vec![Volume {
-        name: "dshm".into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: Some("Memory".into()),
+    let mut volumes = vec![
+        Volume {
+            name: "dshm".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                ..Default::default()
+            }),
             ..Default::default()
-        }),
-        ..Default::default()
-    }];
+        },
+        Volume {
+            name: "patroni".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: patroni_config::config_map_name(owner),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
     let tls = owner.tls();
     mounts.push(mount("tls", TLS_MOUNT));
     volumes.push(secret_volume("tls", &tls.secret_name));
@@ -87,7 +109,10 @@ fn pod_spec(owner: &Owner) -> PodSpec {
         service_account_name: Some(rbac::patroni_name(owner)),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(PodSecurityContext {
-            fs_group: Some(SPILO_FS_GROUP),
+            run_as_user: Some(POSTGRES_UID),
+            run_as_group: Some(POSTGRES_GID),
+            run_as_non_root: Some(true),
+            fs_group: Some(POSTGRES_GID),
             ..Default::default()
         }),
         affinity: Some(spread_over_nodes(owner)),
@@ -99,7 +124,7 @@ fn pod_spec(owner: &Owner) -> PodSpec {
                 container_port("postgresql", POSTGRES_PORT),
                 container_port("patroni", PATRONI_PORT),
             ]),
-            env: Some(spilo_env::env(owner)),
+            env: Some(instance_env::env(owner)),
             resources: Some(spec.resources.clone()),
             // Patroni answers 200 on /readiness once PostgreSQL runs and,
             // on a replica, streams; it is the API the rollout waits on too.
@@ -114,6 +139,22 @@ fn pod_spec(owner: &Owner) -> PodSpec {
                 period_seconds: Some(10),
                 timeout_seconds: Some(5),
                 failure_threshold: Some(3),
+                ..Default::default()
+            }),
+            // Patroni answers 503 on /liveness once its HA loop has not run
+            // for ttl seconds (a hung Patroni keeps its leader key and so
+            // the cluster without a working primary): restart it then.
+            liveness_probe: Some(Probe {
+                http_get: Some(HTTPGetAction {
+                    path: Some("/liveness".into()),
+                    port: IntOrString::Int(PATRONI_PORT),
+                    scheme: Some("HTTP".into()),
+                    ..Default::default()
+                }),
+                initial_delay_seconds: Some(30),
+                period_seconds: Some(10),
+                timeout_seconds: Some(5),
+                failure_threshold: Some(6),
                 ..Default::default()
             }),
             volume_mounts: Some(mounts),

@@ -1,14 +1,15 @@
-//! Patroni's dynamic configuration (`spec.patroni` timing and
-//! `spec.postgresql.parameters`) on a running cluster. Spilo's
-//! `bootstrap.dcs` seeds only a new cluster; afterwards the values live in
+//! Patroni's dynamic configuration (`spec.patroni` and
+//! `spec.postgresql.parameters`) on a running cluster. `bootstrap.dcs` in
+//! the rendered patroni.yml seeds only a new cluster; afterwards the values live in
 //! the DCS and change through `PATCH /config`. Patroni then reloads every
 //! member, and marks parameters that need a restart `pending_restart`: the
-//! rollout's pod recreation (the changed `SPILO_CONFIGURATION` makes a new
-//! revision) restarts them, replicas first.
+//! rollout's pod recreation (the changed patroni.yml, whose hash the pod
+//! template carries, makes a new revision) restarts them, replicas first.
 //!
-//! Only what the spec declares is written: Spilo keeps its own defaults in
-//! the same `parameters` map, so a parameter dropped from the spec keeps
-//! its value in the DCS rather than being reset.
+//! Only what the spec declares is written: a cluster first made by Spilo
+//! keeps Spilo's defaults in the same `parameters` map, so a parameter
+//! dropped from the spec keeps its value in the DCS rather than being
+//! reset.
 
 use crate::api::PostgresClusterSpec;
 use pgwolf::topology::http;
@@ -31,6 +32,8 @@ pub fn desired(spec: &PostgresClusterSpec) -> Value {
         "ttl": spec.patroni.ttl,
         "loop_wait": spec.patroni.loop_wait,
         "retry_timeout": spec.patroni.retry_timeout,
+        "failsafe_mode": spec.patroni.failsafe_mode,
+        "synchronous_mode": spec.patroni.synchronous_mode,
         "postgresql": { "parameters": spec.postgresql.parameters },
     })
 }
@@ -40,7 +43,13 @@ pub fn desired(spec: &PostgresClusterSpec) -> Value {
 /// spec says `"200"`.
 pub fn patch(desired: &Value, current: &Value) -> Option<Value> {
     let mut out = Map::new();
-    for key in ["ttl", "loop_wait", "retry_timeout"] {
+    for key in [
+        "ttl",
+        "loop_wait",
+        "retry_timeout",
+        "failsafe_mode",
+        "synchronous_mode",
+    ] {
         if text(&desired[key]) != text(&current[key]) {
             out.insert(key.into(), desired[key].clone());
         }
@@ -120,6 +129,7 @@ mod tests {
     fn only_what_differs_is_patched_and_values_compare_as_text() {
         let current = json!({
             "ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+            "failsafe_mode": true, "synchronous_mode": false,
             "postgresql": { "parameters": {
                 "max_connections": 100, "wal_level": "logical", "work_mem": "4MB" } },
         });
@@ -134,20 +144,23 @@ mod tests {
         assert_eq!(
             patch(&same, &current),
             None,
-            "Spilo's wal_level is left alone"
+            "a wal_level the spec does not name is left alone"
         );
     }
 
     #[test]
     fn timing_and_new_parameters_are_patched() {
-        let current = json!({ "ttl": 30, "loop_wait": 10, "retry_timeout": 10 });
+        let current = json!({ "ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+            "failsafe_mode": true });
         let mut s = spec(json!({ "shared_buffers": "256MB" }));
+        s.patroni.synchronous_mode = true;
         s.patroni.ttl = 20;
         s.patroni.loop_wait = 5;
         s.patroni.retry_timeout = 5;
         assert_eq!(
             patch(&desired(&s), &current),
             Some(json!({ "ttl": 20, "loop_wait": 5, "retry_timeout": 5,
+                "synchronous_mode": true,
                 "postgresql": { "parameters": { "shared_buffers": "256MB" } } }))
         );
     }

@@ -81,11 +81,19 @@ pub fn start_etcd(
 
 /// Start member `name`'s Patroni from `base/conf/NAME.yml`. Its stdout and
 /// stderr, which PostgreSQL inherits, go to `base/log/NAME/postgres.log`.
-pub fn spawn_patroni(base: &Path, name: &str, netns: Option<&str>) -> Child {
+/// `env` is set after the environment is cleaned (the passwords a pod
+/// gets from its Secrets).
+pub fn spawn_patroni(
+    base: &Path,
+    name: &str,
+    netns: Option<&str>,
+    env: &[(String, String)],
+) -> Child {
     let log = append(&base.join("log").join(name).join("postgres.log"));
     let mut cmd = in_netns(child_command(Path::new(PATRONI), true), netns);
     cmd.arg(base.join("conf").join(format!("{name}.yml")));
     server_env(&mut cmd, base)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(log.try_clone().expect("dup member log"))
         .stderr(log)
         .spawn()

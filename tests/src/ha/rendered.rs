@@ -1,0 +1,263 @@
+//! A cluster as pgwolf-controller renders it: the `patroni.yml` of its
+//! `<cluster>-patroni` ConfigMap, the passwords of its Secrets, the
+//! certificates it issued. [`localize`] is the one step between that file
+//! and a Patroni started here, so a setting Patroni or PostgreSQL refuses
+//! fails a test rather than a user's first `kubectl apply`.
+
+use pgwolf_controller::api::PostgresCluster;
+use pgwolf_controller::resources::{self, patroni_config, Child};
+use pgwolf_controller::secrets::Credentials;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// What the controller renders for one cluster, as the pods get it.
+#[derive(Clone)]
+pub struct Rendered {
+    /// The cluster's name: Patroni's scope.
+    pub name: String,
+    /// The ConfigMap's `patroni.yml`, byte for byte.
+    pub patroni_yml: String,
+    /// The environment a pod gets from Secrets (the rest of `instance_env`
+    /// is the pod's name and IP, which [`Site`] carries).
+    pub superuser_password: String,
+    pub replication_password: String,
+    /// Files mounted from Secrets, by their path in the pod: the server
+    /// certificate and key, the CA.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rendered({})", self.name)
+    }
+}
+
+/// The manifest the end-to-end tests render (`main` in namespace `db`):
+/// three instances, the harness's fast timing (a lost leader replaced in
+/// about 6 s), fsync off (throw-away clusters on two shared cores), the
+/// user `alice` with database `shop`, and `extra` merged into the spec.
+/// Credentials come from a fixed seed.
+pub fn test_cluster(extra: Value) -> (PostgresCluster, Credentials) {
+    use rand::SeedableRng;
+    let mut spec = json!({
+        "instances": 3,
+        "patroni": { "ttl": 6, "loopWait": 1, "retryTimeout": 2 },
+        "postgresql": { "parameters": { "fsync": "off" } },
+        "users": [{ "name": "alice", "databases": ["shop"] }],
+    });
+    merge(&mut spec, extra);
+    let cluster: PostgresCluster = serde_json::from_value(json!({
+        "apiVersion": "pgwolf.io/v1alpha1",
+        "kind": "PostgresCluster",
+        "metadata": { "name": "main", "namespace": "db" },
+        "spec": spec,
+    }))
+    .expect("a valid PostgresCluster");
+    let credentials = resources::credentials(
+        &cluster,
+        |_| None,
+        &mut rand::rngs::StdRng::seed_from_u64(11),
+        pgwolf_controller::secrets::tls::today(),
+    )
+    .expect("credentials");
+    (cluster, credentials)
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+impl Rendered {
+    /// Renders `cluster` with `credentials` as a reconcile would and picks
+    /// out what an instance pod runs from.
+    pub fn new(cluster: &PostgresCluster, credentials: &Credentials) -> Rendered {
+        let objects = resources::desired(cluster, credentials).expect("render the cluster");
+        let name = cluster.metadata.name.clone().expect("a named cluster");
+        let config_map = format!("{name}-patroni");
+        let patroni_yml = objects
+            .iter()
+            .find_map(|o| match o {
+                Child::ConfigMap(c) if c.metadata.name.as_deref() == Some(&config_map) => {
+                    c.data.as_ref()?.get(patroni_config::CONFIG_FILE).cloned()
+                }
+                _ => None,
+            })
+            .expect("the rendered cluster has its patroni.yml");
+        let secret = |name: &str| {
+            objects.iter().find_map(|o| match o {
+                Child::Secret(s) if s.metadata.name.as_deref() == Some(name) => Some(s.clone()),
+                _ => None,
+            })
+        };
+        let tls = secret(&format!("{name}-tls")).expect("the issued certificate's Secret");
+        let key = |k: &str| {
+            tls.data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .map(|b| b.0.clone())
+                .unwrap_or_else(|| panic!("{name}-tls has no {k}"))
+        };
+        let files = vec![
+            (
+                format!("{}/tls.crt", patroni_config::TLS_MOUNT),
+                key("tls.crt"),
+            ),
+            (
+                format!("{}/tls.key", patroni_config::TLS_MOUNT),
+                key("tls.key"),
+            ),
+            (
+                format!("{}/ca.crt", patroni_config::TLS_CA_MOUNT),
+                key("ca.crt"),
+            ),
+        ];
+        Rendered {
+            name,
+            patroni_yml,
+            superuser_password: credentials.superuser.password.clone(),
+            replication_password: credentials.replication.password.clone(),
+            files,
+        }
+    }
+
+    /// The CA certificate clients verify the instances against (PEM).
+    pub fn ca_pem(&self) -> &[u8] {
+        let path = format!("{}/ca.crt", patroni_config::TLS_CA_MOUNT);
+        &self
+            .files
+            .iter()
+            .find(|(p, _)| *p == path)
+            .expect("ca.crt")
+            .1
+    }
+}
+
+/// Where one member runs here instead of in a pod.
+pub struct Site<'a> {
+    /// The pod's name (`PATRONI_NAME`).
+    pub name: &'a str,
+    /// etcd's client addresses (`host:port`): the DCS instead of the
+    /// Kubernetes API, which does not exist on the test machines.
+    pub etcd: &'a [String],
+    /// The member's address (the pod IP) and its two ports.
+    pub host: &'a str,
+    pub pg_port: u16,
+    pub rest_port: u16,
+    /// Directories of the pod and where they are here, longest first or
+    /// not: every string value under one of them moves to the other.
+    pub paths: &'a [(&'a str, PathBuf)],
+}
+
+/// Turns the controller's `patroni.yml` into the one a member runs here.
+/// Changed, and nothing else: the DCS (`kubernetes` becomes `etcd3`); the
+/// member's name and addresses, which a pod gets from its environment;
+/// the listen addresses (a pod's `0.0.0.0` would collide between members
+/// on one host); paths, by [`Site::paths`]. Patroni reads JSON as YAML, so
+/// the output is JSON.
+pub fn localize(patroni_yml: &str, site: &Site) -> String {
+    let mut config: Value = serde_saphyr::from_str(patroni_yml).expect("patroni.yml parses");
+    let root = config.as_object_mut().expect("patroni.yml is a mapping");
+    assert!(
+        root.remove("kubernetes").is_some(),
+        "the rendered patroni.yml has no kubernetes section"
+    );
+    root.insert(
+        "etcd3".into(),
+        json!({ "hosts": site.etcd, "protocol": "http" }),
+    );
+    root.insert("name".into(), json!(site.name));
+    let rest = format!("{}:{}", site.host, site.rest_port);
+    let pg = format!("{}:{}", site.host, site.pg_port);
+    config["restapi"]["listen"] = json!(rest);
+    config["restapi"]["connect_address"] = json!(rest);
+    config["postgresql"]["listen"] = json!(pg);
+    config["postgresql"]["connect_address"] = json!(pg);
+    move_paths(&mut config, site.paths);
+    serde_json::to_string_pretty(&config).expect("JSON")
+}
+
+fn move_paths(v: &mut Value, paths: &[(&str, PathBuf)]) {
+    match v {
+        Value::String(s) => {
+            let best = paths
+                .iter()
+                .filter(|(from, _)| {
+                    s.strip_prefix(from)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                })
+                .max_by_key(|(from, _)| from.len());
+            if let Some((from, to)) = best {
+                *s = format!("{}{}", to.display(), &s[from.len()..]);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| move_paths(i, paths)),
+        Value::Object(map) => map.values_mut().for_each(|i| move_paths(i, paths)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_dcs_addresses_and_paths_change() {
+        let yml = "\
+scope: main
+kubernetes:
+  use_endpoints: true
+restapi:
+  listen: 0.0.0.0:8008
+postgresql:
+  listen: 0.0.0.0:5432
+  data_dir: /home/postgres/pgdata/pgroot/data
+  pgpass: /tmp/pgpass
+  parameters:
+    ssl_cert_file: /tls/tls.crt
+    ssl_ca_file: /tlsca/ca.crt
+    work_mem: 8MB
+";
+        let paths = [
+            (
+                "/home/postgres/pgdata/pgroot/data",
+                PathBuf::from("/x/data/pg1"),
+            ),
+            ("/tls", PathBuf::from("/x/pod/tls")),
+            ("/tmp/pgpass", PathBuf::from("/x/run/pgpass.pg1")),
+        ];
+        let out = localize(
+            yml,
+            &Site {
+                name: "pg1",
+                etcd: &["127.0.0.1:2379".to_string()],
+                host: "10.0.0.2",
+                pg_port: 5433,
+                rest_port: 8009,
+                paths: &paths,
+            },
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert!(v.get("kubernetes").is_none());
+        assert_eq!(v["etcd3"]["hosts"][0], "127.0.0.1:2379");
+        assert_eq!(v["name"], "pg1");
+        assert_eq!(v["scope"], "main");
+        assert_eq!(v["restapi"]["connect_address"], "10.0.0.2:8009");
+        assert_eq!(v["postgresql"]["listen"], "10.0.0.2:5433");
+        assert_eq!(v["postgresql"]["data_dir"], "/x/data/pg1");
+        let p = &v["postgresql"]["parameters"];
+        assert_eq!(p["ssl_cert_file"], "/x/pod/tls/tls.crt");
+        assert_eq!(
+            p["ssl_ca_file"], "/tlsca/ca.crt",
+            "/tlsca is not under /tls"
+        );
+        assert_eq!(p["work_mem"], "8MB");
+        assert_eq!(v["postgresql"]["pgpass"], "/x/run/pgpass.pg1");
+    }
+}
