@@ -1,5 +1,5 @@
-//! The project's images run for real (`scripts/image-cluster`, not CI: the
-//! images are built first by `scripts/build-images`): etcd, three members
+//! The project's images run for real (`scripts/image-cluster`, which CI runs
+//! after the tests; it builds the images first): etcd, three members
 //! of the instance image and the pgwolf image, as containers on a Docker
 //! network of their own. Each member runs the controller's rendered
 //! patroni.yml, made local by `localize` (etcd instead of the Kubernetes
