@@ -91,9 +91,14 @@ fn the_controller_may_do_what_run_does() {
     }
     assert!(has(&mine, "pgwolf.io", "postgresclusters/status", "patch"));
     assert!(has(&mine, "", "endpoints", "get"), "the leader Endpoints");
-    // The rollout lists instance and pooler pods and recreates instances.
-    for v in ["list", "delete"] {
+    // The rollout lists instance and pooler pods and recreates instances;
+    // deleted instance pods and cordoned nodes (drains) are watched, and a
+    // pod's node read, so a primary leaves them first.
+    for v in ["list", "watch", "delete"] {
         assert!(has(&mine, "", "pods", v), "{v} pods");
+    }
+    for v in ["get", "list", "watch"] {
+        assert!(has(&mine, "", "nodes", v), "{v} nodes");
     }
     for v in ["get", "create", "update"] {
         assert!(has(&mine, "coordination.k8s.io", "leases", v), "{v} leases");

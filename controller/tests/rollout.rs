@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use pgwolf_controller::api::PostgresCluster;
@@ -567,4 +567,85 @@ async fn a_parameter_change_goes_to_patroni_before_any_pod_is_recreated() {
     c.reconcile().await.unwrap();
     assert_eq!(c.deleted_since(&before).await, ["main-2"]);
     assert_eq!(c.patroni.lock().unwrap().patches.len(), 1);
+}
+
+/// Puts each pod on a node of its own (`node-<pod>`) and creates the nodes.
+async fn spread_over_nodes(c: &Cluster) {
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    for p in pods(&c.client).await {
+        let node = format!("node-{}", p.name_any());
+        let n: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node", "metadata": { "name": node },
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &n).await.unwrap();
+        api::<Pod>(&c.client)
+            .patch(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "nodeName": node } })),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn cordon(c: &Cluster, node: &str) {
+    Api::<Node>::all(c.client.clone())
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "unschedulable": true } })),
+        )
+        .await
+        .unwrap();
+}
+
+/// `kubectl drain` cordons the node, then evicts its pods; the primary's
+/// PodDisruptionBudget refuses its eviction until the controller has moved
+/// the primary to a replica on a node that is not cordoned. Nothing is
+/// deleted: the drain itself evicts the pod, now a replica.
+#[tokio::test]
+async fn a_cordoned_primary_node_makes_a_switchover_to_a_schedulable_node() {
+    let c = Cluster::new(3, "main-0").await;
+    spread_over_nodes(&c).await;
+    let before = revisions(&c.client).await;
+    c.reconcile().await.unwrap();
+    assert!(c.patroni.lock().unwrap().switchovers.is_empty());
+
+    // The drain of main-0's node, and main-1's node cordoned too (a
+    // rolling node upgrade): only main-2 may take over.
+    cordon(&c, "node-main-1").await;
+    cordon(&c, "node-main-0").await;
+    let outcome = c.reconcile().await.unwrap();
+    assert_eq!(c.leader(), "main-2");
+    {
+        let s = c.patroni.lock().unwrap();
+        assert_eq!(s.switchovers.len(), 1);
+        assert_eq!(
+            (
+                s.switchovers[0].leader.as_str(),
+                s.switchovers[0].candidate.as_str()
+            ),
+            ("main-0", "main-2")
+        );
+    }
+    assert!(
+        c.deleted_since(&before).await.is_empty(),
+        "the drain deletes, not us"
+    );
+    let progressing = outcome
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::PROGRESSING)
+        .unwrap();
+    assert!(
+        progressing.message.contains("drained"),
+        "{}",
+        progressing.message
+    );
+    // Once moved, nothing more: no second switchover while cordoned.
+    c.reconcile().await.unwrap();
+    assert_eq!(c.patroni.lock().unwrap().switchovers.len(), 1);
 }

@@ -184,7 +184,13 @@ impl HaCluster {
         for sub in ["conf", "data", "run", "log"] {
             std::fs::create_dir_all(base.join(sub)).expect("create cluster dir");
         }
-        let names: Vec<String> = (1..=opts.members).map(|i| format!("pg{i}")).collect();
+        // A rendered cluster's members are named as its StatefulSet's pods.
+        let names: Vec<String> = match &opts.rendered {
+            Some(r) => (0..opts.members)
+                .map(|i| format!("{}-{i}", r.name))
+                .collect(),
+            None => (1..=opts.members).map(|i| format!("pg{i}")).collect(),
+        };
         let lab = opts.netns.then(|| {
             let mut hosts: Vec<&str> = names.iter().map(String::as_str).collect();
             hosts.push("etcd");
@@ -194,20 +200,25 @@ impl HaCluster {
             lab.as_ref()
                 .map_or("127.0.0.1".to_string(), |l| l.host(name).addr.to_string())
         };
+        // A rendered cluster on hosts of its own listens where a pod does.
+        let pod_ports = opts.rendered.is_some() && opts.netns;
         let members: Vec<Member> = names
             .iter()
             .map(|name| Member {
                 info: MemberInfo {
                     name: name.clone(),
                     host: host_of(name),
-                    pg_port: free_port(),
-                    rest_port: free_port(),
+                    pg_port: if pod_ports { 5432 } else { free_port() },
+                    rest_port: if pod_ports { 8008 } else { free_port() },
                 },
                 patroni: Mutex::new(None),
             })
             .collect();
         for m in &members {
             std::fs::create_dir_all(base.join("log").join(&m.info.name)).expect("create log dir");
+            // Rendered members' sockets: one directory each (the ports
+            // may be the same on hosts of their own).
+            std::fs::create_dir_all(base.join("run").join(&m.info.name)).expect("create run dir");
         }
         let script = base.join("conf").join("post_bootstrap.sh");
         std::fs::write(&script, config::post_bootstrap_sh(&pg_bin("psql")))
@@ -638,7 +649,7 @@ fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
     vec![
         (pc::DATA_DIR, base.join("data").join(name)),
         (pc::PGPASS, base.join("run").join(format!("pgpass.{name}"))),
-        (pc::SOCKET_DIR, base.join("run")),
+        (pc::SOCKET_DIR, base.join("run").join(name)),
         (pc::TLS_MOUNT, base.join("pod/tls")),
         (pc::TLS_CA_MOUNT, base.join("pod/tlsca")),
     ]

@@ -8,7 +8,7 @@
 //! - `statefulset`, `instance_env`, `patroni_config`: the instances, their
 //!   environment and Patroni's configuration file.
 //! - `services`: primary (Patroni-managed Endpoints), replicas, headless, config.
-//! - `pdb`: the instances' PodDisruptionBudget.
+//! - `pdb`: the instances' PodDisruptionBudgets (the primary's, the others').
 //! - `pooler_config`, `pooler`: pgwolf's config and auth file, Deployment, Service.
 //! - `user_secrets`: each declared user's credentials and connection strings.
 //! - `tls_secrets`: the certificates the controller issues without `spec.tls`.
@@ -166,8 +166,12 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
     out.extend([
         Child::ConfigMap(patroni_config::config_map(&owner, patroni_yml)),
         Child::StatefulSet(statefulset::statefulset(&owner, patroni_hash)),
-        Child::PodDisruptionBudget(pdb::pdb(&owner)),
     ]);
+    out.extend(
+        pdb::pdbs(&owner)
+            .into_iter()
+            .map(Child::PodDisruptionBudget),
+    );
     if let Some(pooler) = &spec.pooler {
         let toml = pooler_config::config_toml(&owner, pooler)?;
         let auth = pooler_config::auth_file(credentials);
@@ -305,7 +309,7 @@ mod tests {
     fn every_child_is_owned_by_the_cluster_in_its_namespace() {
         let c = test_cluster("main");
         let all = desired(&c, &test_credentials(&c)).unwrap();
-        assert_eq!(all.len(), 25);
+        assert_eq!(all.len(), 26);
         for child in &all {
             let m = meta(child);
             assert_eq!(m.namespace.as_deref(), Some("db"), "{:?}", m.name);

@@ -10,10 +10,10 @@ use super::patroni_config::{self, CONFIG_DIR, PGDATA_MOUNT, TLS_CA_MOUNT, TLS_MO
 use super::{rbac, services};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
+    HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -28,6 +28,9 @@ const POSTGRES_GID: i64 = 103;
 /// The pod template's annotation with the SHA-256 of patroni.yml: a changed
 /// file makes a new revision, which the rollout applies member by member.
 pub const PATRONI_CONFIG_HASH_ANNOTATION: &str = "pgwolf.io/patroni-config-hash";
+/// The preStop hook waits at most this long while the pod is the primary,
+/// for the controller's switchover (deploy/images/instance/prestop.sh).
+const PRESTOP_PRIMARY_WAIT_SECONDS: u32 = 60;
 /// Patroni needs time to stop PostgreSQL cleanly and hand the leader lock
 /// over; a SIGKILL mid-checkpoint only costs a longer recovery, but costs it.
 const TERMINATION_GRACE_SECONDS: i64 = 300;
@@ -155,6 +158,20 @@ fn pod_spec(owner: &Owner) -> PodSpec {
                 period_seconds: Some(10),
                 timeout_seconds: Some(5),
                 failure_threshold: Some(6),
+                ..Default::default()
+            }),
+            // A deleted primary waits for the controller's switchover (the
+            // pooler paused) instead of stopping into a failover.
+            lifecycle: Some(Lifecycle {
+                pre_stop: Some(LifecycleHandler {
+                    exec: Some(ExecAction {
+                        command: Some(vec![
+                            "/usr/local/bin/instance-prestop".into(),
+                            PRESTOP_PRIMARY_WAIT_SECONDS.to_string(),
+                        ]),
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             volume_mounts: Some(mounts),

@@ -4,7 +4,9 @@
 //! streaming, and when only the primary is left, pause the poolers, switch
 //! over through Patroni's REST API to the updated replica with the least
 //! lag, resume, and only then recreate the old primary. A scale-down that
-//! would remove the primary's pod switches over first, too.
+//! would remove the primary's pod switches over first, too, and so does a
+//! primary whose node is cordoned (a drain) or whose pod is being deleted,
+//! before anything else.
 //!
 //! - `config`: Patroni's dynamic configuration (`PATCH /config`), synced
 //!   before any pod is recreated so restarted members come up with it.
@@ -19,7 +21,7 @@ pub mod pooler;
 
 use crate::resources::{Owner, PATRONI_PORT, POOLER_PORT};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::{Client, ResourceExt};
 use plan::{Observed, Step};
@@ -119,6 +121,7 @@ pub async fn step(
     let members_pods = list(&pods_api, &owner.member_selector_string(), "instance pods").await?;
     let mut pods = Vec::new();
     let mut urls = BTreeMap::new();
+    let cordoned = cordoned_nodes(client, &members_pods).await;
     for p in &members_pods {
         let name = p.name_any();
         let Some(ordinal) = plan::ordinal(&owner.name, &name) else {
@@ -134,6 +137,7 @@ pub async fn step(
             ordinal,
             revision: p.labels().get(REVISION_LABEL).cloned(),
             ready: is_ready(p),
+            draining: draining(p, &cordoned),
             name,
         });
     }
@@ -301,6 +305,36 @@ async fn list(api: &Api<Pod>, selector: &str, what: &'static str) -> Result<Vec<
         .map_err(|source| Error::List { what, source })
 }
 
+/// The nodes of `pods` that are cordoned (`spec.unschedulable`, the first
+/// thing `kubectl drain` does). A node that cannot be read counts as not
+/// cordoned: without the permission (a controller deployed before it was
+/// granted) the rollout goes on as before rather than stopping.
+async fn cordoned_nodes(client: &Client, pods: &[Pod]) -> std::collections::BTreeSet<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let names: std::collections::BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.as_deref())
+        .collect();
+    let mut cordoned = std::collections::BTreeSet::new();
+    for name in names {
+        match nodes.get_opt(name).await {
+            Ok(Some(n)) if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) => {
+                cordoned.insert(name.to_string());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("rollout: reading node {name}: {e}"),
+        }
+    }
+    cordoned
+}
+
+/// Being deleted (a preStop hook holds a deleted primary's pod), or on a
+/// cordoned node (a drain evicts it next).
+fn draining(p: &Pod, cordoned: &std::collections::BTreeSet<String>) -> bool {
+    let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    p.metadata.deletion_timestamp.is_some() || node.is_some_and(|n| cordoned.contains(n))
+}
+
 fn is_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && p.status
@@ -313,4 +347,30 @@ fn is_ready(p: &Pod) -> bool {
 /// scale-down guard in `plan::replicas`.
 pub fn primary_ordinal(owner: &Owner, primary: Option<&str>) -> Option<u32> {
     plan::ordinal(&owner.name, primary?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kube-fake-client deletes at once (no finalizers, no deletion
+    /// timestamp), so the deleted-pod half is checked here.
+    #[test]
+    fn a_pod_being_deleted_or_on_a_cordoned_node_is_draining() {
+        let pod = |json: serde_json::Value| -> Pod { serde_json::from_value(json).unwrap() };
+        let cordoned = std::collections::BTreeSet::from(["node-a".to_string()]);
+        let on =
+            |node: &str| pod(serde_json::json!({ "spec": { "nodeName": node, "containers": [] } }));
+        assert!(draining(&on("node-a"), &cordoned));
+        assert!(!draining(&on("node-b"), &cordoned));
+        let deleted = pod(serde_json::json!({
+            "metadata": { "deletionTimestamp": "2026-12-07T12:00:00Z" },
+            "spec": { "nodeName": "node-b", "containers": [] },
+        }));
+        assert!(draining(&deleted, &cordoned));
+        assert!(
+            !draining(&pod(serde_json::json!({})), &cordoned),
+            "not scheduled yet"
+        );
+    }
 }

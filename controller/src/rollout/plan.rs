@@ -14,6 +14,10 @@ pub struct Pod {
     pub revision: Option<String>,
     /// Ready condition true and not being deleted.
     pub ready: bool,
+    /// About to go: its node is cordoned (a drain evicts it next) or the
+    /// pod is being deleted. The primary must not be in such a pod, nor
+    /// should a switchover pick one.
+    pub draining: bool,
 }
 
 #[derive(Debug)]
@@ -51,6 +55,8 @@ pub enum Why {
     Update,
     /// Scaling down would remove the pod the primary runs in.
     ScaleDown,
+    /// The primary's node is being drained, or its pod deleted.
+    Drain,
 }
 
 impl Step {
@@ -75,6 +81,7 @@ impl Step {
                 let why = match why {
                     Why::Update => "every replica is updated",
                     Why::ScaleDown => "scaling down would remove the primary's pod",
+                    Why::Drain => "the primary's node is drained or its pod deleted",
                 };
                 format!("switching over from {leader} to {candidate}: {why}")
             }
@@ -105,12 +112,38 @@ pub fn plan(o: &Observed) -> Step {
             && member(&p.name)
                 .is_some_and(|m| m.role == Role::Replica && m.lag.is_some_and(|l| l != u64::MAX))
     };
+    // Never a pod that is about to go itself.
     let least_lag = |candidates: Vec<&Pod>| {
         candidates
             .into_iter()
+            .filter(|p| !p.draining)
             .min_by_key(|p| (member(&p.name).and_then(|m| m.lag), p.ordinal))
             .map(|p| p.name.clone())
     };
+
+    // Before anything else: the primary's pod is about to go (a node
+    // drain evicts it once the primary's PodDisruptionBudget lets it, a
+    // deleted pod's preStop hook waits for this). A switchover with the
+    // pooler paused costs clients a pause; losing the pod costs them a
+    // failover.
+    if leader_pod.draining {
+        let others = o
+            .pods
+            .iter()
+            .filter(|p| p.name != leader.name && streaming(p))
+            .collect();
+        return match least_lag(others) {
+            Some(candidate) => Step::Switchover {
+                leader: leader.name.clone(),
+                candidate,
+                why: Why::Drain,
+            },
+            None => Step::Wait(format!(
+                "the primary {} is on a drained node or being deleted, and no replica elsewhere is streaming",
+                leader.name
+            )),
+        };
+    }
 
     if leader_pod.ordinal >= o.instances {
         let staying = o.pods.iter().filter(|p| p.ordinal < o.instances);
@@ -218,6 +251,7 @@ mod tests {
                 ordinal: i as u32,
                 revision: Some(r.to_string()),
                 ready: true,
+                draining: false,
             })
             .collect()
     }
@@ -366,5 +400,52 @@ mod tests {
         assert_eq!(ordinal("main", "main-12"), Some(12));
         assert_eq!(ordinal("main", "main-pooler-x"), None);
         assert_eq!(ordinal("main", "mainx-1"), None);
+    }
+
+    #[test]
+    fn a_drained_primary_switches_over_to_a_replica_on_a_schedulable_node() {
+        let m = members(3, 0, &[0, 0, 64]);
+        let mut p = pods(&["new", "new", "new"]);
+        p[0].draining = true;
+        // main-1 has the least lag but is on a cordoned node too.
+        p[1].draining = true;
+        assert_eq!(
+            plan_of(3, &p, &m),
+            Step::Switchover {
+                leader: "main-0".into(),
+                candidate: "main-2".into(),
+                why: Why::Drain
+            }
+        );
+        // Before any update: a drain does not wait for the rollout.
+        let outdated = pods(&["old", "old", "old"]);
+        let mut outdated_draining = outdated.clone();
+        outdated_draining[0].draining = true;
+        assert!(matches!(
+            plan_of(3, &outdated_draining, &m),
+            Step::Switchover {
+                why: Why::Drain,
+                ..
+            }
+        ));
+        // Nobody to switch to: wait, and say why.
+        p[2].draining = true;
+        assert!(
+            matches!(plan_of(3, &p, &m), Step::Wait(w) if w.contains("drained")),
+            "{:?}",
+            plan_of(3, &p, &m)
+        );
+        // An update never picks a draining replica either.
+        let mut q = pods(&["old", "new", "new"]);
+        q[2].draining = true;
+        let lagging = members(3, 0, &[0, 4096, 0]);
+        assert_eq!(
+            plan_of(3, &q, &lagging),
+            Step::Switchover {
+                leader: "main-0".into(),
+                candidate: "main-1".into(),
+                why: Why::Update
+            }
+        );
     }
 }

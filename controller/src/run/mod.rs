@@ -4,7 +4,8 @@
 //! Deployment brings a reconcile of its cluster within seconds. With
 //! leader election on, nothing is reconciled until this replica holds the
 //! Lease; a replica that cannot renew it for a lease duration exits, so
-//! two never write at once.
+//! two never write at once. Instance pods being deleted and cordoned nodes
+//! bring a reconcile too: the primary must leave them before they go.
 //!
 //! - `metrics`: what /metrics shows.
 //! - `http`: /healthz, /readyz, /metrics.
@@ -18,11 +19,12 @@ use crate::reconcile;
 use anyhow::{bail, Context as _, Result};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use std::sync::atomic::Ordering;
@@ -127,19 +129,55 @@ fn controller(client: &Client, namespace: Option<&str>) -> Controller<PostgresCl
         }
     }
     let ours = || watcher::Config::default().labels(MANAGED);
-    Controller::new(
+    let controller = Controller::new(
         api::<PostgresCluster>(client, namespace),
         watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(client, namespace), ours())
-    .owns(api::<Deployment>(client, namespace), ours())
-    .owns(api::<Service>(client, namespace), ours())
-    .owns(api::<Secret>(client, namespace), ours())
-    .owns(api::<ConfigMap>(client, namespace), ours())
-    .owns(api::<ServiceAccount>(client, namespace), ours())
-    .owns(api::<Role>(client, namespace), ours())
-    .owns(api::<RoleBinding>(client, namespace), ours())
-    .owns(api::<PodDisruptionBudget>(client, namespace), ours())
+    );
+    let clusters = controller.store();
+    controller
+        // A deleted instance pod (its preStop hook waits while it is the
+        // primary): its cluster, by the instance label. Other pod events
+        // (Patroni annotates its pod every loop) bring nothing.
+        .watches(
+            api::<Pod>(client, namespace),
+            watcher::Config::default()
+                .labels(&format!("{MANAGED},app.kubernetes.io/component=postgres")),
+            |pod| {
+                pod.metadata.deletion_timestamp.as_ref()?;
+                let name = pod
+                    .metadata
+                    .labels
+                    .as_ref()?
+                    .get("app.kubernetes.io/instance")?;
+                Some(ObjectRef::new(name).within(pod.metadata.namespace.as_deref()?))
+            },
+        )
+        // A cordoned node: every cluster (the rollout reads which pods are
+        // on it). Nodes are few and a cordon rare.
+        .watches(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            move |node| {
+                let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+                let all = if cordoned {
+                    clusters.state()
+                } else {
+                    Vec::new()
+                };
+                all.into_iter()
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .owns(api::<StatefulSet>(client, namespace), ours())
+        .owns(api::<Deployment>(client, namespace), ours())
+        .owns(api::<Service>(client, namespace), ours())
+        .owns(api::<Secret>(client, namespace), ours())
+        .owns(api::<ConfigMap>(client, namespace), ours())
+        .owns(api::<ServiceAccount>(client, namespace), ours())
+        .owns(api::<Role>(client, namespace), ours())
+        .owns(api::<RoleBinding>(client, namespace), ours())
+        .owns(api::<PodDisruptionBudget>(client, namespace), ours())
 }
 
 async fn reconcile_one(
