@@ -669,6 +669,7 @@ fn local_yaml(
             host: &m.host,
             pg_port: m.pg_port,
             rest_port: m.rest_port,
+            listen_on_host: true,
             paths: &pod_paths(base, &m.name),
         },
     )

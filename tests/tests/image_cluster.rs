@@ -276,6 +276,8 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
                 host: &ip,
                 pg_port: 5432,
                 rest_port: 8008,
+                // A container of its own listens as the pod does.
+                listen_on_host: false,
                 paths: &[],
             },
         );
@@ -305,6 +307,26 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
         .collect();
     let leader = wait_for_cluster(&lab, &rest_urls, Duration::from_secs(180));
     let leader_ip = member_ip(MEMBERS.iter().position(|m| *m == leader).unwrap());
+
+    // The preStop hook: a primary's pod is held (here for its 3 s bound),
+    // a replica's goes at once.
+    let prestop = |member: &str| {
+        let started = Instant::now();
+        let container = format!("{}-{member}", lab.prefix);
+        docker(&["exec", &container, "/usr/local/bin/instance-prestop", "3"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        started.elapsed()
+    };
+    let replica = MEMBERS.iter().find(|m| **m != leader).unwrap();
+    let (held, let_go) = (prestop(&leader), prestop(replica));
+    assert!(
+        held >= Duration::from_secs(3),
+        "the primary's pod held {held:?}"
+    );
+    assert!(
+        let_go < Duration::from_secs(2),
+        "a replica's pod held {let_go:?}"
+    );
 
     // spec.users as the controller's reconcile makes them, over verified TLS.
     let target =

@@ -148,6 +148,10 @@ pub struct Site<'a> {
     pub etcd: &'a [String],
     /// The member's address (the pod IP) and its two ports.
     pub host: &'a str,
+    /// Listen on `host` instead of the pod's `0.0.0.0`: members sharing
+    /// a host (loopback, one network namespace each but the test's) would
+    /// otherwise collide. A container keeps the pod's.
+    pub listen_on_host: bool,
     pub pg_port: u16,
     pub rest_port: u16,
     /// Directories of the pod and where they are here, longest first or
@@ -158,8 +162,8 @@ pub struct Site<'a> {
 /// Turns the controller's `patroni.yml` into the one a member runs here.
 /// Changed, and nothing else: the DCS (`kubernetes` becomes `etcd3`); the
 /// member's name and addresses, which a pod gets from its environment;
-/// the listen addresses (a pod's `0.0.0.0` would collide between members
-/// on one host); paths, by [`Site::paths`]. Patroni reads JSON as YAML, so
+/// with [`Site::listen_on_host`], the listen addresses; paths, by
+/// [`Site::paths`]. Patroni reads JSON as YAML, so
 /// the output is JSON.
 pub fn localize(patroni_yml: &str, site: &Site) -> String {
     let mut config: Value = serde_saphyr::from_str(patroni_yml).expect("patroni.yml parses");
@@ -175,10 +179,12 @@ pub fn localize(patroni_yml: &str, site: &Site) -> String {
     root.insert("name".into(), json!(site.name));
     let rest = format!("{}:{}", site.host, site.rest_port);
     let pg = format!("{}:{}", site.host, site.pg_port);
-    config["restapi"]["listen"] = json!(rest);
     config["restapi"]["connect_address"] = json!(rest);
-    config["postgresql"]["listen"] = json!(pg);
     config["postgresql"]["connect_address"] = json!(pg);
+    if site.listen_on_host {
+        config["restapi"]["listen"] = json!(rest);
+        config["postgresql"]["listen"] = json!(pg);
+    }
     move_paths(&mut config, site.paths);
     serde_json::to_string_pretty(&config).expect("JSON")
 }
@@ -240,6 +246,7 @@ postgresql:
                 host: "10.0.0.2",
                 pg_port: 5433,
                 rest_port: 8009,
+                listen_on_host: true,
                 paths: &paths,
             },
         );
