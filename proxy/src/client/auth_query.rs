@@ -57,8 +57,12 @@ pub async fn secret_for(app: &App, user: &str, db: &str) -> Option<Secret> {
             return None;
         }
     };
+    // A client logged in as auth_user may have left its startup settings
+    // on this connection: the lookup runs without them (RESET in the same
+    // round trip, before SET LOCAL search_path).
+    let reset = lease.conn().params.reset_extras().unwrap_or_default();
     let sql = format!(
-        "{FIXED_SEARCH_PATH}{}",
+        "{reset}{FIXED_SEARCH_PATH}{}",
         cfg.auth_query.replace("$1", &literal(user))
     );
     let (secret, valid_for) = match lease.conn().query_row(&sql).await {
@@ -69,7 +73,9 @@ pub async fn secret_for(app: &App, user: &str, db: &str) -> Option<Secret> {
         Err(e) => {
             // The query's own error (a missing function, no privilege)
             // leaves the connection at ReadyForQuery; anything else breaks it.
-            if matches!(e, crate::server::ServerError::Server { .. }) {
+            // A failed implicit transaction undid the RESETs too: then the
+            // connection's settings are no longer known, and it goes.
+            if matches!(e, crate::server::ServerError::Server { .. }) && reset.is_empty() {
                 lease.release();
             } else {
                 lease.discard();

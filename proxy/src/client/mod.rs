@@ -50,6 +50,15 @@ pub enum ClientError {
     UnknownDatabase(String),
     #[error("unsupported startup parameter: {0}")]
     UnsupportedParameter(String),
+    /// `role`, `session_authorization`: the session would not be the
+    /// logged-in user's, which every other client of the pool is.
+    #[error("startup parameter \"{0}\" would change the session's identity, which a pooled server connection cannot carry: log in as that user")]
+    IdentityParameter(String),
+    /// PostgreSQL's own words for a name no setting has.
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownParameter(String),
+    #[error(transparent)]
+    Options(#[from] crate::protocol::options::OptionsError),
     #[error("timeout during startup and authentication (client_login_timeout)")]
     LoginTimeout,
     #[error("SSL connection is required (client_tls_sslmode)")]
@@ -72,6 +81,9 @@ impl ClientError {
             ClientError::TlsRequired | ClientError::CertFailed(_) => "28000",
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedParameter(_) => "08P01",
+            ClientError::IdentityParameter(_) => "0A000",
+            ClientError::UnknownParameter(_) => "42704",
+            ClientError::Options(_) => "42601",
             ClientError::LoginTimeout => "08006",
             ClientError::NotAdmin(_) => "28000",
             ClientError::Pool(e) => e.sqlstate(),
@@ -379,6 +391,64 @@ async fn admin_login(
     }
 }
 
+/// Settings a pooled connection cannot carry: they change who the session
+/// is.
+const IDENTITY_PARAMS: [&str; 2] = ["role", "session_authorization"];
+
+/// What the client asked for at startup, as PostgreSQL takes it: the
+/// settings in `options` first, then the packet's other parameters (so
+/// these win). Tracked ones go to their slot; any other setting is an
+/// extra, applied to every server connection the client is lent
+/// (`ParamSet::sync_sql`). `ignore` (`ignore_startup_parameters`) drops
+/// names silently, as PgBouncer does; `options` listed there is not read.
+fn client_settings(params: &StartupParams, ignore: &[String]) -> Result<ParamSet, ClientError> {
+    let ignored = |name: &str| ignore.iter().any(|p| p.eq_ignore_ascii_case(name));
+    let mut tracked = ParamSet::default();
+    let mut extras = Vec::new();
+    let mut take = |name: &str, value: &str| -> Result<(), ClientError> {
+        if ignored(name) {
+            return Ok(());
+        }
+        if let Some(i) = tracked_index(name) {
+            tracked.set(i, Some(value));
+            return Ok(());
+        }
+        let lower = name.to_ascii_lowercase();
+        if IDENTITY_PARAMS.contains(&lower.as_str()) {
+            return Err(ClientError::IdentityParameter(lower));
+        }
+        // A name goes into SET unquoted: only what a GUC name can be.
+        let valid = !lower.is_empty()
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        if !valid {
+            return Err(ClientError::UnknownParameter(name.to_string()));
+        }
+        extras.push((lower, value.to_string()));
+        Ok(())
+    };
+    if let Some(options) = params.get("options").filter(|_| !ignored("options")) {
+        for (name, value) in crate::protocol::options::settings(options)? {
+            take(&name, &value)?;
+        }
+    }
+    for (name, value) in &params.0 {
+        if HANDLED_PARAMS.contains(&name.as_str()) {
+            if name == "replication" && value != "false" && value != "0" {
+                return Err(ClientError::UnsupportedParameter("replication".into()));
+            }
+            continue;
+        }
+        if name == "options" {
+            continue;
+        }
+        take(name, value)?;
+    }
+    tracked.set_extras(extras);
+    Ok(tracked)
+}
+
 /// Authenticates, finds the pool, and sends the welcome.
 async fn login(
     app: &App,
@@ -389,27 +459,10 @@ async fn login(
     user: &str,
     key: (i32, i32),
 ) -> Result<(crate::pool::Pool, crate::config::PoolMode, Arc<ParamSet>), ClientError> {
-    let mut wanted_from_client = ParamSet::default();
-    {
+    let wanted_from_client = {
         let cfg = app.config.load();
-        for (name, value) in &params.0 {
-            if HANDLED_PARAMS.contains(&name.as_str()) {
-                if name == "replication" && value != "false" && value != "0" {
-                    return Err(ClientError::UnsupportedParameter("replication".into()));
-                }
-                continue;
-            }
-            if let Some(i) = tracked_index(name) {
-                wanted_from_client.set(i, Some(value));
-            } else if !cfg
-                .ignore_startup_parameters
-                .iter()
-                .any(|p| p.eq_ignore_ascii_case(name))
-            {
-                return Err(ClientError::UnsupportedParameter(name.clone()));
-            }
-        }
-    }
+        client_settings(params, &cfg.ignore_startup_parameters)?
+    };
     auth::authenticate(app, stream, buf, user, db).await?;
     let pool = app
         .pool_for(db, user)
@@ -430,8 +483,11 @@ async fn login(
     let mut out = BytesMut::with_capacity(512);
     backend::auth_ok(&mut out);
     for (name, value) in &welcome.reported {
+        // A reported setting the client chose at startup is announced
+        // with its value (default_transaction_read_only, say).
         let value = tracked_index(name)
             .and_then(|i| wanted.get(i))
+            .or_else(|| wanted.extra(name))
             .unwrap_or(value);
         backend::parameter_status(&mut out, name, value);
     }

@@ -36,7 +36,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "service_name", "so_reuseport",
     "stats_period", "suspend_timeout", "syslog", "syslog_facility",
     "syslog_ident", "tcp_defer_accept", "tcp_socket_buffer",
-    "track_extra_parameters", "unix_socket_dir",
+    "unix_socket_dir",
     "unix_socket_group", "unix_socket_mode", "user", "verbose",
 ];
 
@@ -450,6 +450,9 @@ impl Import {
             "ignore_startup_parameters" => {
                 cfg.ignore_startup_parameters = comma_list(v).map(String::from).collect();
             }
+            // pgwolf applies and restores every startup parameter, so the
+            // list of extra ones to track says nothing it needs.
+            "track_extra_parameters" => {}
             "admin_users" => cfg.admin_users = comma_list(v).map(String::from).collect(),
             "stats_users" => cfg.stats_users = comma_list(v).map(String::from).collect(),
             k if UNSUPPORTED_GLOBAL.contains(&k) => self.unsupported.global.push(k.to_string()),

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod frame;
 pub mod frontend;
 pub mod md5;
+pub mod options;
 pub mod scram;
 pub mod secret;
 pub mod startup;

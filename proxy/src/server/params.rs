@@ -21,16 +21,45 @@ pub fn tracked_index(name: &str) -> Option<usize> {
     TRACKED.iter().position(|t| t.eq_ignore_ascii_case(name))
 }
 
-/// One value (or "server default") per tracked parameter. Shared, not
-/// copied: every client of a pool starts from the pool's welcome values
-/// ([`ParamSet::share`]), so an idle client whose settings are the
-/// server's holds no text of its own.
+/// Settings beyond [`TRACKED`] that a client sent at startup
+/// (`search_path`, `statement_timeout`, `options=-c ...`), sorted by name,
+/// names lower-case. Shared between a client and the server connections
+/// they were set on, so an unchanged set compares by pointer.
+pub type Extras = Arc<[(Box<str>, Box<str>)]>;
+
+/// One value (or "server default") per tracked parameter, and the
+/// client's extra settings (None: none). Shared, not copied: every client
+/// of a pool starts from the pool's welcome values ([`ParamSet::share`]),
+/// so an idle client whose settings are the server's holds no text of its
+/// own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ParamSet([Option<Arc<str>>; TRACKED.len()]);
+pub struct ParamSet([Option<Arc<str>>; TRACKED.len()], Option<Extras>);
 
 impl ParamSet {
     pub fn get(&self, i: usize) -> Option<&str> {
         self.0[i].as_deref()
+    }
+
+    /// The extra settings, for a client: sorted and de-duplicated here.
+    pub fn set_extras(&mut self, mut extras: Vec<(String, String)>) {
+        // The last of a name wins, as in PostgreSQL's startup processing.
+        extras.reverse();
+        extras.sort_by(|a, b| a.0.cmp(&b.0));
+        extras.dedup_by(|a, b| a.0 == b.0);
+        self.1 = (!extras.is_empty()).then(|| {
+            extras
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect()
+        });
+    }
+
+    /// The value of extra setting `name` (lower-case), if the client sent it.
+    pub fn extra(&self, name: &str) -> Option<&str> {
+        let all = self.1.as_deref()?;
+        all.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &**v)
     }
 
     pub fn set(&mut self, i: usize, value: Option<&str>) {
@@ -55,6 +84,9 @@ impl ParamSet {
             if on_top.get(i).is_some() && set.get(i) != on_top.get(i) {
                 Arc::make_mut(set).share(i, on_top);
             }
+        }
+        if on_top.1.is_some() && set.1 != on_top.1 {
+            Arc::make_mut(set).1 = on_top.1.clone();
         }
     }
 
@@ -105,13 +137,58 @@ impl ParamSet {
             }
             sql.push(';');
         }
+        self.extras_sql(wanted, &mut sql);
         (!sql.is_empty()).then_some(sql)
+    }
+
+    /// The extra settings' part of [`ParamSet::sync_sql`]: RESET what the
+    /// server has and `wanted` does not, SET what differs. Both without
+    /// extras (nearly every client) is one comparison.
+    fn extras_sql(&mut self, wanted: &ParamSet, sql: &mut String) {
+        let (have, want) = match (&self.1, &wanted.1) {
+            (None, None) => return,
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => return,
+            (have, want) => (
+                have.as_deref().unwrap_or(&[]),
+                want.as_deref().unwrap_or(&[]),
+            ),
+        };
+        let before = sql.len();
+        for (name, _) in have {
+            if !want.iter().any(|(n, _)| n == name) {
+                sql.push_str("RESET ");
+                sql.push_str(name);
+                sql.push(';');
+            }
+        }
+        for (name, value) in want {
+            if have.iter().any(|(n, v)| n == name && v == value) {
+                continue;
+            }
+            sql.push_str("SET ");
+            sql.push_str(name);
+            sql.push_str(" TO ");
+            sql.push_str(&crate::protocol::frontend::quote_literal(value));
+            sql.push(';');
+        }
+        if sql.len() == before {
+            // Equal sets held apart: share, so the next check is a pointer.
+            self.1 = wanted.1.clone();
+        }
+    }
+
+    /// RESETs of every extra setting a client left on this connection, now
+    /// forgotten; None when there are none.
+    pub fn reset_extras(&mut self) -> Option<String> {
+        let extras = self.1.take()?;
+        Some(extras.iter().map(|(n, _)| format!("RESET {n};")).collect())
     }
 
     /// After DISCARD/RESET ALL: settings the server does not report are
     /// back at their defaults without a ParameterStatus saying so.
     pub fn forget_unreported(&mut self) {
         self.0[TRACKED.len() - 1] = None;
+        self.1 = None;
     }
 
     /// After a successful sync the server holds what was wanted.
@@ -121,6 +198,7 @@ impl ParamSet {
                 self.share(i, wanted);
             }
         }
+        self.1 = wanted.1.clone();
     }
 }
 
@@ -222,6 +300,64 @@ mod tests {
         assert_eq!(
             have.sync_sql(&ParamSet::default()).unwrap(),
             "RESET extra_float_digits;"
+        );
+    }
+
+    fn extras(v: &[(&str, &str)]) -> ParamSet {
+        let mut p = ParamSet::default();
+        p.set_extras(
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        );
+        p
+    }
+
+    #[test]
+    fn extra_settings_are_set_reset_and_then_compared_by_pointer() {
+        let mut server = ParamSet::default();
+        let a = extras(&[("statement_timeout", "5s"), ("search_path", "app")]);
+        assert_eq!(
+            server.sync_sql(&a).unwrap(),
+            "SET search_path TO 'app';SET statement_timeout TO '5s';"
+        );
+        server.adopt(&a);
+        assert_eq!(server.sync_sql(&a), None);
+        // Another client: what it lacks is reset, what differs set.
+        let b = extras(&[("search_path", "other")]);
+        assert_eq!(
+            server.sync_sql(&b).unwrap(),
+            "RESET statement_timeout;SET search_path TO 'other';"
+        );
+        server.adopt(&b);
+        // A client without extras: back to the server's defaults.
+        assert_eq!(
+            server.sync_sql(&ParamSet::default()).unwrap(),
+            "RESET search_path;"
+        );
+        server.adopt(&ParamSet::default());
+        assert_eq!(server.sync_sql(&ParamSet::default()), None);
+        // Equal sets held apart are shared after one comparison.
+        let mut held = extras(&[("search_path", "other")]);
+        assert_eq!(held.sync_sql(&b), None);
+        assert!(Arc::ptr_eq(held.1.as_ref().unwrap(), b.1.as_ref().unwrap()));
+        // DISCARD ALL forgets them.
+        held.forget_unreported();
+        assert_eq!(held.sync_sql(&b).unwrap(), "SET search_path TO 'other';");
+    }
+
+    #[test]
+    fn the_last_of_a_name_wins_and_values_are_quoted() {
+        let p = extras(&[
+            ("search_path", "a"),
+            ("work_mem", "1MB"),
+            ("search_path", "b'c"),
+        ]);
+        assert_eq!(p.extra("SEARCH_PATH"), Some("b'c"));
+        let mut server = ParamSet::default();
+        assert_eq!(
+            server.sync_sql(&p).unwrap(),
+            "SET search_path TO 'b''c';SET work_mem TO '1MB';"
         );
     }
 }
