@@ -459,7 +459,7 @@ async fn login(
     user: &str,
     key: (i32, i32),
 ) -> Result<(crate::pool::Pool, crate::config::PoolMode, Arc<ParamSet>), ClientError> {
-    let wanted_from_client = {
+    let mut wanted_from_client = {
         let cfg = app.config.load();
         client_settings(params, &cfg.ignore_startup_parameters)?
     };
@@ -468,6 +468,9 @@ async fn login(
         .pool_for(db, user)
         .ok_or_else(|| ClientError::UnknownDatabase(db.to_string()))?;
     let mode = app.pool_mode(db, user);
+    if let Some(extras) = wanted_from_client.extras().cloned() {
+        wanted_from_client.share_extras(pool.shared_extras(extras));
+    }
     let welcome = match pool.welcome().await {
         Ok(w) => w,
         Err(e) => {

@@ -23,7 +23,7 @@ pub use settings::{PoolSettings, ServerCheck};
 pub use stats::{Finished, Stats};
 pub use wait::{Waiters, JANITOR_PERIOD};
 
-use crate::server::params::ParamSet;
+use crate::server::params::{Extras, ParamSet};
 use crate::server::{ServerConn, ServerError};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -107,6 +107,9 @@ pub struct SharedLimits {
     pub evict: Option<Evictor>,
 }
 
+/// Distinct client startup settings a pool keeps one copy of.
+pub const MAX_SHARED_EXTRAS: usize = 64;
+
 /// Cheap to clone handle.
 #[derive(Clone)]
 pub struct Pool(Arc<Inner>);
@@ -127,6 +130,10 @@ pub(crate) struct Inner {
     limits: ArcSwap<SharedLimits>,
     /// Server parameters from the first login, sent to clients at theirs.
     welcome: Mutex<Option<Welcome>>,
+    /// The startup settings of this pool's clients, one copy of each
+    /// distinct set: clients with equal settings (every pgjdbc client of
+    /// one URL) share it, and a check-out compares them by pointer.
+    extras: Mutex<Vec<Extras>>,
     /// PAUSE: check-outs wait (within query_wait_timeout) until RESUME.
     paused: std::sync::atomic::AtomicBool,
     resumed: tokio::sync::Notify,
@@ -147,6 +154,7 @@ impl Pool {
             size: AtomicU32::new(size),
             limits: ArcSwap::from_pointee(limits),
             welcome: Mutex::new(None),
+            extras: Mutex::new(Vec::new()),
             paused: std::sync::atomic::AtomicBool::new(false),
             resumed: tokio::sync::Notify::new(),
             stats: Stats::default(),
@@ -155,6 +163,21 @@ impl Pool {
 
     pub fn key(&self) -> &PoolKey {
         &self.0.key
+    }
+
+    /// The pool's copy of a client's startup settings equal to `extras`,
+    /// kept from now on if there is none yet (at most
+    /// [`MAX_SHARED_EXTRAS`] sets: past that a client keeps its own, which
+    /// only costs comparisons by value).
+    pub fn shared_extras(&self, extras: Extras) -> Extras {
+        let mut known = self.0.extras.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(same) = known.iter().find(|k| **k == extras) {
+            return same.clone();
+        }
+        if known.len() < MAX_SHARED_EXTRAS {
+            known.push(extras.clone());
+        }
+        extras
     }
 
     /// New transactions wait until [`Pool::resume`]; running ones go on.

@@ -54,6 +54,17 @@ impl ParamSet {
         });
     }
 
+    /// The extra settings as one shared set, if any.
+    pub fn extras(&self) -> Option<&Extras> {
+        self.1.as_ref()
+    }
+
+    /// Replaces the extra settings with an equal set held elsewhere.
+    pub fn share_extras(&mut self, extras: Extras) {
+        debug_assert!(self.1.as_ref() == Some(&extras));
+        self.1 = Some(extras);
+    }
+
     /// The value of extra setting `name` (lower-case), if the client sent it.
     pub fn extra(&self, name: &str) -> Option<&str> {
         let all = self.1.as_deref()?;
