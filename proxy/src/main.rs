@@ -32,6 +32,13 @@ enum Command {
     Run,
     /// Validate the config file and exit non-zero naming the first problem.
     Check,
+    /// Print the pgwolf.toml equivalent to a pgbouncer.ini: only settings
+    /// that differ from pgwolf's defaults, PgBouncer settings pgwolf does
+    /// not have as comments at the top.
+    Convert {
+        /// The pgbouncer.ini to convert.
+        ini: PathBuf,
+    },
     /// Planned switchover of a Patroni cluster through a running pgwolf's
     /// admin console: new transactions wait, running ones finish, Patroni
     /// switches over, and they resume on the new primary with no error.
@@ -63,6 +70,7 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
+        Command::Convert { ini } => convert(&ini),
         Command::Run => run(cli.config),
         Command::Switchover {
             cluster,
@@ -100,6 +108,13 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     shutdown::load_auth(&loaded.config).context("auth_file or auth_hba_file")?;
     pgwolf::tls::TlsSetup::load(&loaded.config)?;
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn convert(ini: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(ini).with_context(|| format!("reading {}", ini.display()))?;
+    print!("{}", config::ini_to_toml(&text, ini)?);
     Ok(())
 }
 

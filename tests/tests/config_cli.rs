@@ -250,3 +250,91 @@ async fn serves_clients_with_a_pgbouncer_ini() {
     .unwrap();
     assert_eq!(row.get::<_, String>(0), "appdb");
 }
+
+fn convert(ini: &Path) -> String {
+    let out = run_pgwolf(&["convert".as_ref(), ini.as_os_str()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "convert {}: {stderr}", ini.display());
+    stdout
+}
+
+/// The converted file next to the ini (relative paths resolve the same)
+/// passes `pgwolf check`.
+fn converted_passes_check(ini: &Path, dir: &Path) -> String {
+    let toml = convert(ini);
+    let path = dir.join("converted.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let out = check(&path);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "check refused the converted {}:\n{toml}\n{stdout}{stderr}",
+        ini.display()
+    );
+    toml
+}
+
+#[test]
+fn convert_the_example_and_debian_s_pgbouncer_ini() {
+    let files = Files::new();
+    let example = pgwolf_tests::tools::workspace_dir().join("deploy/examples/pgbouncer.ini");
+    let ini = files.dir.path().join("pgbouncer.ini");
+    std::fs::copy(&example, &ini).unwrap();
+    let toml = converted_passes_check(&ini, files.dir.path());
+    assert!(toml.contains("[databases.app]"), "{toml}");
+    assert!(
+        toml.contains("logfile"),
+        "unsupported settings named: {toml}"
+    );
+
+    // The file Debian's pgbouncer package installs, with a database added
+    // (it ships none) and its auth file here.
+    let debian = std::fs::read_to_string("/etc/pgbouncer/pgbouncer.ini")
+        .expect("Debian's pgbouncer package (scripts/install-deps)");
+    let debian = debian
+        .replacen(
+            "[databases]\n",
+            "[databases]\nappdb = host=127.0.0.1 port=5432 dbname=appdb\n",
+            1,
+        )
+        .replace("/etc/pgbouncer/userlist.txt", "userlist.txt");
+    let ini = files.dir.path().join("debian.ini");
+    std::fs::write(&ini, debian).unwrap();
+    let toml = converted_passes_check(&ini, files.dir.path());
+    assert!(toml.contains("[databases.appdb]"), "{toml}");
+    assert!(toml.contains("auth_type = \"md5\""), "{toml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_clients_with_a_converted_pgbouncer_ini() {
+    let pg = PgServer::start();
+    pg.create_user(APP_USER, APP_PASSWORD).await;
+    pg.create_db(APP_DB, APP_USER).await;
+    let files = Files::new();
+    let ini = files.write(
+        "pgbouncer.ini",
+        &format!(
+            "[databases]\nappdb = host=127.0.0.1 port={} dbname=appdb\n\n[pgbouncer]\n\
+             auth_type = scram-sha-256\nauth_file = userlist.txt\npool_mode = transaction\n\
+             default_pool_size = 4\n",
+            pg.port()
+        ),
+    );
+    // The harness picks the port: the converted listen line goes.
+    let toml: String = convert(&ini)
+        .lines()
+        .filter(|l| !l.starts_with("listen = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(toml.contains("default_pool_size = 4"), "{toml}");
+    let proxy = Pgwolf::start(&toml, &userlist(&[(APP_USER, APP_PASSWORD)]));
+    let client = pgwolf_tests::connect(proxy.port(), APP_USER, APP_PASSWORD, APP_DB).await;
+    let row = within(
+        10,
+        "query through the converted config",
+        client.query_one("SELECT current_database()::text", &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(row.get::<_, String>(0), "appdb");
+}

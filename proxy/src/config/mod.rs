@@ -5,6 +5,7 @@
 //! validation live in their own files; nothing here does I/O except `load`.
 
 mod cluster;
+mod convert;
 mod defaults;
 mod load;
 mod pgbouncer_ini;
@@ -12,6 +13,7 @@ mod tls_versions;
 mod validate;
 
 pub use cluster::{split_host_port, ClusterConfig, Provider, TargetRole};
+pub use convert::{ini_to_toml, minimal_toml};
 pub use load::{from_pgbouncer_ini_str, from_toml_str, load, ConfigError, Loaded};
 pub use tls_versions::tls_protocol_versions;
 pub use validate::validate;
