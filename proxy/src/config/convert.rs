@@ -37,7 +37,51 @@ pub fn minimal_toml(config: &Config) -> Result<String, ConfigError> {
     let mut table = toml::Table::try_from(config).map_err(invalid)?;
     let defaults = toml::Table::try_from(Config::default()).map_err(invalid)?;
     table.retain(|k, v| defaults.get(k) != Some(v));
+    // Each entry of these tables without what its type's default says;
+    // a cluster's defaults are its provider's.
+    for (key, kind) in [
+        ("databases", Entry::Database),
+        ("users", Entry::User),
+        ("clusters", Entry::Cluster),
+    ] {
+        if let Some(toml::Value::Table(entries)) = table.get_mut(key) {
+            for (_, entry) in entries.iter_mut() {
+                if let toml::Value::Table(e) = entry {
+                    if let Some(d) = entry_defaults(kind, e) {
+                        e.retain(|k, v| k == "provider" || d.get(k) != Some(v));
+                    }
+                }
+            }
+        }
+    }
     toml::to_string(&sorted(table)).map_err(invalid)
+}
+
+#[derive(Clone, Copy)]
+enum Entry {
+    Database,
+    User,
+    Cluster,
+}
+
+/// An entry of `kind` with nothing set (a cluster: only its provider), as
+/// a table; None if that does not deserialize.
+fn entry_defaults(kind: Entry, entry: &toml::Table) -> Option<toml::Table> {
+    let mut bare = toml::Table::new();
+    fn round<T: serde::de::DeserializeOwned + serde::Serialize>(
+        t: toml::Table,
+    ) -> Option<toml::Table> {
+        let v: T = toml::Value::Table(t).try_into().ok()?;
+        toml::Table::try_from(v).ok()
+    }
+    match kind {
+        Entry::Database => round::<super::DatabaseConfig>(bare),
+        Entry::User => round::<super::UserConfig>(bare),
+        Entry::Cluster => {
+            bare.insert("provider".into(), entry.get("provider")?.clone());
+            round::<super::ClusterConfig>(bare)
+        }
+    }
 }
 
 /// Sorted at every depth: toml keeps insertion order when a crate in the
@@ -91,7 +135,15 @@ logfile = /var/log/pgbouncer/pgbouncer.log
             "unsupported settings named: {text}"
         );
         assert!(text.contains("[databases.app]"), "{text}");
-        // Only what differs from pgwolf's defaults.
+        // Only what differs from pgwolf's defaults, in entries too.
         assert!(!text.contains("server_check_delay"), "{text}");
+        let cluster = "[pgwolf]\n[clusters.main]\nprovider = \"patroni\"\n\
+                       patroni_urls = [\"http://h:8008\"]\n[pgbouncer]\nauth_type = trust\n";
+        let text = ini_to_toml(cluster, path).unwrap();
+        assert!(!text.contains("poll_interval"), "{text}");
+        assert!(text.contains("provider = \"patroni\""), "{text}");
+        let (from_ini, _) = pgbouncer_ini::from_ini_str(cluster, path).unwrap();
+        let back = super::super::from_toml_str(&text, Path::new("pgwolf.toml")).unwrap();
+        assert_eq!(back, from_ini, "{text}");
     }
 }
