@@ -409,7 +409,16 @@ impl App {
             for pool in &pools {
                 pool.maintain().await;
             }
-            self.history.lock().unwrap().tick(&pools);
+            let (period, log) = {
+                let cfg = self.config.load();
+                (cfg.stats_period, cfg.log_stats)
+            };
+            let done = self.history.lock().unwrap().tick(&pools, period);
+            if let (Some(averages), true) = (done, log) {
+                for (db, a) in &averages {
+                    tracing::info!("{}", crate::pool::history::History::log_line(db, a));
+                }
+            }
         }
     }
 }

@@ -212,3 +212,42 @@ async fn state_prepared_and_shutdown() {
         .expect("pgwolf exits after SHUTDOWN");
     assert!(status.success(), "{status:?}");
 }
+
+/// log_stats: one line per database each stats_period, PgBouncer's
+/// format; log_connections off: no line per login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_lines_every_period_and_no_login_lines_when_asked() {
+    let fx = Fixture::with(
+        FixtureOptions::new(PoolMode::Transaction, 2)
+            .setting("stats_period = \"1s\"")
+            .setting("log_connections = false"),
+    )
+    .await;
+    let c = fx.connect().await;
+    for _ in 0..20 {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let log = fx.proxy.log();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("stats: appdb:") && !l.contains(" 0 xacts/s"))
+        {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stats line with traffic:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        line.contains("queries/s") && line.contains("wait"),
+        "{line}"
+    );
+    assert!(
+        !fx.proxy.log().contains("client logged in"),
+        "log_connections = false still logged a login"
+    );
+}

@@ -160,6 +160,7 @@ pool_mode = transaction
 default_pool_size = 10
 max_client_conn = 500
 stats_period = 60
+log_pooler_errors = 1
 dns_zone_check_period = 0
 syslog_facility = daemon
 ";
@@ -176,7 +177,11 @@ fn check_accepts_pgbouncer_ini_and_names_unsupported_settings_once() {
         out.status
     );
     let all = format!("{stdout}\n{stderr}");
-    let unsupported = ["stats_period", "dns_zone_check_period", "syslog_facility"];
+    let unsupported = [
+        "log_pooler_errors",
+        "dns_zone_check_period",
+        "syslog_facility",
+    ];
     let lines: Vec<&str> = all
         .lines()
         .filter(|l| unsupported.iter().any(|k| l.contains(k)))
@@ -193,7 +198,12 @@ fn check_accepts_pgbouncer_ini_and_names_unsupported_settings_once() {
             lines[0]
         );
     }
-    for supported in ["max_client_conn", "default_pool_size", "pool_mode"] {
+    for supported in [
+        "max_client_conn",
+        "default_pool_size",
+        "pool_mode",
+        "stats_period",
+    ] {
         assert!(
             !lines[0].contains(supported),
             "supported {supported} listed as unsupported: {}",

@@ -233,7 +233,9 @@ where
             return None;
         }
     };
-    tracing::info!(%peer, %db, %user, ?mode, "client logged in");
+    if app.config.load().log_connections {
+        tracing::info!(%peer, %db, %user, ?mode, "client logged in");
+    }
     registration
         .slot
         .logged_in(info(Some(pool.clone()), &stream));

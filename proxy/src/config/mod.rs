@@ -119,6 +119,13 @@ pub struct Config {
     pub auth_type: AuthType,
     /// PgBouncer userlist.txt format: `"user" "password-or-md5-or-SCRAM-verifier"`.
     pub auth_file: Option<PathBuf>,
+    /// One log line per client login (and refused login at info).
+    pub log_connections: bool,
+    /// One log line per database with the last period's averages.
+    pub log_stats: bool,
+    /// The period of SHOW STATS's averages and of `log_stats`.
+    #[serde(with = "humantime_serde")]
+    pub stats_period: Duration,
     /// How often the auth file is read to see whether it changed; a change
     /// reloads as SIGHUP does. A mounted Kubernetes Secret changes under a
     /// running pooler and nobody sends it a signal. Zero: never.

@@ -26,15 +26,15 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
     "conffile", "disable_pqexec",
     "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
-    "listen_backlog", "log_connections", "log_disconnections", "log_pooler_errors",
-    "log_stats", "logfile", "login_notify_message", "max_db_client_connections",
+    "listen_backlog", "log_disconnections", "log_pooler_errors",
+    "logfile", "login_notify_message", "max_db_client_connections",
     "max_user_client_connections", "peer_id", "pidfile",
     "pkt_buf", "pool_idle_timeout", "query_wait_notify",
     "resolv_conf", "sbuf_loopcnt", "scram_iterations", "server_fast_close",
     "server_login_retry",
     "server_round_robin", "server_tls13_ciphers", "server_tls_ciphers",
     "service_name", "so_reuseport",
-    "stats_period", "suspend_timeout", "syslog", "syslog_facility",
+    "suspend_timeout", "syslog", "syslog_facility",
     "syslog_ident", "tcp_defer_accept", "tcp_socket_buffer",
     "unix_socket_dir",
     "unix_socket_group", "unix_socket_mode", "user", "verbose",
@@ -523,6 +523,9 @@ impl Import {
             // pgwolf applies and restores every startup parameter, so the
             // list of extra ones to track says nothing it needs.
             "track_extra_parameters" => {}
+            "log_connections" => cfg.log_connections = whole::<i64>(v)? != 0,
+            "log_stats" => cfg.log_stats = whole::<i64>(v)? != 0,
+            "stats_period" => cfg.stats_period = seconds(v)?,
             "admin_users" => cfg.admin_users = comma_list(v).map(String::from).collect(),
             "stats_users" => cfg.stats_users = comma_list(v).map(String::from).collect(),
             k if UNSUPPORTED_GLOBAL.contains(&k) => self.unsupported.global.push(k.to_string()),

@@ -53,9 +53,6 @@ fn averages(now: &Totals, then: &Totals, secs: f64) -> [u64; 7] {
     ]
 }
 
-/// The period the averages cover: two snapshots a `STATS_PERIOD` apart.
-pub const STATS_PERIOD: Duration = Duration::from_secs(60);
-
 /// Snapshots of the totals a period apart, for SHOW STATS's averages.
 pub struct History {
     /// (taken, totals): the snapshot before the last, and the last.
@@ -71,19 +68,36 @@ impl Default for History {
 }
 
 impl History {
-    /// Called every second with every pool; keeps a snapshot per period.
-    pub fn tick(&mut self, pools: &[Pool]) {
+    /// Called every second with every pool; keeps a snapshot per
+    /// `period` (`stats_period`). When a period has just completed, each
+    /// database's averages over it, for the log (`log_stats`).
+    pub fn tick(&mut self, pools: &[Pool], period: Duration) -> Option<Vec<(String, [u64; 7])>> {
         let last = self
             .snapshots
             .last()
             .map(|s| s.0)
             .unwrap_or_else(Instant::now);
-        if last.elapsed() >= STATS_PERIOD {
-            self.snapshots.push((Instant::now(), totals(pools)));
-            if self.snapshots.len() > 2 {
-                self.snapshots.remove(0);
-            }
+        if last.elapsed() < period {
+            return None;
         }
+        self.snapshots.push((Instant::now(), totals(pools)));
+        if self.snapshots.len() > 2 {
+            self.snapshots.remove(0);
+        }
+        let now = &self.snapshots.last()?.1;
+        Some(
+            now.iter()
+                .map(|(db, t)| (db.clone(), self.window(db, t)))
+                .collect(),
+        )
+    }
+
+    /// PgBouncer's periodic stats line, for one database's averages.
+    pub fn log_line(db: &str, a: &[u64; 7]) -> String {
+        format!(
+            "stats: {db}: {} xacts/s, {} queries/s, in {} B/s, out {} B/s, xact {} us, query {} us, wait {} us",
+            a[0], a[1], a[2], a[3], a[4], a[5], a[6]
+        )
     }
 
     /// `db`'s averages over the last completed period (SHOW STATS).
