@@ -233,17 +233,15 @@ async fn switchover_through_pgwolf_costs_twenty_clients_no_error() {
     let old = ha.leader().expect("a leader");
     let admin = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, "pgwolf").await;
     let started = Instant::now();
-    let rows = within(90, "SWITCHOVER", admin.simple_query("SWITCHOVER ha"))
-        .await
-        .expect("SWITCHOVER through the admin console");
+    let new = within(
+        90,
+        "SWITCHOVER",
+        pgwolf_tests::clients::simple_value(&admin, "SWITCHOVER ha"),
+    )
+    .await
+    .expect("SWITCHOVER through the admin console")
+    .expect("the new primary's name");
     let took = started.elapsed();
-    let new = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("the new primary's name");
     assert_ne!(new, old);
     assert!(wait_for_write_after(&log, Instant::now(), Duration::from_secs(20)).is_some());
     ha.wait_ready(Duration::from_secs(60));

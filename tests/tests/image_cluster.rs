@@ -452,21 +452,15 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
         .await
         .expect("pgwolf's admin console over TLS");
     let started = Instant::now();
-    let rows = tokio::time::timeout(
+    let new = tokio::time::timeout(
         Duration::from_secs(90),
-        console.simple_query("SWITCHOVER main"),
+        pgwolf_tests::clients::simple_value(&console, "SWITCHOVER main"),
     )
     .await
     .expect("SWITCHOVER within 90 s")
-    .unwrap_or_else(|e| panic!("SWITCHOVER: {e}\n{}", lab.logs()));
+    .unwrap_or_else(|e| panic!("SWITCHOVER: {e}\n{}", lab.logs()))
+    .expect("the new primary's name");
     let took = started.elapsed();
-    let new = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("the new primary's name");
     assert_ne!(new, leader);
     let at_switch = log.acked.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
