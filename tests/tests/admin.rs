@@ -214,13 +214,15 @@ async fn state_prepared_and_shutdown() {
 }
 
 /// log_stats: one line per database each stats_period, PgBouncer's
-/// format; log_connections off: no line per login.
+/// format; log_connections and log_disconnections off: no line per login
+/// or per client leaving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_lines_every_period_and_no_login_lines_when_asked() {
     let fx = Fixture::with(
         FixtureOptions::new(PoolMode::Transaction, 2)
             .setting("stats_period = \"1s\"")
-            .setting("log_connections = false"),
+            .setting("log_connections = false")
+            .setting("log_disconnections = false"),
     )
     .await;
     let c = fx.connect().await;
@@ -249,5 +251,11 @@ async fn stats_lines_every_period_and_no_login_lines_when_asked() {
     assert!(
         !fx.proxy.log().contains("client logged in"),
         "log_connections = false still logged a login"
+    );
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !fx.proxy.log().contains("client disconnected"),
+        "log_disconnections = false still logged a client leaving"
     );
 }

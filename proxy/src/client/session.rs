@@ -131,7 +131,11 @@ impl Session {
     /// async fn stores a by-value argument twice (as the captured argument
     /// and as its local), and this one is a third of an idle client.
     pub async fn run(&mut self) {
-        match self.run_loop().await {
+        let ended = self.run_loop().await;
+        if !self.app.config.load().log_disconnections {
+            return;
+        }
+        match ended {
             Ok(()) => {
                 tracing::info!(peer = %self.peer(), db = %self.db(), user = %self.user(), "client disconnected")
             }

@@ -35,6 +35,7 @@ impl Default for Config {
             auth_file: None,
             auth_file_reload_interval: Duration::from_secs(10),
             log_connections: true,
+            log_disconnections: true,
             log_stats: true,
             stats_period: Duration::from_secs(60),
             auth_hba_file: None,

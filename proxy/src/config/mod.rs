@@ -121,6 +121,9 @@ pub struct Config {
     pub auth_file: Option<PathBuf>,
     /// One log line per client login (and refused login at info).
     pub log_connections: bool,
+    /// One log line per client that leaves (with the error, if one ended
+    /// it).
+    pub log_disconnections: bool,
     /// One log line per database with the last period's averages.
     pub log_stats: bool,
     /// The period of SHOW STATS's averages and of `log_stats`.

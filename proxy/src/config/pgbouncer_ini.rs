@@ -26,7 +26,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
     "conffile", "disable_pqexec",
     "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
-    "listen_backlog", "log_disconnections", "log_pooler_errors",
+    "listen_backlog", "log_pooler_errors",
     "logfile", "login_notify_message", "max_db_client_connections",
     "max_user_client_connections", "peer_id", "pidfile",
     "pkt_buf", "pool_idle_timeout", "query_wait_notify",
@@ -524,6 +524,7 @@ impl Import {
             // list of extra ones to track says nothing it needs.
             "track_extra_parameters" => {}
             "log_connections" => cfg.log_connections = whole::<i64>(v)? != 0,
+            "log_disconnections" => cfg.log_disconnections = whole::<i64>(v)? != 0,
             "log_stats" => cfg.log_stats = whole::<i64>(v)? != 0,
             "stats_period" => cfg.stats_period = seconds(v)?,
             "admin_users" => cfg.admin_users = comma_list(v).map(String::from).collect(),
