@@ -7,6 +7,7 @@
 mod cluster;
 mod convert;
 mod defaults;
+mod ini_pgwolf;
 mod load;
 mod pgbouncer_ini;
 mod tls_versions;
