@@ -226,7 +226,7 @@ impl HaCluster {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
             .expect("chmod post_bootstrap.sh");
         if let Some(r) = &opts.rendered {
-            rendered_files(base, r);
+            rendered::write_files(base, r);
         }
         give_to_server_user(base);
 
@@ -271,7 +271,7 @@ impl HaCluster {
             .unwrap_or_default();
         for m in &cluster.members {
             let yaml = match &opts.rendered {
-                Some(r) => local_yaml(r, &m.info, cluster.etcd_addr, cluster.base()),
+                Some(r) => rendered::local_yaml(r, &m.info, cluster.etcd_addr, cluster.base()),
                 None => config::member_yaml(&config::MemberConfig {
                     scope: &cluster.scope,
                     member: &m.info,
@@ -535,43 +535,6 @@ impl HaCluster {
         out
     }
 
-    /// A rendered cluster has no post-bootstrap script: once a leader
-    /// takes writes, run the harness's one as the superuser, over TLS as
-    /// anything from outside a pod must.
-    fn make_app_user(&self, r: &rendered::Rendered, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        let script = self.base().join("conf").join("post_bootstrap.sh");
-        loop {
-            self.check_patroni_alive();
-            let leader = self.members.iter().find(|m| {
-                http::get_at(m.info.rest(), "/primary", Duration::from_secs(2))
-                    .is_ok_and(|r| r.status == 200)
-            });
-            let tried = leader.map(|m| {
-                let conn = format!(
-                    "host={} port={} user={HA_SUPERUSER} dbname=postgres sslmode=require",
-                    m.info.host, m.info.pg_port
-                );
-                let mut cmd = std::process::Command::new(&script);
-                cmd.arg(conn).env("PGPASSWORD", &r.superuser_password);
-                crate::tools::run_bounded(&mut cmd, Duration::from_secs(30))
-            });
-            match tried {
-                Some(out) if out.status.success() => return,
-                Some(out) if Instant::now() >= deadline => panic!(
-                    "creating {HA_APP_USER} on the rendered cluster failed: {}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log_tails(30)
-                ),
-                None if Instant::now() >= deadline => panic!(
-                    "no leader of the rendered cluster within {limit:?}\n{}",
-                    self.log_tails(30)
-                ),
-                _ => std::thread::sleep(POLL * 5),
-            }
-        }
-    }
-
     fn base(&self) -> &Path {
         self.dir.path()
     }
@@ -639,57 +602,6 @@ impl Drop for HaCluster {
             let _ = reaper.kill();
             let _ = reaper.wait();
         }
-    }
-}
-
-/// The pod's directories under `base`: certificates in `pod/`, data,
-/// sockets and pgpass where the harness keeps them for every cluster.
-fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
-    use pgwolf_controller::resources::patroni_config as pc;
-    vec![
-        (pc::DATA_DIR, base.join("data").join(name)),
-        (pc::PGPASS, base.join("run").join(format!("pgpass.{name}"))),
-        (pc::SOCKET_DIR, base.join("run").join(name)),
-        (pc::TLS_MOUNT, base.join("pod/tls")),
-        (pc::TLS_CA_MOUNT, base.join("pod/tlsca")),
-    ]
-}
-
-fn local_yaml(
-    r: &rendered::Rendered,
-    m: &MemberInfo,
-    etcd: std::net::SocketAddr,
-    base: &Path,
-) -> String {
-    rendered::localize(
-        &r.patroni_yml,
-        &rendered::Site {
-            name: &m.name,
-            etcd: &[etcd.to_string()],
-            host: &m.host,
-            pg_port: m.pg_port,
-            rest_port: m.rest_port,
-            listen_on_host: true,
-            paths: &pod_paths(base, &m.name),
-        },
-    )
-}
-
-/// The Secrets' files where [`pod_paths`] puts them; the key readable by
-/// its owner only, as PostgreSQL demands of a key it owns.
-fn rendered_files(base: &Path, r: &rendered::Rendered) {
-    for (pod_path, bytes) in &r.files {
-        let path = base.join("pod").join(pod_path.trim_start_matches('/'));
-        std::fs::create_dir_all(path.parent().expect("a file in a directory"))
-            .expect("create pod dir");
-        std::fs::write(&path, bytes).expect("write a Secret's file");
-        let mode = if pod_path.ends_with(".key") {
-            0o600
-        } else {
-            0o644
-        };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .expect("chmod a Secret's file");
     }
 }
 

@@ -4,11 +4,14 @@
 //! and a Patroni started here, so a setting Patroni or PostgreSQL refuses
 //! fails a test rather than a user's first `kubectl apply`.
 
+use super::{http, MemberInfo, HA_APP_USER, HA_SUPERUSER, POLL};
 use pgwolf_controller::api::PostgresCluster;
 use pgwolf_controller::resources::{self, patroni_config, Child};
 use pgwolf_controller::secrets::Credentials;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What the controller renders for one cluster, as the pods get it.
 #[derive(Clone)]
@@ -206,6 +209,96 @@ fn move_paths(v: &mut Value, paths: &[(&str, PathBuf)]) {
         Value::Array(items) => items.iter_mut().for_each(|i| move_paths(i, paths)),
         Value::Object(map) => map.values_mut().for_each(|i| move_paths(i, paths)),
         _ => {}
+    }
+}
+
+/// The pod's directories under `base`: certificates in `pod/`, data,
+/// sockets and pgpass where the harness keeps them for every cluster.
+fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
+    use pgwolf_controller::resources::patroni_config as pc;
+    vec![
+        (pc::DATA_DIR, base.join("data").join(name)),
+        (pc::PGPASS, base.join("run").join(format!("pgpass.{name}"))),
+        (pc::SOCKET_DIR, base.join("run").join(name)),
+        (pc::TLS_MOUNT, base.join("pod/tls")),
+        (pc::TLS_CA_MOUNT, base.join("pod/tlsca")),
+    ]
+}
+
+pub(super) fn local_yaml(
+    r: &Rendered,
+    m: &MemberInfo,
+    etcd: std::net::SocketAddr,
+    base: &Path,
+) -> String {
+    localize(
+        &r.patroni_yml,
+        &Site {
+            name: &m.name,
+            etcd: &[etcd.to_string()],
+            host: &m.host,
+            pg_port: m.pg_port,
+            rest_port: m.rest_port,
+            listen_on_host: true,
+            paths: &pod_paths(base, &m.name),
+        },
+    )
+}
+
+/// The Secrets' files where [`pod_paths`] puts them (the harness); the key readable by
+/// its owner only, as PostgreSQL demands of a key it owns.
+pub(super) fn write_files(base: &Path, r: &Rendered) {
+    for (pod_path, bytes) in &r.files {
+        let path = base.join("pod").join(pod_path.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().expect("a file in a directory"))
+            .expect("create pod dir");
+        std::fs::write(&path, bytes).expect("write a Secret's file");
+        let mode = if pod_path.ends_with(".key") {
+            0o600
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod a Secret's file");
+    }
+}
+
+impl super::HaCluster {
+    /// A rendered cluster has no post-bootstrap script: once a leader
+    /// takes writes, run the harness's one as the superuser, over TLS as
+    /// anything from outside a pod must.
+    pub(super) fn make_app_user(&self, r: &Rendered, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let script = self.base().join("conf").join("post_bootstrap.sh");
+        loop {
+            self.check_patroni_alive();
+            let leader = self.members.iter().find(|m| {
+                http::get_at(m.info.rest(), "/primary", Duration::from_secs(2))
+                    .is_ok_and(|r| r.status == 200)
+            });
+            let tried = leader.map(|m| {
+                let conn = format!(
+                    "host={} port={} user={HA_SUPERUSER} dbname=postgres sslmode=require",
+                    m.info.host, m.info.pg_port
+                );
+                let mut cmd = std::process::Command::new(&script);
+                cmd.arg(conn).env("PGPASSWORD", &r.superuser_password);
+                crate::tools::run_bounded(&mut cmd, Duration::from_secs(30))
+            });
+            match tried {
+                Some(out) if out.status.success() => return,
+                Some(out) if Instant::now() >= deadline => panic!(
+                    "creating {HA_APP_USER} on the rendered cluster failed: {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log_tails(30)
+                ),
+                None if Instant::now() >= deadline => panic!(
+                    "no leader of the rendered cluster within {limit:?}\n{}",
+                    self.log_tails(30)
+                ),
+                _ => std::thread::sleep(POLL * 5),
+            }
+        }
     }
 }
 
