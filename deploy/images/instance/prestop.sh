@@ -6,8 +6,10 @@
 # be a failover that clients see as errors. Past the bound, or on a
 # replica, the pod stops at once.
 limit=${1:-60}
-end=$(($(date +%s) + limit))
-while [ "$(date +%s)" -lt "$end" ]; do
+# Counted in whole sleeps, not read off the clock: `date +%s` has whole
+# seconds, so "until now + limit" could end almost a second early.
+waited=0
+while [ "$waited" -lt "$limit" ]; do
     # 200 from /primary: this member leads. Anything else (a replica, no
     # answer) lets the pod go.
     python3 -c '
@@ -18,5 +20,6 @@ except Exception:
     sys.exit(1)
 ' || exit 0
     sleep 1
+    waited=$((waited + 1))
 done
 exit 0
