@@ -11,8 +11,10 @@
 //! over, and not one error.
 
 use pgwolf_controller::postgres::{connect, roles};
-use pgwolf_controller::resources::{self, Child};
-use pgwolf_tests::ha::rendered::{localize, test_cluster, Rendered, Site};
+use pgwolf_controller::resources;
+use pgwolf_tests::ha::rendered::{
+    config_map_entry, localize, secret_entry, test_cluster, Rendered, Site,
+};
 use pgwolf_tests::tools::run_bounded;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -156,30 +158,6 @@ fn wait_for_cluster(lab: &Lab, urls: &[String], limit: Duration) -> String {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn rendered_config_map(objects: &[Child], name: &str, key: &str) -> String {
-    objects
-        .iter()
-        .find_map(|o| match o {
-            Child::ConfigMap(c) if c.metadata.name.as_deref() == Some(name) => {
-                c.data.as_ref()?.get(key).cloned()
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no ConfigMap {name} with {key}"))
-}
-
-fn rendered_secret(objects: &[Child], name: &str, key: &str) -> Vec<u8> {
-    objects
-        .iter()
-        .find_map(|o| match o {
-            Child::Secret(s) if s.metadata.name.as_deref() == Some(name) => {
-                s.data.as_ref()?.get(key).map(|b| b.0.clone())
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no Secret {name} with {key}"))
 }
 
 #[derive(Default)]
@@ -356,7 +334,7 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
         .expect("spec.users");
 
     // pgwolf with the controller's pgwolf.toml, its auth file and TLS.
-    let toml_text = rendered_config_map(&objects, "main-pooler", "pgwolf.toml");
+    let toml_text = config_map_entry(&objects, "main-pooler", "pgwolf.toml");
     let mut config: toml::Table = toml_text.parse().expect("the rendered pgwolf.toml");
     let mut cluster_entry = toml::Table::new();
     cluster_entry.insert("provider".into(), "patroni".into());
@@ -376,7 +354,7 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
         0o644,
         None,
     );
-    let auth = rendered_secret(&objects, "main-pooler-credentials", "userlist.txt");
+    let auth = secret_entry(&objects, "main-pooler-credentials", "userlist.txt");
     write(
         &pooler_dir.join("auth/userlist.txt"),
         &auth,
@@ -389,8 +367,8 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
         0o644,
         None,
     );
-    let cert = rendered_secret(&objects, "main-tls", "tls.crt");
-    let key = rendered_secret(&objects, "main-tls", "tls.key");
+    let cert = secret_entry(&objects, "main-tls", "tls.crt");
+    let key = secret_entry(&objects, "main-tls", "tls.key");
     write(&pooler_dir.join("tls/tls.crt"), &cert, 0o644, None);
     write(&pooler_dir.join("tls/tls.key"), &key, 0o600, readable);
     lab.run(

@@ -77,36 +77,45 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
+/// The text under `key` of the rendered ConfigMap `name`.
+pub fn config_map_entry(objects: &[Child], name: &str, key: &str) -> String {
+    objects
+        .iter()
+        .find_map(|o| match o {
+            Child::ConfigMap(c) if c.metadata.name.as_deref() == Some(name) => {
+                c.data.as_ref()?.get(key).cloned()
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no rendered ConfigMap {name} with {key}"))
+}
+
+/// The bytes under `key` of the rendered Secret `name`.
+pub fn secret_entry(objects: &[Child], name: &str, key: &str) -> Vec<u8> {
+    objects
+        .iter()
+        .find_map(|o| match o {
+            Child::Secret(s) if s.metadata.name.as_deref() == Some(name) => {
+                s.data.as_ref()?.get(key).map(|b| b.0.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no rendered Secret {name} with {key}"))
+}
+
 impl Rendered {
     /// Renders `cluster` with `credentials` as a reconcile would and picks
     /// out what an instance pod runs from.
     pub fn new(cluster: &PostgresCluster, credentials: &Credentials) -> Rendered {
         let objects = resources::desired(cluster, credentials).expect("render the cluster");
         let name = cluster.metadata.name.clone().expect("a named cluster");
-        let config_map = format!("{name}-patroni");
-        let patroni_yml = objects
-            .iter()
-            .find_map(|o| match o {
-                Child::ConfigMap(c) if c.metadata.name.as_deref() == Some(&config_map) => {
-                    c.data.as_ref()?.get(patroni_config::CONFIG_FILE).cloned()
-                }
-                _ => None,
-            })
-            .expect("the rendered cluster has its patroni.yml");
-        let secret = |name: &str| {
-            objects.iter().find_map(|o| match o {
-                Child::Secret(s) if s.metadata.name.as_deref() == Some(name) => Some(s.clone()),
-                _ => None,
-            })
-        };
-        let tls = secret(&format!("{name}-tls")).expect("the issued certificate's Secret");
-        let key = |k: &str| {
-            tls.data
-                .as_ref()
-                .and_then(|d| d.get(k))
-                .map(|b| b.0.clone())
-                .unwrap_or_else(|| panic!("{name}-tls has no {k}"))
-        };
+        let patroni_yml = config_map_entry(
+            &objects,
+            &format!("{name}-patroni"),
+            patroni_config::CONFIG_FILE,
+        );
+        let tls = format!("{name}-tls");
+        let key = |k: &str| secret_entry(&objects, &tls, k);
         let files = vec![
             (
                 format!("{}/tls.crt", patroni_config::TLS_MOUNT),
