@@ -9,6 +9,7 @@
 //!   connections (sans-I/O, driven by the client pump).
 //! - [`config`]: typed settings, TOML and PgBouncer-ini loading, validation.
 //! - [`sockopt`]: TCP keepalive and user timeout on every connection.
+//! - [`net`]: TCP or Unix socket: addresses and accepted sockets.
 //! - [`auth`]: credential sources (auth file, HBA file); never logs secrets.
 //! - [`tls`]: rustls on both sides, built from the config.
 //! - [`server`]: one server connection: connect, log in, own queries.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod control;
 pub mod http;
 pub mod listener;
+pub mod net;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;

@@ -203,7 +203,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let tls = pgwolf::tls::TlsSetup::load(&loaded.config)?;
     let rt = runtime(loaded.config.worker_threads)?;
     rt.block_on(async move {
-        let listeners = listener::bind(&loaded.config.listen).await?;
+        let listeners = listener::bind(&loaded.config).await?;
         let slots = Arc::new(ClientSlots::new(loaded.config.max_client_conn));
         let http = match loaded.config.http_listen.as_str() {
             "" => None,

@@ -11,7 +11,7 @@ const LAYERS: &[&str] = &[
     // Sans-I/O: bytes in, bytes out.
     "protocol", "prepared",
     // What the user asked for, and the socket options it implies.
-    "config", "sockopt", // Where secrets come from, and TLS.
+    "config", "sockopt", "net", // Where secrets come from, and TLS.
     "auth", "tls", // One server connection; the members of a cluster; pools of them.
     "server", "topology", "pool",
     // Every connected client (cancel, kill, SHOW CLIENTS), then the state

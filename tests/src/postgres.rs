@@ -185,6 +185,11 @@ impl PgServer {
             .map_or("127.0.0.1".to_string(), |h| h.addr.to_string())
     }
 
+    /// The directory of the server's Unix socket (`.s.PGSQL.<port>`).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
     /// The cluster's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

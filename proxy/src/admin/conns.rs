@@ -8,6 +8,7 @@
 use super::rows::{self, INT4, TEXT};
 use crate::app::App;
 use crate::control;
+use crate::net::Endpoint;
 use crate::pool::Pool;
 use crate::registry::{self, ClientSlot};
 use bytes::BytesMut;
@@ -53,8 +54,8 @@ struct Row {
     user: String,
     db: String,
     state: &'static str,
-    addr: std::net::SocketAddr,
-    local: std::net::SocketAddr,
+    addr: Endpoint,
+    local: Endpoint,
     connected: SystemTime,
     request: SystemTime,
     wait: Duration,
@@ -77,9 +78,9 @@ fn write(out: &mut BytesMut, rows_: &[Row]) {
                 s(&r.user),
                 s(&r.db),
                 s(&r.state),
-                s(&r.addr.ip()),
+                Some(r.addr.host_text()),
                 s(&r.addr.port()),
-                s(&r.local.ip()),
+                Some(r.local.host_text()),
                 s(&r.local.port()),
                 Some(timestamp(r.connected)),
                 Some(timestamp(r.request)),
@@ -111,8 +112,8 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             user: info.user.clone(),
             db: info.db.clone(),
             state: if a.waiting { "waiting" } else { "active" },
-            addr: info.peer,
-            local: info.local,
+            addr: info.peer.clone(),
+            local: info.local.clone(),
             connected: info.connected,
             request: a.request.map_or(info.connected, wall),
             wait,
@@ -140,8 +141,8 @@ pub fn servers(app: &App, out: &mut BytesMut) {
             user: pool.key().user.clone(),
             db: pool.key().db.clone(),
             state: "active",
-            addr: s.addr,
-            local: s.local,
+            addr: s.addr.clone(),
+            local: s.local.clone(),
             connected: wall(s.created),
             request: slot.activity().request.map_or(wall(s.created), wall),
             wait: Duration::ZERO,
@@ -164,7 +165,7 @@ pub fn servers(app: &App, out: &mut BytesMut) {
                 db: pool.key().db.clone(),
                 state: "idle",
                 addr: c.addr,
-                local: c.local,
+                local: c.local.clone(),
                 connected: wall(c.created),
                 request: wall(c.last_used),
                 wait: Duration::ZERO,

@@ -3,11 +3,11 @@
 //! The first line matching connection type, database, user and address
 //! decides; no match refuses the connection, as PostgreSQL does.
 //!
-//! Lines: `host`, `hostssl`, `hostnossl` (and `local`, accepted but never
-//! matched: pgwolf has no Unix socket). Databases and users: names, quoted
+//! Lines: `host`, `hostssl`, `hostnossl` (TCP), `local` (pgwolf's Unix
+//! socket, `unix_socket_dir`). Databases and users: names, quoted
 //! names, comma lists, `all`; `sameuser` for databases. Addresses: CIDR,
 //! address plus mask, `all`. Methods: trust, reject, scram-sha-256, md5,
-//! password, cert. One option: `clientcert=verify-ca|verify-full` on a
+//! password, cert, and peer on `local` lines. One option: `clientcert=verify-ca|verify-full` on a
 //! `hostssl` line, which also demands a client certificate (verified
 //! against `client_tls_ca_file`; verify-full: its CN is the user). Any
 //! other option is an error, not ignored: a line that looks stricter than
@@ -93,7 +93,8 @@ pub enum HbaError {
 pub struct Attempt<'a> {
     pub db: &'a str,
     pub user: &'a str,
-    pub ip: IpAddr,
+    /// The client's address; None for a Unix socket (`local` lines).
+    pub ip: Option<IpAddr>,
     pub tls: bool,
 }
 
@@ -138,11 +139,12 @@ impl Hba {
 
 impl Rule {
     fn matches(&self, a: Attempt<'_>) -> bool {
-        let conn = match self.conn {
-            Conn::Local => false,
-            Conn::Host => true,
-            Conn::HostSsl => a.tls,
-            Conn::HostNoSsl => !a.tls,
+        let conn = match (self.conn, a.ip) {
+            (Conn::Local, ip) => ip.is_none(),
+            (_, None) => false,
+            (Conn::Host, _) => true,
+            (Conn::HostSsl, _) => a.tls,
+            (Conn::HostNoSsl, _) => !a.tls,
         };
         let db = self.databases.iter().any(|n| match n {
             Name::All => true,
@@ -154,7 +156,7 @@ impl Rule {
             Name::SameUser => false,
             Name::Is(u) => u == a.user,
         });
-        conn && db && user && self.addr.contains(a.ip)
+        conn && db && user && a.ip.is_none_or(|ip| self.addr.contains(ip))
     }
 }
 
@@ -289,9 +291,14 @@ fn parse_rule(line: usize, fields: &[Field]) -> Result<Rule, String> {
         "md5" => Method::Auth(AuthType::Md5),
         "password" => Method::Auth(AuthType::Plain),
         "cert" => Method::Cert,
+        // As PostgreSQL: the kernel names the peer only on a socket.
+        "peer" if conn != Conn::Local => {
+            return Err("peer authentication is only supported on local sockets".into())
+        }
+        "peer" => Method::Auth(AuthType::Peer),
         other => {
             return Err(format!(
-            "method `{other}` is not supported (trust, reject, scram-sha-256, md5, password, cert)"
+            "method `{other}` is not supported (trust, reject, scram-sha-256, md5, password, cert, peer)"
         ))
         }
     };
@@ -410,13 +417,30 @@ mod tests {
         Attempt {
             db,
             user,
-            ip: ip.parse().unwrap(),
+            ip: Some(ip.parse().unwrap()),
             tls: false,
         }
     }
 
     fn err(text: &str) -> String {
         Hba::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn local_lines_match_only_the_socket() {
+        let hba =
+            Hba::parse("local app all peer\nlocal all all scram-sha-256\nhost all all all trust\n")
+                .unwrap();
+        let unix = |db| Attempt {
+            ip: None,
+            ..at(db, "u", "127.0.0.1")
+        };
+        let m = |a| hba.method(a);
+        assert_eq!(m(unix("app")), Some((Method::Auth(AuthType::Peer), 1)));
+        assert_eq!(m(unix("x")), Some((Method::Auth(AuthType::ScramSha256), 2)));
+        let tcp = at("app", "u", "127.0.0.1");
+        assert_eq!(m(tcp), Some((Method::Auth(AuthType::Trust), 3)));
+        assert!(err("host all all all peer\n").contains("only supported on local sockets"));
     }
 
     #[test]

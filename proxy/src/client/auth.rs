@@ -45,12 +45,20 @@ pub async fn authenticate(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ClientError::CertFailed(user.to_string()));
     }
+    if method == AuthType::Peer {
+        if peer_is(stream, user) {
+            return Ok(());
+        }
+        app.auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ClientError::PeerFailed(user.to_string()));
+    }
     if secret.is_none() && method != AuthType::Trust {
         secret = super::auth_query::secret_for(app, user, db).await;
     }
     let ok = match method {
         // Resolved above; an HBA line never names "hba".
-        AuthType::Hba | AuthType::Cert => false,
+        AuthType::Hba | AuthType::Cert | AuthType::Peer => false,
         AuthType::Trust => cfg.auth_file.is_none() || secret.is_some(),
         AuthType::Plain => cleartext(app, stream, buf, user, secret.as_ref()).await?,
         AuthType::Md5 => match &secret {
@@ -86,11 +94,10 @@ fn hba_method(
     db: &str,
 ) -> Result<AuthType, ClientError> {
     use crate::auth::hba::{Attempt, ClientCert, Method};
-    let ip = stream
-        .tcp()
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let ip = stream.tcp().map(|t| {
+        t.peer_addr()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
+    });
     let attempt = Attempt {
         db,
         user,
@@ -102,7 +109,9 @@ fn hba_method(
     } else {
         "no encryption"
     };
-    let about = format!("host \"{ip}\", user \"{user}\", database \"{db}\", {encryption}");
+    // PostgreSQL's wording: a socket client is "[local]".
+    let host = ip.map_or_else(|| "[local]".to_string(), |ip| format!("host \"{ip}\""));
+    let about = format!("{host}, user \"{user}\", database \"{db}\", {encryption}");
     let decision = auth.hba.as_ref().and_then(|h| h.decide(attempt));
     if let Some((_, line, required)) = decision {
         // As PostgreSQL: the certificate is checked before the method runs.
@@ -112,14 +121,14 @@ fn hba_method(
             ClientCert::VerifyFull => certificate_names(stream, user),
         };
         if !ok {
-            tracing::info!(line, %ip, user, db, "auth_hba_file: clientcert not satisfied");
+            tracing::info!(line, %host, user, db, "auth_hba_file: clientcert not satisfied");
             return Err(ClientError::CertFailed(user.to_string()));
         }
     }
     match decision.map(|(m, line, _)| (m, line)) {
         Some((Method::Auth(t), _)) => Ok(t),
         Some((Method::Reject, line)) => {
-            tracing::info!(line, %ip, user, db, "auth_hba_file rejects the connection");
+            tracing::info!(line, %host, user, db, "auth_hba_file rejects the connection");
             Err(ClientError::HbaRefused(format!(
                 "pg_hba.conf rejects connection for {about}"
             )))
@@ -129,6 +138,41 @@ fn hba_method(
             "no pg_hba.conf entry for {about}"
         ))),
     }
+}
+
+/// auth_type = peer: the OS user at the other end of pgwolf's Unix socket
+/// (SO_PEERCRED) is `user`. Logged when not, as PostgreSQL does, with
+/// both names (neither is a secret).
+fn peer_is(stream: &Stream, user: &str) -> bool {
+    let Some(uid) = stream.peer_uid() else {
+        tracing::info!(
+            user,
+            "peer authentication refused: not a Unix socket connection"
+        );
+        return false;
+    };
+    let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        Ok(None) => {
+            tracing::info!(
+                uid,
+                user,
+                "peer authentication: no OS user has the peer's uid"
+            );
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(uid, user, error = %e, "peer authentication: cannot look up the peer's uid");
+            return false;
+        }
+    };
+    if name != user {
+        tracing::info!(
+            os_user = %name, user,
+            "peer authentication: the OS user and the requested user differ"
+        );
+    }
+    name == user
 }
 
 async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, ClientError> {

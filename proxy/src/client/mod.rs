@@ -11,6 +11,7 @@ mod session;
 mod startup;
 
 use crate::app::App;
+use crate::net::{Endpoint, Socket};
 use crate::pool::PoolError;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::frame::FrameError;
@@ -20,10 +21,9 @@ use crate::server::params::{tracked_index, ParamSet};
 use crate::tls::Stream;
 use bytes::BytesMut;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Startup parameters handled by the proxy itself rather than passed on.
@@ -66,6 +66,10 @@ pub enum ClientError {
     /// auth_type = cert: no certificate, or its CommonName is another user.
     #[error("certificate authentication failed for user \"{0}\"")]
     CertFailed(String),
+    /// auth_type = peer: the socket's OS user is another, or the client
+    /// came over TCP (PostgreSQL's message).
+    #[error("Peer authentication failed for user \"{0}\"")]
+    PeerFailed(String),
     #[error("user \"{0}\" is not allowed on the admin console (admin_users, stats_users)")]
     NotAdmin(String),
     #[error(transparent)]
@@ -78,7 +82,9 @@ impl ClientError {
         match self {
             ClientError::AuthFailed(_) => "28P01",
             ClientError::HbaRefused(_) => "28000",
-            ClientError::TlsRequired | ClientError::CertFailed(_) => "28000",
+            ClientError::TlsRequired | ClientError::CertFailed(_) | ClientError::PeerFailed(_) => {
+                "28000"
+            }
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedParameter(_) => "08P01",
             ClientError::IdentityParameter(_) => "0A000",
@@ -134,24 +140,26 @@ pub enum Access {
 /// end by `console`).
 pub async fn establish<C>(
     app: Arc<App>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    socket: Socket,
+    peer: Endpoint,
     console: C,
 ) -> Option<session::Session>
 where
     C: FnOnce(Box<Console>) -> Pin<Box<dyn Future<Output = ()> + Send>>,
 {
-    let _ = tcp.set_nodelay(true);
-    let tcp_options = crate::sockopt::TcpOptions::from_config(&app.config.load());
-    if let Err(e) = tcp_options.apply(&tcp) {
-        tracing::debug!(%peer, error = %e, "client socket: tcp_* settings not applied");
+    if let Socket::Tcp(tcp) = &socket {
+        let _ = tcp.set_nodelay(true);
+        let tcp_options = crate::sockopt::TcpOptions::from_config(&app.config.load());
+        if let Err(e) = tcp_options.apply(tcp) {
+            tracing::debug!(%peer, error = %e, "client socket: tcp_* settings not applied");
+        }
     }
     let connected = std::time::SystemTime::now();
     // One deadline for the opening (TLS, startup packet) and the login
     // after it: client_login_timeout bounds the whole, not each part.
     let deadline = tokio::time::Instant::now() + app.config.load().client_login_timeout;
     let mut buf = BytesMut::with_capacity(1024);
-    let (mut stream, first) = Box::pin(open(&app, tcp, &mut buf, deadline, peer)).await?;
+    let (mut stream, first) = Box::pin(open(&app, socket, &mut buf, deadline, &peer)).await?;
     let params = match first {
         startup::First::Cancel { pid, secret } => {
             let timeout = app.config.load().server_connect_timeout;
@@ -171,8 +179,12 @@ where
         pool,
         user: user.clone(),
         db: db.clone(),
-        peer,
-        local: stream.tcp().local_addr().unwrap_or(peer),
+        peer: peer.clone(),
+        // A Unix client's end has no name: both columns show the socket.
+        local: stream
+            .tcp()
+            .and_then(|t| t.local_addr().ok())
+            .map_or_else(|| peer.clone(), Endpoint::Tcp),
         tls: stream.describe(),
         connected,
         application_name: params
@@ -267,6 +279,7 @@ async fn delay_refusal(app: &App, e: &ClientError) {
         e,
         ClientError::AuthFailed(_)
             | ClientError::CertFailed(_)
+            | ClientError::PeerFailed(_)
             | ClientError::HbaRefused(_)
             | ClientError::NotAdmin(_)
     );
@@ -285,50 +298,81 @@ async fn refuse(stream: &mut (impl AsyncWrite + Unpin + Send), e: &ClientError) 
 /// when the client left or was refused (and told why, where TLS allows).
 async fn open(
     app: &App,
-    mut tcp: TcpStream,
+    socket: Socket,
     buf: &mut BytesMut,
     deadline: tokio::time::Instant,
-    peer: SocketAddr,
+    peer: &Endpoint,
 ) -> Option<(Stream, startup::First)> {
+    let mut tcp = match socket {
+        // No TLS on a socket (PostgreSQL answers SSLRequest 'N' there), so
+        // client_tls_sslmode does not apply, as in PgBouncer.
+        Socket::Unix(mut unix) => {
+            let first = plaintext_opening(&mut unix, buf, deadline, peer, false).await?;
+            return match first {
+                startup::Opening::First(first) => Some((Stream::Unix(unix), first)),
+                startup::Opening::Tls { .. } => None,
+            };
+        }
+        Socket::Tcp(tcp) => tcp,
+    };
     let tls = app.tls.load();
     let offered = tls
         .client
         .as_ref()
         .map(|c| (c.acceptor.clone(), c.required()));
     drop(tls);
-    let opening = tokio::time::timeout_at(
-        deadline,
-        startup::negotiate(&mut tcp, buf, offered.is_some()),
-    );
-    let opening = match opening.await {
-        Ok(Ok(o)) => o,
-        Ok(Err(ClientError::Eof)) => return None,
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "bad startup packet");
-            refuse(&mut tcp, &e).await;
-            return None;
-        }
-        Err(_) => {
-            refuse(&mut tcp, &ClientError::LoginTimeout).await;
-            return None;
-        }
-    };
-    let direct = match opening {
-        startup::Opening::First(first) => {
-            let required = offered.is_some_and(|(_, required)| required);
-            if required && matches!(first, startup::First::Startup(_)) {
-                tracing::info!(%peer, "plaintext login refused: client_tls_sslmode requires TLS");
-                refuse(&mut tcp, &ClientError::TlsRequired).await;
+    let direct = match offered {
+        Some(_) => match tokio::time::timeout_at(deadline, startup::starts_tls(&tcp)).await {
+            Ok(Ok(direct)) => direct,
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                refuse(&mut tcp, &ClientError::LoginTimeout).await;
                 return None;
             }
-            return Some((Stream::Plain(tcp), first));
-        }
-        startup::Opening::Tls { direct } => direct,
+        },
+        None => false,
     };
+    let direct = direct
+        || match plaintext_opening(&mut tcp, buf, deadline, peer, offered.is_some()).await? {
+            startup::Opening::First(first) => {
+                let required = offered.is_some_and(|(_, required)| required);
+                if required && matches!(first, startup::First::Startup(_)) {
+                    tracing::info!(%peer, "plaintext login refused: client_tls_sslmode requires TLS");
+                    refuse(&mut tcp, &ClientError::TlsRequired).await;
+                    return None;
+                }
+                return Some((Stream::Plain(tcp), first));
+            }
+            startup::Opening::Tls { direct } => direct,
+        };
     let (acceptor, _) = offered.expect("TLS is only started when offered");
     // Boxed: the handshake's state (a rustls connection) is most of this
     // future, and a plaintext login would otherwise allocate room for it.
     Box::pin(open_tls(acceptor, tcp, direct, buf, deadline, peer)).await
+}
+
+/// The plaintext opening (encryption requests, then the first packet)
+/// within `deadline`; None when the client left or was refused.
+async fn plaintext_opening(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin + Send),
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    peer: &Endpoint,
+    tls: bool,
+) -> Option<startup::Opening> {
+    match tokio::time::timeout_at(deadline, startup::negotiate(stream, buf, tls)).await {
+        Ok(Ok(o)) => Some(o),
+        Ok(Err(ClientError::Eof)) => None,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad startup packet");
+            refuse(stream, &e).await;
+            None
+        }
+        Err(_) => {
+            refuse(stream, &ClientError::LoginTimeout).await;
+            None
+        }
+    }
 }
 
 /// The TLS handshake and the first packet over it.
@@ -338,7 +382,7 @@ async fn open_tls(
     direct: bool,
     buf: &mut BytesMut,
     deadline: tokio::time::Instant,
-    peer: SocketAddr,
+    peer: &Endpoint,
 ) -> Option<(Stream, startup::First)> {
     let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
@@ -521,19 +565,20 @@ mod size_tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let connect = || tokio::net::TcpStream::connect(l.local_addr().unwrap());
         let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
-        let peer = a.local_addr().unwrap();
+        let peer = crate::net::Endpoint::Tcp(a.local_addr().unwrap());
+        let (a, b) = (crate::net::Socket::Tcp(a), crate::net::Socket::Tcp(b));
         // What the listener passes is a fn item, as this closure: no bytes.
         let console = |_: Box<super::Console>| -> std::pin::Pin<
             Box<dyn std::future::Future<Output = ()> + Send>,
         > { Box::pin(async {}) };
-        let login = super::establish(app.clone(), a, peer, console);
+        let login = super::establish(app.clone(), a, peer.clone(), console);
         let size = std::mem::size_of_val(&login);
         assert!(
             size <= MAX_LOGIN_BYTES,
             "a login's future grew to {size} bytes"
         );
         let mut buf = bytes::BytesMut::new();
-        let opening = super::open(&app, b, &mut buf, tokio::time::Instant::now(), peer);
+        let opening = super::open(&app, b, &mut buf, tokio::time::Instant::now(), &peer);
         let size = std::mem::size_of_val(&opening);
         assert!(
             size <= MAX_OPENING_BYTES,

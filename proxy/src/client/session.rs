@@ -120,11 +120,11 @@ impl Session {
     }
 
     /// Kept there too, not here: 32 bytes of every idle client.
-    fn peer(&self) -> std::net::SocketAddr {
+    fn peer(&self) -> String {
         self.cancel
             .slot
             .info()
-            .map_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |i| i.peer)
+            .map_or_else(String::new, |i| i.peer.to_string())
     }
 
     /// Runs the session to its end and logs how it ended. By reference: an

@@ -5,7 +5,7 @@
 use super::ClientError;
 use crate::protocol::startup::{self, StartupPacket, StartupParams};
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub enum First {
@@ -27,23 +27,24 @@ pub enum Opening {
 /// it, since their length field would then exceed 369 MB.
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// True when the client opens with a TLS handshake (direct TLS); looked
+/// at without reading, so a startup packet is left for [`negotiate`].
+pub async fn starts_tls(stream: &TcpStream) -> Result<bool, ClientError> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 {
+        return Err(ClientError::Eof);
+    }
+    Ok(first[0] == TLS_HANDSHAKE)
+}
+
 /// Reads until the client asks for TLS (when `tls` is offered) or sends its
 /// first real packet. GSSENCRequest is refused with 'N', as is SSLRequest
-/// without TLS configured.
+/// without TLS configured (and always on a Unix socket, as PostgreSQL).
 pub async fn negotiate(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut BytesMut,
     tls: bool,
 ) -> Result<Opening, ClientError> {
-    if tls {
-        let mut first = [0u8; 1];
-        if stream.peek(&mut first).await? == 0 {
-            return Err(ClientError::Eof);
-        }
-        if first[0] == TLS_HANDSHAKE {
-            return Ok(Opening::Tls { direct: true });
-        }
-    }
     loop {
         match startup::parse(buf)? {
             Some(StartupPacket::Ssl) if tls => {

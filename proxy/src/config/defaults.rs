@@ -31,6 +31,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec!["127.0.0.1:6432".to_string()],
+            unix_socket_dir: String::new(),
+            unix_socket_port: 0,
+            unix_socket_mode: "0777".to_string(),
+            unix_socket_group: String::new(),
             auth_type: AuthType::ScramSha256,
             auth_file: None,
             auth_file_reload_interval: Duration::from_secs(10),

@@ -40,6 +40,14 @@ pub enum PoolMode {
     Statement,
 }
 
+/// `unix_socket_mode`: octal permission bits, as chmod takes them.
+pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{text}` is not an octal file mode such as 0777"))
+}
+
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -60,6 +68,10 @@ pub enum AuthType {
     /// A client certificate (verified against `client_tls_ca_file`) whose
     /// CommonName is the user name; no password.
     Cert,
+    /// The OS user on the other end of pgwolf's Unix socket must be the
+    /// user name (PostgreSQL's `peer`, without an ident map); TCP clients
+    /// are refused.
+    Peer,
 }
 
 /// How one side uses TLS: libpq's `sslmode` values, which PgBouncer's
@@ -117,6 +129,15 @@ pub struct Config {
     /// Address and port the proxy listens on, e.g. "127.0.0.1:6432". Several
     /// addresses are accepted as a list.
     pub listen: Vec<String>,
+    /// A directory to listen in on a Unix socket too, `.s.PGSQL.<port>`
+    /// as PostgreSQL and PgBouncer name it; "" for none.
+    pub unix_socket_dir: String,
+    /// The port in the socket's name; 0: the first `listen` entry's.
+    pub unix_socket_port: u16,
+    /// The socket file's permissions, octal as for chmod.
+    pub unix_socket_mode: String,
+    /// A group to give the socket file; "" keeps the process's.
+    pub unix_socket_group: String,
     pub auth_type: AuthType,
     /// PgBouncer userlist.txt format: `"user" "password-or-md5-or-SCRAM-verifier"`.
     pub auth_file: Option<PathBuf>,

@@ -36,8 +36,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "service_name", "so_reuseport",
     "suspend_timeout", "syslog", "syslog_facility",
     "syslog_ident", "tcp_defer_accept", "tcp_socket_buffer",
-    "unix_socket_dir",
-    "unix_socket_group", "unix_socket_mode", "user", "verbose",
+    "user", "verbose",
 ];
 
 /// `[databases]` connection-string keys PgBouncer knows and pgwolf does not.
@@ -69,6 +68,7 @@ fn pgbouncer_defaults() -> Config {
         pool_mode: PoolMode::Session,
         auth_type: AuthType::Md5,
         max_client_conn: 100,
+        unix_socket_dir: "/tmp".to_string(),
         ..Config::default()
     }
 }
@@ -329,8 +329,9 @@ fn auth_type(value: &str) -> Result<AuthType, String> {
         "trust" => Ok(AuthType::Trust),
         "hba" => Ok(AuthType::Hba),
         "cert" => Ok(AuthType::Cert),
+        "peer" => Ok(AuthType::Peer),
         "any" | "ldap" | "pam" => Err(format!(
-            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain, trust, hba or cert)"
+            "`{value}` is not supported by pgwolf (use scram-sha-256, md5, plain, trust, hba, cert or peer)"
         )),
         _ => Err(format!("`{value}` is not a PgBouncer auth_type")),
     }
@@ -378,7 +379,7 @@ struct Import {
     listen_addr: Option<String>,
     listen_port: u16,
     unsupported: Unsupported,
-    /// Databases without `host=`: a Unix socket in PgBouncer, TCP here.
+    /// Databases without `host=`: PgBouncer's `unix_socket_dir` socket.
     hostless: Vec<String>,
 }
 
@@ -468,6 +469,9 @@ impl Import {
             "log_disconnections" => cfg.log_disconnections = whole::<i64>(v)? != 0,
             "log_stats" => cfg.log_stats = whole::<i64>(v)? != 0,
             "stats_period" => cfg.stats_period = seconds(v)?,
+            "unix_socket_dir" => cfg.unix_socket_dir = v.to_string(),
+            "unix_socket_mode" => cfg.unix_socket_mode = v.to_string(),
+            "unix_socket_group" => cfg.unix_socket_group = v.to_string(),
             "admin_users" => cfg.admin_users = comma_list(v).map(String::from).collect(),
             "stats_users" => cfg.stats_users = comma_list(v).map(String::from).collect(),
             k if UNSUPPORTED_GLOBAL.contains(&k) => self.unsupported.global.push(k.to_string()),
@@ -559,20 +563,32 @@ impl Import {
         let addrs: Vec<String> = comma_list(self.listen_addr.as_deref().unwrap_or(""))
             .map(|a| listen_entry(a, port))
             .collect();
-        if addrs.is_empty() {
+        let socket_dir = self.cfg.unix_socket_dir.clone();
+        if addrs.is_empty() && !socket_dir.is_empty() {
+            // PgBouncer then listens on its socket only; so does pgwolf.
+            self.cfg.listen = Vec::new();
+            self.cfg.unix_socket_port = port;
+        } else if addrs.is_empty() {
             let fallback = listen_entry(&defaults::host(), port);
             warnings.push(format!(
-                "{file}: listen_addr is not set, so PgBouncer would accept only Unix-socket \
-                 connections; pgwolf has no Unix socket and listens on {fallback}"
+                "{file}: neither listen_addr nor unix_socket_dir is set, so PgBouncer \
+                 would accept no connections; pgwolf listens on {fallback}"
             ));
             self.cfg.listen = vec![fallback];
         } else {
             self.cfg.listen = addrs;
         }
-        if !self.hostless.is_empty() {
+        for name in &self.hostless {
+            if let Some(db) = self.cfg.databases.get_mut(name) {
+                if !socket_dir.is_empty() {
+                    db.host = socket_dir.clone();
+                }
+            }
+        }
+        if !self.hostless.is_empty() && socket_dir.is_empty() {
             warnings.push(format!(
-                "{file}: [databases] {} have no host=, so PgBouncer would use a Unix socket; \
-                 pgwolf connects to {} over TCP instead",
+                "{file}: [databases] {} have no host= and unix_socket_dir is empty, so \
+                 PgBouncer would have no socket to use; pgwolf connects to {} over TCP",
                 self.hostless.join(", "),
                 defaults::host()
             ));
@@ -787,15 +803,41 @@ pkt_buf = 8192
     }
 
     #[test]
-    fn missing_listen_addr_and_host_warn() {
+    fn no_listen_addr_or_host_means_the_socket() {
+        // PgBouncer's defaults: its socket in /tmp only, and hostless
+        // databases reached over the same directory.
+        let (cfg, warnings) = import(
+            "[databases]\nfoodb =\nbar = dbname=baz port=5433\n[pgbouncer]\nauth_type = trust\n",
+        )
+        .unwrap();
+        assert!(cfg.listen.is_empty());
+        assert_eq!(
+            (cfg.unix_socket_dir.as_str(), cfg.unix_socket_port),
+            ("/tmp", 6432)
+        );
+        assert_eq!(cfg.databases["foodb"].host, "/tmp");
+        assert_eq!(
+            (
+                cfg.databases["bar"].host.as_str(),
+                cfg.databases["bar"].port
+            ),
+            ("/tmp", 5433)
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        crate::config::validate(&cfg).unwrap();
+    }
+
+    #[test]
+    fn missing_listen_addr_and_host_warn_without_a_socket() {
         let (cfg, warnings) =
-            import("[databases]\nfoodb =\nbar = dbname=baz\n[pgbouncer]\n").unwrap();
+            import("[databases]\nfoodb =\nbar = dbname=baz\n[pgbouncer]\nunix_socket_dir =\n")
+                .unwrap();
         assert_eq!(cfg.listen, ["127.0.0.1:6432"]);
         assert_eq!(cfg.databases["foodb"].host, "127.0.0.1");
         assert_eq!(cfg.databases["bar"].dbname.as_deref(), Some("baz"));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(
-            warnings[0].contains("listen_addr is not set"),
+            warnings[0].contains("neither listen_addr nor unix_socket_dir"),
             "{}",
             warnings[0]
         );

@@ -6,11 +6,13 @@
 //! the same file always gives the same error. Keys are dotted as in TOML
 //! (`databases.app.port`), which also reads well for an imported ini file.
 
+#[path = "validate_listen.rs"]
+mod listen;
+
 use super::{
     split_host_port, AuthType, ClusterConfig, Config, ConfigError, DatabaseConfig, Provider,
     SslMode, UserConfig,
 };
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Smallest `max_packet_size`: a startup packet with a few parameters must fit.
@@ -34,9 +36,9 @@ const MAX_WORKER_THREADS: u32 = 1024;
 /// The checks every loaded config passes (also run on `SET` from the
 /// admin console).
 pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
-    check_listen(&cfg.listen)?;
+    listen::check(cfg)?;
     if !cfg.http_listen.is_empty() {
-        check_listen_addr(&cfg.http_listen).map_err(|m| invalid("http_listen", m))?;
+        listen::check_addr(&cfg.http_listen).map_err(|m| invalid("http_listen", m))?;
     }
     check_auth(cfg)?;
     check_tls(cfg)?;
@@ -92,54 +94,6 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-fn check_listen(listen: &[String]) -> Result<(), ConfigError> {
-    if listen.is_empty() {
-        return Err(invalid(
-            "listen",
-            "at least one address is needed, e.g. \"127.0.0.1:6432\"",
-        ));
-    }
-    for (i, addr) in listen.iter().enumerate() {
-        check_listen_addr(addr).map_err(|m| invalid(format!("listen[{i}]"), m))?;
-    }
-    Ok(())
-}
-
-/// Checks the shape of `host:port` only: host names are resolved when the
-/// listener binds, and failing a config check on a DNS hiccup would be wrong.
-/// Port 0 is allowed (the OS picks one), which tests rely on.
-fn check_listen_addr(addr: &str) -> Result<(), String> {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(format!(
-            "`{addr}` is not host:port, e.g. 127.0.0.1:6432 or [::1]:6432"
-        ));
-    };
-    if port.parse::<u16>().is_err() {
-        return Err(format!(
-            "`{addr}`: port `{port}` is not a number from 0 to 65535"
-        ));
-    }
-    if host.starts_with('[') {
-        return Err(format!(
-            "`{addr}`: `{host}` is not a bracketed IPv6 address"
-        ));
-    }
-    if host.contains(':') {
-        return Err(format!(
-            "`{addr}`: IPv6 addresses need brackets, e.g. [::1]:6432"
-        ));
-    }
-    if !is_host_name(host) {
-        return Err(format!(
-            "`{addr}`: `{host}` is not an IP address or host name"
-        ));
-    }
-    Ok(())
-}
-
 /// RFC 1123 shape: dot-separated labels of letters, digits, '-' (and '_',
 /// which some internal DNS zones use), no label starting or ending with '-'.
 fn is_host_name(host: &str) -> bool {
@@ -165,6 +119,7 @@ fn auth_type_name(auth: AuthType) -> &'static str {
         AuthType::Trust => "trust",
         AuthType::Hba => "hba",
         AuthType::Cert => "cert",
+        AuthType::Peer => "peer",
     }
 }
 
@@ -242,14 +197,20 @@ fn check_auth(cfg: &Config) -> Result<(), ConfigError> {
         _ => {}
     }
     match &cfg.auth_file {
-        None if !matches!(cfg.auth_type, AuthType::Trust | AuthType::Cert) => Err(invalid(
-            "auth_file",
-            format!(
-                "auth_type = \"{}\" needs an auth_file (userlist.txt) to check passwords \
+        None if !matches!(
+            cfg.auth_type,
+            AuthType::Trust | AuthType::Cert | AuthType::Peer
+        ) =>
+        {
+            Err(invalid(
+                "auth_file",
+                format!(
+                    "auth_type = \"{}\" needs an auth_file (userlist.txt) to check passwords \
                  against; set auth_file, or use auth_type = \"trust\"",
-                auth_type_name(cfg.auth_type)
-            ),
-        )),
+                    auth_type_name(cfg.auth_type)
+                ),
+            ))
+        }
         Some(path) if path.as_os_str().is_empty() => {
             Err(invalid("auth_file", "must not be empty; omit it instead"))
         }
@@ -463,16 +424,17 @@ fn is_http_url(u: &str) -> bool {
         .is_some_and(|a| !a.contains('/') && split_host_port(a).is_some())
 }
 
-/// pgwolf connects over TCP to one host; PgBouncer's Unix-socket and
-/// host-list forms would otherwise fail only at the first connection.
+/// A host name, an address or a socket directory (an absolute path, as
+/// libpq takes it); forms pgwolf lacks would otherwise fail only at the
+/// first connection.
 fn check_server_host(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("must not be empty".into());
     }
-    if host.starts_with('/') || host.starts_with('@') {
+    if host.starts_with('@') {
         return Err(format!(
-            "`{host}` is a Unix socket, which pgwolf does not support; \
-             use a TCP host such as 127.0.0.1"
+            "`{host}` is an abstract Unix socket, which pgwolf does not support; \
+             use a socket directory such as /var/run/postgresql"
         ));
     }
     if host.contains(',') {
@@ -747,7 +709,7 @@ mod tests {
     fn database_host_and_port() {
         for (host, ok) in [
             ("", false),
-            ("/var/run/postgresql", false),
+            ("/var/run/postgresql", true),
             ("@abstract", false),
             ("a,b", false),
             ("a b", false),

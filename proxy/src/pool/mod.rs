@@ -307,8 +307,8 @@ impl Pool {
         let idle = self.0.idle.lock().unwrap();
         idle.iter()
             .map(|c| IdleServer {
-                addr: c.peer,
-                local: c.local,
+                addr: c.peer.clone(),
+                local: c.local.clone(),
                 pid: c.pid,
                 created: c.created,
                 last_used: c.last_used,
@@ -366,10 +366,10 @@ impl Inner {
 }
 
 /// An idle server connection, copied out for the admin console.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IdleServer {
-    pub addr: std::net::SocketAddr,
-    pub local: std::net::SocketAddr,
+    pub addr: crate::net::Endpoint,
+    pub local: crate::net::Endpoint,
     pub pid: i32,
     pub created: Instant,
     pub last_used: Instant,

@@ -3,11 +3,13 @@
 //! that client is using right now, with that server's own key.
 
 use super::{ClientRegistry, ServerLink};
+use crate::net::Endpoint;
 use crate::protocol::startup::encode_cancel;
 use bytes::BytesMut;
 use std::time::Duration;
+use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 impl ClientRegistry {
     /// Forwards a cancel; unknown keys and idle clients are ignored, as
@@ -28,9 +30,10 @@ pub async fn cancel_on_server(target: std::sync::Arc<ServerLink>, timeout: Durat
     let mut pkt = BytesMut::with_capacity(16);
     encode_cancel(target.pid, target.secret, &mut pkt);
     let sent = tokio::time::timeout(timeout, async {
-        let mut s = TcpStream::connect(target.addr).await?;
-        s.write_all(&pkt).await?;
-        s.shutdown().await
+        match &target.addr {
+            Endpoint::Tcp(addr) => send(TcpStream::connect(addr).await?, &pkt).await,
+            Endpoint::Unix { path, .. } => send(UnixStream::connect(path).await?, &pkt).await,
+        }
     })
     .await;
     match sent {
@@ -40,4 +43,9 @@ pub async fn cancel_on_server(target: std::sync::Arc<ServerLink>, timeout: Durat
         }
         Err(_) => tracing::warn!(pid, server = %target.addr, "cancel request timed out"),
     }
+}
+
+async fn send(mut s: impl AsyncWrite + Unpin, pkt: &[u8]) -> std::io::Result<()> {
+    s.write_all(pkt).await?;
+    s.shutdown().await
 }

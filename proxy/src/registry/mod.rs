@@ -6,9 +6,9 @@
 pub mod cancel;
 pub mod kill;
 
+use crate::net::Endpoint;
 use crate::pool::Pool;
 use dashmap::DashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
@@ -34,8 +34,8 @@ pub struct ClientInfo {
     pub pool: Option<Pool>,
     pub user: String,
     pub db: String,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
+    pub peer: Endpoint,
+    pub local: Endpoint,
     pub connected: SystemTime,
     pub application_name: String,
     /// Protocol and cipher suite, "" for plain (SHOW CLIENTS `tls`).
@@ -161,7 +161,7 @@ impl ClientRegistry {
                 && slot
                     .activity()
                     .server
-                    .is_some_and(|s| lost.iter().any(|m| names(m, s.addr)));
+                    .is_some_and(|s| lost.iter().any(|m| names(m, &s.addr)));
             if hit {
                 slot.kill.retire_below(generation);
                 n += 1;
@@ -202,8 +202,8 @@ impl ClientRegistry {
 
 /// Whether member (host, port) is `addr`. A host name is not resolved
 /// here: such a member's connections are left to keepalive.
-fn names(member: &(String, u16), addr: SocketAddr) -> bool {
-    member.1 == addr.port() && member.0.parse::<std::net::IpAddr>().ok() == Some(addr.ip())
+fn names(member: &(String, u16), addr: &Endpoint) -> bool {
+    member.1 == addr.port() && member.0.parse::<std::net::IpAddr>().ok() == addr.ip()
 }
 
 /// SHOW CLIENTS `ptr` of the client with `pid`.

@@ -7,6 +7,7 @@ pub mod scram_keys;
 
 pub use login::{connect, ServerTarget};
 
+use crate::net::Endpoint;
 use crate::prepared::statements::ServerStatements;
 use crate::protocol::backend::{self, parse_error_fields};
 use crate::protocol::frame::split_message;
@@ -111,14 +112,15 @@ impl ServerError {
 }
 
 /// A logged-in server connection as the client registry knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerLink {
     /// The server's address and its own cancel key.
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
     pub pid: i32,
     pub secret: i32,
-    /// pgwolf's end of the server connection.
-    pub local: SocketAddr,
+    /// pgwolf's end of the server connection (the server's socket for a
+    /// Unix one, which has no name at pgwolf's end).
+    pub local: Endpoint,
     pub created: Instant,
     /// The pool generation it was made for (older: close_needed).
     pub generation: u64,
@@ -153,9 +155,9 @@ pub struct ServerConn {
     /// The server's own cancel key.
     pub pid: i32,
     pub secret: i32,
-    pub peer: SocketAddr,
+    pub peer: Endpoint,
     /// pgwolf's end (SHOW SERVERS local_addr).
-    pub local: SocketAddr,
+    pub local: Endpoint,
     pub created: Instant,
     pub last_used: Instant,
     /// The pool generation this connection was made for; a newer one means
@@ -178,13 +180,11 @@ impl ServerConn {
     #[doc(hidden)]
     pub fn for_bench(stream: TcpStream) -> ServerConn {
         let now = Instant::now();
+        let or_loopback =
+            |a: std::io::Result<SocketAddr>| Endpoint::Tcp(a.unwrap_or(([127, 0, 0, 1], 0).into()));
         ServerConn {
-            peer: stream
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
-            local: stream
-                .local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            peer: or_loopback(stream.peer_addr()),
+            local: or_loopback(stream.local_addr()),
             stream: crate::tls::Stream::Plain(stream),
             rbuf: BytesMut::new(),
             params: ParamSet::default(),

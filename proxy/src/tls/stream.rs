@@ -13,10 +13,12 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 pub enum Stream {
     Plain(TcpStream),
+    /// A Unix socket, either side: PostgreSQL has no TLS over one.
+    Unix(UnixStream),
     /// A client's TLS to pgwolf.
     Accepted(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// pgwolf's TLS to a server.
@@ -27,6 +29,7 @@ macro_rules! each {
     ($self:expr, $s:ident => $e:expr) => {
         match $self {
             Stream::Plain($s) => $e,
+            Stream::Unix($s) => $e,
             Stream::Accepted($s) => $e,
             Stream::Connected($s) => $e,
         }
@@ -34,22 +37,36 @@ macro_rules! each {
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket under it; None for a Unix socket.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Accepted(s) => s.get_ref().0,
-            Stream::Connected(s) => s.get_ref().0,
+            Stream::Plain(s) => Some(s),
+            Stream::Unix(_) => None,
+            Stream::Accepted(s) => Some(s.get_ref().0),
+            Stream::Connected(s) => Some(s.get_ref().0),
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Plain(_))
+        matches!(self, Stream::Accepted(_) | Stream::Connected(_))
+    }
+
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Stream::Unix(_))
+    }
+
+    /// The OS user id of a Unix socket's peer (peer authentication).
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(s) => s.peer_cred().ok().map(|c| c.uid()),
+            _ => None,
+        }
     }
 
     /// "TLSv1.3", "TLSv1.2", or "" for plain connections.
     pub fn tls_version(&self) -> &'static str {
         let version = match self {
-            Stream::Plain(_) => return "",
+            Stream::Plain(_) | Stream::Unix(_) => return "",
             Stream::Accepted(s) => s.get_ref().1.protocol_version(),
             Stream::Connected(s) => s.get_ref().1.protocol_version(),
         };
@@ -64,7 +81,7 @@ impl Stream {
     /// (SHOW CLIENTS `tls`); "" for plain connections.
     pub fn describe(&self) -> String {
         let suite = match self {
-            Stream::Plain(_) => return String::new(),
+            Stream::Plain(_) | Stream::Unix(_) => return String::new(),
             Stream::Accepted(s) => s.get_ref().1.negotiated_cipher_suite(),
             Stream::Connected(s) => s.get_ref().1.negotiated_cipher_suite(),
         };
@@ -86,21 +103,21 @@ impl Stream {
     /// Ready when a read would make progress: decrypted bytes or a
     /// close_notify already inside rustls, else the socket's readiness.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let buffered = match self {
-            Stream::Plain(_) => false,
-            Stream::Accepted(s) => !s.get_ref().1.wants_read(),
-            Stream::Connected(s) => !s.get_ref().1.wants_read(),
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Unix(s) => return s.poll_read_ready(cx),
+            Stream::Accepted(s) if s.get_ref().1.wants_read() => s.get_ref().0,
+            Stream::Connected(s) if s.get_ref().1.wants_read() => s.get_ref().0,
+            // Decrypted bytes or close_notify wait inside rustls.
+            _ => return Poll::Ready(Ok(())),
         };
-        if buffered {
-            return Poll::Ready(Ok(()));
-        }
-        self.tcp().poll_read_ready(cx)
+        tcp.poll_read_ready(cx)
     }
 
     /// TLS bytes rustls holds that the socket has not taken yet.
     pub fn wants_flush(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             Stream::Accepted(s) => s.get_ref().1.wants_write(),
             Stream::Connected(s) => s.get_ref().1.wants_write(),
         }
@@ -109,9 +126,12 @@ impl Stream {
     /// False when the peer closed or sent anything while nobody asked: an
     /// idle server connection with bytes waiting is not reusable.
     pub fn is_quiet(&mut self) -> bool {
-        if let Stream::Plain(s) = self {
-            let mut probe = [0u8; 1];
-            return matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        let would_block =
+            |r: io::Result<usize>| matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        match self {
+            Stream::Plain(s) => return would_block(s.try_read(&mut [0u8; 1])),
+            Stream::Unix(s) => return would_block(s.try_read(&mut [0u8; 1])),
+            _ => {}
         }
         // A TLS record may be a harmless post-handshake message (a session
         // ticket), so look through rustls: only plaintext or EOF counts.
