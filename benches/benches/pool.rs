@@ -35,6 +35,8 @@ fn settings(size: u32) -> PoolSettings {
             connect_timeout: Duration::from_millis(100),
             login_timeout: Duration::from_millis(100),
             tcp: Default::default(),
+            dns: Default::default(),
+            balance: Default::default(),
         },
         mode: PoolMode::Transaction,
         size,

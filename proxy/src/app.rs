@@ -24,6 +24,8 @@ pub struct App {
     /// ClientKeys from SCRAM logins against auth-file verifiers, for
     /// logging in to servers as those users (pass-through).
     pub client_keys: Arc<crate::server::scram_keys::ClientKeys>,
+    /// Server host names' addresses (`dns_max_ttl`), for every pool.
+    pub dns: Arc<crate::net::dns::DnsCache>,
     /// Secrets found by auth_query, with until when they may be reused
     /// (see `client/auth_query.rs`).
     pub looked_up: DashMap<String, (Option<Secret>, std::time::Instant)>,
@@ -66,6 +68,7 @@ impl App {
             tls: ArcSwap::from_pointee(Default::default()),
             clients: Arc::default(),
             client_keys: Arc::default(),
+            dns: Arc::default(),
             looked_up: DashMap::new(),
             shutdown: CancellationToken::new(),
             pools: DashMap::new(),
@@ -199,6 +202,10 @@ impl App {
                 connect_timeout: cfg.server_connect_timeout,
                 login_timeout: cfg.server_login_timeout,
                 tcp: crate::sockopt::TcpOptions::from_config(cfg),
+                dns: self.dns_for(cfg),
+                balance: Arc::new(crate::net::hosts::HostCursor::new(
+                    dbc.load_balance_hosts.unwrap_or_default(),
+                )),
             },
             mode,
             size: cfg.pool_size_for(dbc, server_user),
@@ -221,6 +228,17 @@ impl App {
                 .as_ref()
                 .and_then(|name| self.cluster(cfg, name))
                 .map(|c| Arc::new(Route::new(c, dbc.role.unwrap_or_default()))),
+        }
+    }
+
+    /// The shared DNS cache with the config's TTLs.
+    fn dns_for(&self, cfg: &Config) -> crate::net::Dns {
+        crate::net::Dns {
+            cache: self.dns.clone(),
+            ttl: crate::net::dns::DnsTtl {
+                found: cfg.dns_max_ttl,
+                failed: cfg.dns_nxdomain_ttl,
+            },
         }
     }
 
@@ -258,6 +276,8 @@ impl App {
                 connect_timeout: c.probe_timeout.min(cfg.server_connect_timeout),
                 login_timeout: c.probe_timeout.min(cfg.server_login_timeout),
                 tcp: crate::sockopt::TcpOptions::from_config(cfg),
+                dns: self.dns_for(cfg),
+                balance: Arc::default(),
             }
         });
         Cluster::start(name, c.clone(), probe)

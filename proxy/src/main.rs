@@ -160,6 +160,8 @@ fn switchover(
         connect_timeout: std::time::Duration::from_secs(10),
         login_timeout: std::time::Duration::from_secs(10),
         tcp: Default::default(),
+        dns: Default::default(),
+        balance: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

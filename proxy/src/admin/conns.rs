@@ -68,37 +68,85 @@ struct Row {
 }
 
 fn write(out: &mut BytesMut, rows_: &[Row]) {
-    rows::typed_description(out, &COLUMNS);
+    write_with(out, rows_, &[], |_| Vec::new());
+}
+
+/// The rows with `more` columns after PgBouncer's, filled by `extra`
+/// (SHOW SOCKETS).
+fn write_with(
+    out: &mut BytesMut,
+    rows_: &[Row],
+    more: &[(&str, u32)],
+    extra: impl Fn(&Row) -> Vec<Option<String>>,
+) {
+    let mut columns = COLUMNS.to_vec();
+    columns.extend_from_slice(more);
+    rows::typed_description(out, &columns);
     for r in rows_ {
         let s = |v: &dyn ToString| Some(v.to_string());
-        rows::data_row(
-            out,
-            &[
-                s(&r.kind),
-                s(&r.user),
-                s(&r.db),
-                s(&r.state),
-                Some(r.addr.host_text()),
-                s(&r.addr.port()),
-                Some(r.local.host_text()),
-                s(&r.local.port()),
-                Some(timestamp(r.connected)),
-                Some(timestamp(r.request)),
-                s(&r.wait.as_secs()),
-                s(&r.wait.subsec_micros()),
-                s(&u8::from(r.close_needed)),
-                s(&r.ptr),
-                s(&r.link),
-                s(&r.remote_pid),
-                s(&r.tls),
-                s(&r.application_name),
-            ],
-        );
+        let mut values = vec![
+            s(&r.kind),
+            s(&r.user),
+            s(&r.db),
+            s(&r.state),
+            Some(r.addr.host_text()),
+            s(&r.addr.port()),
+            Some(r.local.host_text()),
+            s(&r.local.port()),
+            Some(timestamp(r.connected)),
+            Some(timestamp(r.request)),
+            s(&r.wait.as_secs()),
+            s(&r.wait.subsec_micros()),
+            s(&u8::from(r.close_needed)),
+            s(&r.ptr),
+            s(&r.link),
+            s(&r.remote_pid),
+            s(&r.tls),
+            s(&r.application_name),
+        ];
+        values.extend(extra(r));
+        rows::data_row(out, &values);
     }
     rows::command_complete(out, "SHOW");
 }
 
 pub fn clients(app: &App, out: &mut BytesMut) {
+    write(out, &client_rows(app));
+}
+
+pub fn servers(app: &App, out: &mut BytesMut) {
+    write(out, &server_rows(app));
+}
+
+/// SHOW SOCKETS: every client's and server's row with the kernel's view
+/// of its socket: bytes received and not read yet, bytes written and not
+/// sent or acknowledged yet (a peer that stopped reading), from
+/// `queues(local, peer)`; NULL where the kernel has no such figure.
+pub fn sockets(
+    app: &App,
+    out: &mut BytesMut,
+    queues: impl Fn(&Endpoint, &Endpoint) -> Option<(u64, u64)>,
+) {
+    let mut list = client_rows(app);
+    list.extend(server_rows(app));
+    let more = [("recv_queue", rows::INT4), ("send_queue", rows::INT4)];
+    write_with(out, &list, &more, |r| match queues(&r.local, &r.addr) {
+        Some((recv, send)) => vec![Some(recv.to_string()), Some(send.to_string())],
+        None => vec![None, None],
+    });
+}
+
+/// Who each connection is for SHOW FDS: (pgwolf's end, the peer, 'C' or
+/// 'S', user, database).
+pub(super) fn owners(app: &App) -> Vec<(Endpoint, Endpoint, char, String, String)> {
+    client_rows(app)
+        .into_iter()
+        .chain(server_rows(app))
+        .map(|r| (r.local, r.addr, r.kind, r.user, r.db))
+        .collect()
+}
+
+fn client_rows(app: &App) -> Vec<Row> {
     let mut list = Vec::new();
     for (pid, slot) in app.clients.logged_in() {
         let Some(info) = slot.info() else { continue };
@@ -125,10 +173,10 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             application_name: info.application_name.clone(),
         });
     }
-    write(out, &list);
+    list
 }
 
-pub fn servers(app: &App, out: &mut BytesMut) {
+fn server_rows(app: &App) -> Vec<Row> {
     let mut list = Vec::new();
     // Checked out: through the clients holding them.
     for (pid, slot) in app.clients.logged_in() {
@@ -178,7 +226,7 @@ pub fn servers(app: &App, out: &mut BytesMut) {
             });
         }
     }
-    write(out, &list);
+    list
 }
 
 /// Clients on a pool of `db` (every pool's when None); the console's own

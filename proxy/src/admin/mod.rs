@@ -9,6 +9,8 @@
 //! RELOAD, SET, SHUTDOWN and SWITCHOVER.
 
 mod conns;
+mod process;
+mod procfs;
 mod rows;
 pub mod show;
 
@@ -144,6 +146,11 @@ async fn run(app: &App, access: Access, sql: &str, out: &mut BytesMut) -> Result
         ["SHOW", "PREPARED"] => show::prepared(app, out),
         ["SHOW", "CLIENTS"] => conns::clients(app, out),
         ["SHOW", "SERVERS"] => conns::servers(app, out),
+        ["SHOW", "DNS_HOSTS"] => process::dns_hosts(app, out),
+        ["SHOW", "DNS_ZONES"] => process::dns_zones(out),
+        ["SHOW", "FDS"] => process::fds(app, out),
+        ["SHOW", "SOCKETS"] => process::sockets(app, out),
+        ["SHOW", "MEM"] => process::mem(out),
         ["SHOW", which @ ("STATS" | "STATS_TOTALS" | "STATS_AVERAGES")] => {
             let history = app.history.lock().unwrap();
             show::stats(app, &history, which, out)
@@ -229,7 +236,7 @@ fn unknown(sql: &str) -> Failure {
     (
         "42601",
         format!(
-            "unknown admin command `{}`; this console knows SHOW POOLS|CLIENTS|SERVERS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED, PAUSE [db], RESUME [db], RECONNECT [db], KILL [db], KILL_CLIENT id, WAIT_CLOSE [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
+            "unknown admin command `{}`; this console knows SHOW POOLS|CLIENTS|SERVERS|SOCKETS|DATABASES|USERS|LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|VERSION|STATE|TOPOLOGY|PREPARED|DNS_HOSTS|DNS_ZONES|FDS|MEM, PAUSE [db], RESUME [db], RECONNECT [db], KILL [db], KILL_CLIENT id, WAIT_CLOSE [db], RELOAD, SET key = value, SHUTDOWN, SWITCHOVER [cluster] [TO member]",
             sql.trim()
         ),
     )

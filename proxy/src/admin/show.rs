@@ -168,7 +168,7 @@ pub fn lists(app: &App, out: &mut BytesMut) {
         ("login_clients", 0),
         ("free_servers", 0),
         ("used_servers", servers),
-        ("dns_names", 0),
+        ("dns_names", app.dns.len()),
         ("dns_zones", 0),
         ("dns_queries", 0),
         ("dns_pending", 0),

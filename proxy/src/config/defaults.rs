@@ -60,6 +60,8 @@ impl Default for Config {
             server_reset_query: "DISCARD ALL".to_string(),
             server_reset_query_always: false,
             server_connect_timeout: Duration::from_secs(15),
+            dns_max_ttl: Duration::from_secs(15),
+            dns_nxdomain_ttl: Duration::from_secs(15),
             server_check_query: "SELECT 1".to_string(),
             server_check_delay: Duration::from_secs(30),
             // A live server answers SELECT 1 in well under a millisecond;

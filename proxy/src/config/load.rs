@@ -204,6 +204,7 @@ mod tests {
                 timezone: Some("UTC".into()),
                 cluster: None,
                 role: None,
+                load_balance_hosts: None,
             },
         );
         let fallback: DatabaseConfig = toml::from_str("").unwrap();

@@ -196,6 +196,13 @@ pub struct Config {
     pub server_reset_query_always: bool,
     #[serde(with = "humantime_serde")]
     pub server_connect_timeout: Duration,
+    /// How long a server host name's addresses are used before it is
+    /// looked up again; zero: every connection looks it up.
+    #[serde(with = "humantime_serde")]
+    pub dns_max_ttl: Duration,
+    /// How long a failed lookup is remembered.
+    #[serde(with = "humantime_serde")]
+    pub dns_nxdomain_ttl: Duration,
     /// Run on a pooled server connection idle at least
     /// `server_check_delay` before a client gets it; empty = never.
     pub server_check_query: String,
@@ -350,6 +357,19 @@ pub struct DatabaseConfig {
     pub cluster: Option<String>,
     /// With `cluster`: which members serve this database.
     pub role: Option<TargetRole>,
+    /// With a host list: which entry a new server connection tries first.
+    pub load_balance_hosts: Option<LoadBalanceHosts>,
+}
+
+/// `load_balance_hosts`, PgBouncer 1.24's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalanceHosts {
+    /// Each new connection starts at the next entry.
+    #[default]
+    RoundRobin,
+    /// Stay on the entry that worked until it fails.
+    Disable,
 }
 
 /// Per-user overrides.

@@ -11,7 +11,9 @@
 //! from the file take PgBouncer's default where it differs from pgwolf's
 //! (`pgbouncer_defaults`), so an imported file behaves as it did before.
 
-use super::{defaults, AuthType, Config, ConfigError, DatabaseConfig, PoolMode, UserConfig};
+use super::{
+    defaults, AuthType, Config, ConfigError, DatabaseConfig, LoadBalanceHosts, PoolMode, UserConfig,
+};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,7 +27,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
     "autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
     "client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
     "conffile", "disable_pqexec",
-    "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
+    "dns_zone_check_period", "job_name",
     "listen_backlog", "log_pooler_errors",
     "logfile", "login_notify_message", "max_db_client_connections",
     "max_user_client_connections", "peer_id", "pidfile",
@@ -42,7 +44,7 @@ const UNSUPPORTED_GLOBAL: &[&str] = &[
 /// `[databases]` connection-string keys PgBouncer knows and pgwolf does not.
 #[rustfmt::skip]
 const UNSUPPORTED_DATABASE: &[&str] = &[
-    "auth_dbname", "auth_query", "auth_user", "connect_query", "load_balance_hosts",
+    "auth_dbname", "auth_query", "auth_user", "connect_query",
     "max_db_client_connections", "query_wait_timeout", "server_lifetime",
     "target_session_attrs",
 ];
@@ -321,6 +323,14 @@ fn pool_mode(value: &str) -> Result<PoolMode, String> {
     }
 }
 
+fn load_balance(value: &str) -> Result<LoadBalanceHosts, String> {
+    match value {
+        "round-robin" => Ok(LoadBalanceHosts::RoundRobin),
+        "disable" => Ok(LoadBalanceHosts::Disable),
+        _ => Err(format!("`{value}` is not round-robin or disable")),
+    }
+}
+
 fn auth_type(value: &str) -> Result<AuthType, String> {
     match value.to_ascii_lowercase().as_str() {
         "scram-sha-256" => Ok(AuthType::ScramSha256),
@@ -469,6 +479,8 @@ impl Import {
             "log_disconnections" => cfg.log_disconnections = whole::<i64>(v)? != 0,
             "log_stats" => cfg.log_stats = whole::<i64>(v)? != 0,
             "stats_period" => cfg.stats_period = seconds(v)?,
+            "dns_max_ttl" => cfg.dns_max_ttl = seconds(v)?,
+            "dns_nxdomain_ttl" => cfg.dns_nxdomain_ttl = seconds(v)?,
             "unix_socket_dir" => cfg.unix_socket_dir = v.to_string(),
             "unix_socket_mode" => cfg.unix_socket_mode = v.to_string(),
             "unix_socket_group" => cfg.unix_socket_group = v.to_string(),
@@ -498,6 +510,7 @@ impl Import {
             timezone: None,
             cluster: None,
             role: None,
+            load_balance_hosts: None,
         };
         let mut has_host = false;
         for (key, value) in parse_connstr(line.value).map_err(|m| line.err(m))? {
@@ -525,6 +538,9 @@ impl Import {
                 "client_encoding" => db.client_encoding = Some(value),
                 "datestyle" => db.datestyle = Some(value),
                 "timezone" => db.timezone = Some(value),
+                "load_balance_hosts" => {
+                    db.load_balance_hosts = Some(load_balance(&value).map_err(err)?);
+                }
                 k if UNSUPPORTED_DATABASE.contains(&k) => {
                     self.unsupported.databases.push(format!("{}.{k}", line.key));
                 }
@@ -672,6 +688,37 @@ client_login_timeout = 30
 server_tls_sslmode = prefer
 pkt_buf = 8192
 "#;
+
+    #[test]
+    fn host_lists_sockets_and_dns_settings() {
+        let (cfg, warnings) = import(
+            "[databases]\nha = host=10.0.0.5,10.0.0.6 load_balance_hosts=disable\n\
+             rr = host=/run/postgresql,db.internal\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nauth_type = peer\nunix_socket_dir = /run/pgwolf\n\
+             unix_socket_mode = 0770\nunix_socket_group = postgres\n\
+             dns_max_ttl = 30\ndns_nxdomain_ttl = 2.5\n",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let ha = &cfg.databases["ha"];
+        assert_eq!(ha.host, "10.0.0.5,10.0.0.6");
+        assert_eq!(ha.load_balance_hosts, Some(LoadBalanceHosts::Disable));
+        assert_eq!(cfg.databases["rr"].load_balance_hosts, None);
+        assert_eq!(cfg.auth_type, AuthType::Peer);
+        let socket = (
+            cfg.unix_socket_dir.as_str(),
+            cfg.unix_socket_mode.as_str(),
+            cfg.unix_socket_group.as_str(),
+        );
+        assert_eq!(socket, ("/run/pgwolf", "0770", "postgres"));
+        assert_eq!(cfg.dns_max_ttl, Duration::from_secs(30));
+        assert_eq!(cfg.dns_nxdomain_ttl, Duration::from_millis(2500));
+        crate::config::validate(&cfg).unwrap();
+        assert!(
+            import_err("[databases]\nx = host=a load_balance_hosts=random\n")
+                .contains("not round-robin or disable")
+        );
+    }
 
     #[test]
     fn realistic_ini_maps_to_config() {

@@ -425,25 +425,25 @@ fn is_http_url(u: &str) -> bool {
 }
 
 /// A host name, an address or a socket directory (an absolute path, as
-/// libpq takes it); forms pgwolf lacks would otherwise fail only at the
-/// first connection.
+/// libpq takes it), or a comma list of them; forms pgwolf lacks would
+/// otherwise fail only at the first connection.
 fn check_server_host(host: &str) -> Result<(), String> {
-    if host.is_empty() {
+    if host.trim().is_empty() {
         return Err("must not be empty".into());
     }
-    if host.starts_with('@') {
-        return Err(format!(
-            "`{host}` is an abstract Unix socket, which pgwolf does not support; \
-             use a socket directory such as /var/run/postgresql"
-        ));
-    }
-    if host.contains(',') {
-        return Err(format!(
-            "`{host}`: host lists are not supported; give one host"
-        ));
-    }
-    if host.chars().any(char::is_whitespace) {
-        return Err(format!("`{host}` contains whitespace"));
+    for entry in host.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(format!("`{host}`: an empty entry in the host list"));
+        }
+        if entry.starts_with('@') {
+            return Err(format!(
+                "`{entry}` is an abstract Unix socket, which pgwolf does not support; \
+                 use a socket directory such as /var/run/postgresql"
+            ));
+        }
+        if entry.chars().any(char::is_whitespace) {
+            return Err(format!("`{entry}` contains whitespace"));
+        }
     }
     Ok(())
 }
@@ -711,7 +711,10 @@ mod tests {
             ("", false),
             ("/var/run/postgresql", true),
             ("@abstract", false),
-            ("a,b", false),
+            ("a,b", true),
+            ("/run/postgresql, 10.0.0.2", true),
+            ("a,,b", false),
+            ("a,@b", false),
             ("a b", false),
             ("db.internal", true),
             ("::1", true),

@@ -3,14 +3,12 @@
 use super::scram_keys::{KeyScram, KeyScramError};
 use super::{ServerConn, ServerError, ServerLink};
 use crate::auth::Secret;
-use crate::net::Endpoint;
 use crate::protocol::{backend, frame::split_message, md5, startup};
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend as pgfront;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::OwnedSemaphorePermit;
 
 const LOGIN_MAX_MESSAGE: u32 = 1 << 20;
@@ -53,17 +51,20 @@ pub struct ServerTarget {
     pub tls: std::sync::Arc<crate::tls::ServerTls>,
     pub connect_timeout: Duration,
     pub login_timeout: Duration,
+    /// Host names to addresses (`dns_max_ttl`), shared by every pool.
+    pub dns: crate::net::Dns,
+    /// Which entry of a host list comes first (`load_balance_hosts`).
+    pub balance: std::sync::Arc<crate::net::hosts::HostCursor>,
 }
 
 impl ServerTarget {
-    /// `host:port`, or the socket's path for a socket directory.
+    /// `host:port`, or the socket's path for a socket directory (for a
+    /// host list, its entries so).
     pub fn addr(&self) -> String {
-        if crate::net::is_socket_dir(&self.host) {
-            return crate::net::socket_path(&self.host, self.port)
-                .display()
-                .to_string();
-        }
-        format!("{}:{}", self.host, self.port)
+        crate::net::hosts::split(&self.host)
+            .map(|h| crate::net::host_addr(h, self.port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -74,12 +75,12 @@ pub async fn connect(
     generation: u64,
     limits: Vec<OwnedSemaphorePermit>,
 ) -> Result<ServerConn, ServerError> {
-    let addr = target.addr();
-    let (stream, peer, local) = if crate::net::is_socket_dir(&target.host) {
-        open_unix(target, &addr).await?
-    } else {
-        open_tcp(target, &addr).await?
-    };
+    let super::open::Opened {
+        stream,
+        peer,
+        local,
+        addr,
+    } = super::open::open(target).await?;
     let now = Instant::now();
     let mut conn = ServerConn {
         stream,
@@ -113,68 +114,6 @@ pub async fn connect(
         tls: conn.stream.tls_version(),
     }));
     Ok(conn)
-}
-
-/// A TCP connection to the server, TLS negotiated per server_tls_sslmode.
-async fn open_tcp(
-    target: &ServerTarget,
-    addr: &str,
-) -> Result<(crate::tls::Stream, Endpoint, Endpoint), ServerError> {
-    let stream = tokio::time::timeout(
-        target.connect_timeout,
-        TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .map_err(|_| ServerError::Timeout {
-        what: "connecting to",
-        addr: addr.to_string(),
-    })?
-    .map_err(|source| ServerError::Connect {
-        addr: addr.to_string(),
-        source,
-    })?;
-    // Small request/response messages must not wait for Nagle.
-    stream.set_nodelay(true)?;
-    target.tcp.apply(&stream)?;
-    let peer = Endpoint::Tcp(stream.peer_addr()?);
-    let local = Endpoint::Tcp(stream.local_addr()?);
-    let stream = tokio::time::timeout(
-        target.login_timeout,
-        target.tls.negotiate(stream, &target.host),
-    )
-    .await
-    .map_err(|_| ServerError::Timeout {
-        what: "negotiating TLS with",
-        addr: addr.to_string(),
-    })?
-    .map_err(|e| ServerError::Tls {
-        addr: addr.to_string(),
-        source: e,
-    })?;
-    Ok((stream, peer, local))
-}
-
-/// The server's Unix socket in the directory `host` names. No TLS, as
-/// libpq: PostgreSQL does not offer it on a socket, and the kernel
-/// already vouches for both ends.
-async fn open_unix(
-    target: &ServerTarget,
-    addr: &str,
-) -> Result<(crate::tls::Stream, Endpoint, Endpoint), ServerError> {
-    let path = crate::net::socket_path(&target.host, target.port);
-    let stream = tokio::time::timeout(target.connect_timeout, UnixStream::connect(&path))
-        .await
-        .map_err(|_| ServerError::Timeout {
-            what: "connecting to",
-            addr: addr.to_string(),
-        })?
-        .map_err(|source| ServerError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let peer = Endpoint::unix(path, target.port);
-    // pgwolf's end of a socket has no name; SHOW SERVERS shows the socket.
-    Ok((crate::tls::Stream::Unix(stream), peer.clone(), peer))
 }
 
 async fn login(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), ServerError> {

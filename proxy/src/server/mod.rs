@@ -2,6 +2,7 @@
 //! (reset, parameter sync), and a cheap liveness check before reuse.
 
 mod login;
+mod open;
 pub mod params;
 pub mod scram_keys;
 

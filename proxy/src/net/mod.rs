@@ -1,7 +1,10 @@
 //! Where a connection's ends are: a TCP address or a Unix socket, on the
 //! client side (`listen`, `unix_socket_dir`) and the server side (`host`
-//! naming a socket directory, as libpq and PgBouncer take it). Knows
-//! nothing above the standard library and tokio.
+//! naming a socket directory, as libpq and PgBouncer take it), host lists
+//! and the DNS cache. Knows only config.
+
+pub mod dns;
+pub mod hosts;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +79,25 @@ pub enum Socket {
 /// absolute path. (`@` abstract sockets are refused by validation.)
 pub fn is_socket_dir(host: &str) -> bool {
     host.starts_with('/')
+}
+
+/// How messages name a server: `host:port`, or the socket's path for a
+/// socket directory.
+pub fn host_addr(host: &str, port: u16) -> String {
+    if is_socket_dir(host) {
+        return socket_path(host, port).display().to_string();
+    }
+    if host.contains(':') {
+        return format!("[{host}]:{port}");
+    }
+    format!("{host}:{port}")
+}
+
+/// The DNS cache every pool shares, and how long it keeps answers.
+#[derive(Clone, Default)]
+pub struct Dns {
+    pub cache: std::sync::Arc<dns::DnsCache>,
+    pub ttl: dns::DnsTtl,
 }
 
 /// The socket file PostgreSQL (and PgBouncer) listens on in `dir` for
