@@ -96,6 +96,7 @@ pub async fn switchover(
         }
         p.resume();
     }
+    c.switchovers[usize::from(result.is_err())].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match &result {
         Ok(new) => tracing::info!(cluster, old = %leader, new = %new, "switchover done; resumed"),
         Err(e) => tracing::warn!(cluster, error = %e, "switchover failed; resumed"),

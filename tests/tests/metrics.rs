@@ -103,6 +103,25 @@ async fn metrics_parse_and_move_with_pgbench() {
     let second = samples(&get(http, "/metrics").1);
     let moved = second[&format!("pgwolf_transactions_total{{{pool}}}")] - xacts;
     assert!(moved >= 100.0, "transactions moved by {moved}");
+    assert_eq!(second[&format!("pgwolf_pool_size{{{pool}}}")], 4.0);
+
+    // The pool's four connections held in transactions: a fifth client
+    // waits until one ends, and the wait histogram has it.
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let c = fx.connect().await;
+        c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        holders.push(c);
+    }
+    let fifth = fx.connect().await;
+    let waiting = tokio::spawn(async move { fifth.simple_query("SELECT 1").await.map(drop) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holders[0].batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    let third = samples(&get(http, "/metrics").1);
+    let waits = third[&format!("pgwolf_wait_duration_seconds_count{{{pool}}}")];
+    let waited = third[&format!("pgwolf_wait_duration_seconds_sum{{{pool}}}")];
+    assert!(waits >= 1.0 && waited >= 0.25, "{waits} waits, {waited} s");
 
     assert_eq!(get(http, "/healthz"), (200, "ok\n".into()));
     assert_eq!(

@@ -92,6 +92,11 @@ pub fn render(app: &App) -> String {
         "Idle server connections closed for failing server_check_query (closed, erred, or silent past server_check_timeout).",
         &pool,
     );
+    let pool_size = gauge(
+        "pgwolf_pool_size",
+        "Server connections the pool may open (its pool_size).",
+        &pool,
+    );
     let prepared = counter(
         "pgwolf_prepared_statements_total",
         "Managed prepared statements: cache hits, misses and evictions on server connections.",
@@ -122,6 +127,9 @@ pub fn render(app: &App) -> String {
         paused
             .with_label_values(&[db, user])
             .set(f64::from(u8::from(p.is_paused())));
+        pool_size
+            .with_label_values(&[db, user])
+            .set(p.settings().size.into());
         let add = |c: &CounterVec, v: u64| c.with_label_values(&[db, user]).inc_by(v as f64);
         let secs =
             |c: &CounterVec, us: u64| c.with_label_values(&[db, user]).inc_by(us as f64 / 1e6);
@@ -171,6 +179,16 @@ pub fn render(app: &App) -> String {
         "Times the cluster's primary changed.",
         &["cluster"],
     );
+    let changed_at = gauge(
+        "pgwolf_cluster_primary_changed_timestamp_seconds",
+        "When the cluster's primary last changed (Unix time).",
+        &["cluster"],
+    );
+    let switchovers = counter(
+        "pgwolf_switchovers_total",
+        "Planned switchovers run by pgwolf (SWITCHOVER), by outcome.",
+        &["cluster", "outcome"],
+    );
     for c in app.clusters() {
         let t = c.current();
         for m in &t.members {
@@ -189,10 +207,30 @@ pub fn render(app: &App) -> String {
         changes
             .with_label_values(&[&c.name])
             .inc_by(t.primary_changes as f64);
+        if let Some(at) = t.primary_changed_at {
+            changed_at.with_label_values(&[&c.name]).set(unix(at));
+        }
+        for (i, outcome) in ["done", "failed"].into_iter().enumerate() {
+            switchovers
+                .with_label_values(&[&c.name, outcome])
+                .inc_by(c.switchovers[i].load(Relaxed) as f64);
+        }
+    }
+    let expiry = gauge(
+        "pgwolf_tls_certificate_expiry_timestamp_seconds",
+        "When pgwolf's own certificate expires (Unix time), by setting.",
+        &["setting"],
+    );
+    for (setting, at) in &app.tls.load().expiry {
+        expiry.with_label_values(&[setting]).set(unix(*at));
     }
 
     let mut families: Vec<MetricFamily> = Vec::new();
-    let collectors: [&dyn Collector; 20] = [
+    let collectors: [&dyn Collector; 24] = [
+        &pool_size,
+        &changed_at,
+        &switchovers,
+        &expiry,
         &clients,
         &servers,
         &max_wait,
@@ -230,6 +268,11 @@ pub fn render(app: &App) -> String {
     text
 }
 
+fn unix(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Label values in the text format: backslash, quote and newline escaped.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -255,6 +298,16 @@ fn histograms(app: &App, out: &mut String) {
             "pgwolf_query_duration_seconds",
             "Requests: a Query, or a batch up to Sync, to its ReadyForQuery.",
             |s: &crate::pool::Stats| &s.query_hist,
+        ),
+        (
+            "pgwolf_wait_duration_seconds",
+            "Waits of clients for a server connection (pool full or paused), each that waited.",
+            |s: &crate::pool::Stats| &s.waiters.hist,
+        ),
+        (
+            "pgwolf_failover_wait_duration_seconds",
+            "Waits of new server connections for a member of their role, each that waited.",
+            |s: &crate::pool::Stats| &s.failover_hist,
         ),
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));

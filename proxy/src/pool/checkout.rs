@@ -233,10 +233,14 @@ impl Pool {
                         |t| async move { self.open_at(s, &t, wait).await },
                     )
                     .await;
+                let us = waited.as_micros() as u64;
                 self.0
                     .stats
                     .failover_wait_us
-                    .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                    .fetch_add(us, Ordering::Relaxed);
+                if us > 0 {
+                    self.0.stats.failover_hist.observe(us);
+                }
                 conn
             }
         }

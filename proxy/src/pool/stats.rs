@@ -27,6 +27,8 @@ pub struct Stats {
     pub query_us: AtomicU64,
     /// Microseconds new connections waited for a member of their role.
     pub failover_wait_us: AtomicU64,
+    /// Those waits by length, each connection that waited at all.
+    pub failover_hist: histogram::Histogram,
     /// Durations of transactions (check-out to release) and of requests
     /// (a Query or a batch up to Sync, to its ReadyForQuery).
     pub xact_hist: histogram::Histogram,

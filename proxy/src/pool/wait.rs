@@ -25,6 +25,8 @@ pub struct Waiters {
     pub count: AtomicU32,
     /// Microseconds waited, by waits that ended.
     pub total_us: AtomicU64,
+    /// The same waits by length (/metrics `pgwolf_wait_duration_seconds`).
+    pub hist: super::histogram::Histogram,
     list: Mutex<Vec<Waiter>>,
     next_id: AtomicU64,
 }
@@ -108,10 +110,9 @@ impl Drop for WaitGuard<'_> {
             let since = list.swap_remove(i).since;
             drop(list);
             let ended = self.ended.unwrap_or_else(Instant::now);
-            w.total_us.fetch_add(
-                ended.saturating_duration_since(since).as_micros() as u64,
-                Ordering::Relaxed,
-            );
+            let us = ended.saturating_duration_since(since).as_micros() as u64;
+            w.total_us.fetch_add(us, Ordering::Relaxed);
+            w.hist.observe(us);
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct TlsSetup {
     /// None: client_tls_sslmode is disable.
     pub client: Option<ClientTls>,
     pub server: Arc<ServerTls>,
+    /// When pgwolf's own certificates expire, by setting (/metrics, so an
+    /// alert comes before clients are refused).
+    pub expiry: Vec<(&'static str, std::time::SystemTime)>,
 }
 
 impl TlsSetup {
@@ -57,11 +60,36 @@ impl TlsSetup {
             SslMode::Disable => None,
             _ => Some(ClientTls::load(cfg)?),
         };
+        let mut expiry = Vec::new();
+        for (setting, path) in [
+            ("client_tls_cert_file", &cfg.client_tls_cert_file),
+            ("server_tls_cert_file", &cfg.server_tls_cert_file),
+        ] {
+            if let Some(path) = path {
+                if let Some(at) = certs(setting, path)?.first().and_then(not_after) {
+                    expiry.push((setting, at));
+                }
+            }
+        }
         Ok(TlsSetup {
             client,
             server: Arc::new(ServerTls::load(cfg)?),
+            expiry,
         })
     }
+}
+
+/// When a certificate stops being valid (its `notAfter`).
+fn not_after(cert: &CertificateDer<'_>) -> Option<std::time::SystemTime> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
+    let since_epoch = cert
+        .tbs_certificate
+        .validity
+        .not_after
+        .to_date_time()
+        .unix_duration();
+    Some(std::time::UNIX_EPOCH + since_epoch)
 }
 
 /// The process's crypto: ring, named here so no global default is needed.

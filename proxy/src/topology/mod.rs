@@ -67,6 +67,8 @@ pub struct Topology {
     /// When a member last appeared, left or changed role (SHOW TOPOLOGY,
     /// /topology); None before the first members are known.
     pub changed_at: Option<std::time::SystemTime>,
+    /// When the primary last changed (or was first known, or lost).
+    pub primary_changed_at: Option<std::time::SystemTime>,
 }
 
 impl Topology {
@@ -95,6 +97,9 @@ pub struct Cluster {
     rx: watch::Receiver<Topology>,
     nudge: Arc<Notify>,
     stop: CancellationToken,
+    /// Planned switchovers run on this cluster (`SWITCHOVER`), by outcome:
+    /// done, failed (metrics).
+    pub switchovers: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Cluster {
@@ -136,6 +141,7 @@ impl Cluster {
             }
         }
         Arc::new(Cluster {
+            switchovers: Default::default(),
             name: name.to_string(),
             config,
             rx,
@@ -176,6 +182,7 @@ impl Drop for Cluster {
 pub(crate) fn publish(cluster: &str, tx: &watch::Sender<Topology>, mut next: Topology) {
     tx.send_if_modified(|cur| {
         next.primary_changes = cur.primary_changes;
+        next.primary_changed_at = cur.primary_changed_at;
         let roles = |t: &Topology| -> Vec<(String, Role)> {
             t.members.iter().map(|m| (m.name.clone(), m.role)).collect()
         };
@@ -191,6 +198,7 @@ pub(crate) fn publish(cluster: &str, tx: &watch::Sender<Topology>, mut next: Top
         let now = next.primary().map(|m| m.name.clone());
         if was != now {
             next.primary_changes += 1;
+            next.primary_changed_at = Some(std::time::SystemTime::now());
             match &now {
                 Some(p) => tracing::info!(cluster, primary = %p, previous = ?was, "primary changed"),
                 None => tracing::warn!(cluster, previous = ?was, error = ?next.error, "no primary known"),
