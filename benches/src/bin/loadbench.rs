@@ -3,9 +3,11 @@
 //! client. See docs/benchmarks.md; `scripts/bench` builds and runs it.
 //!
 //! ```text
-//! loadbench                       # full run: 7 scenarios x 3 targets x 3 reps x 10 s, idle 2,000 and 10,000
+//! loadbench                       # full run: 9 scenarios x 2-4 targets x 3 reps x 10 s, idle 2,000 and 10,000
 //! loadbench --smoke               # CI: ~1 minute, fails only if a run or login fails
 //! loadbench --only simple --reps 1 --idle 0
+//! loadbench --only socket --reps 1 --idle 0    # -S -c 50 with the proxies on TCP and on PostgreSQL's socket
+//! loadbench --only options --reps 1 --idle 0   # -S -c 50 without and with PGOPTIONS
 //! ```
 //!
 //! Exit status: 0 when every run and login succeeded, 1 when some failed
@@ -69,10 +71,12 @@ struct Cli {
     /// Output dir [default: <target>/bench/<UTC timestamp>].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The short CI version: -S and TPC-B at 10 clients, 2 s, 1 rep, scale 1, 200 idle clients.
+    /// The short CI version: -S (also with the proxies on PostgreSQL's Unix socket, and with
+    /// PGOPTIONS) and TPC-B at 10 clients, 2 s, 1 rep, scale 1, 200 idle clients.
     #[arg(long)]
     smoke: bool,
     /// Run only scenarios whose name contains this (repeatable); "idle" selects the idle test.
+    /// A variant (`server-socket-*`, `startup-options-*`) brings its base scenario along.
     #[arg(long)]
     only: Vec<String>,
     /// Redraw the plot and reprint the tables of an earlier run's output
@@ -314,6 +318,7 @@ fn bench(
     )?;
     let proxy_settings = ProxySettings {
         pg_port: pg.port(),
+        pg_socket_dir: pg.socket_dir().to_path_buf(),
         pool_size: s.pool_size,
         max_client_conn: 20_000,
         pgwolf_bin: pgwolf_bin.to_path_buf(),
@@ -359,7 +364,7 @@ fn bench(
             pool_size: s.pool_size,
         };
         eprintln!("[loadbench] warming up ({} s per target)", s.warmup_s);
-        rounds.warm_up(s.warmup_s)?;
+        rounds.warm_up(s.warmup_s, scenarios)?;
         runs = rounds.run_all(s.reps, scenarios)?;
         for proxy in proxies {
             let kind = proxy.kind();
@@ -422,6 +427,7 @@ fn bench(
         load_avg_end: load::measure::load_average(),
         disturbed_runs: runs.iter().filter(|r| r.disturbed()).count(),
         ratios: report::ratios(&summary),
+        variants: report::variants(&summary),
         summary,
         idle_summary: report::idle_summary(&idle_records),
         proxy_log_notes: log_notes,

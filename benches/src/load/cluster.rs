@@ -3,14 +3,24 @@
 //! A fresh `initdb` in a temp dir (no cached template: the harness runs
 //! rarely and a 2-second initdb keeps it independent of the test crate),
 //! settings for benchmarking a proxy rather than the disk, a free loopback
-//! port, and the Unix socket in the temp dir. It runs as `nobody` when we
-//! are root. A `bench` role with a SCRAM password owns database `bench`,
-//! filled by `pgbench -i`. Stopped (fast shutdown) and removed on `Drop`.
+//! port, and a Unix socket in a directory of its own. It runs as `nobody`
+//! when we are root. A `bench` role with a SCRAM password owns database
+//! `bench`, filled by `pgbench -i`. Stopped (fast shutdown) and removed on
+//! `Drop`.
+//!
+//! The socket directory is separate from the data's temp dir because both
+//! proxies connect through it (the server-socket scenarios) and they do not
+//! run as the same user: PgBouncer runs as `nobody` like PostgreSQL, pgwolf
+//! as whoever runs the harness. The data's dir stays private (it holds the
+//! superuser's password file); the socket's dir is world-searchable, and
+//! PostgreSQL makes the socket itself 0777 (`unix_socket_permissions`'
+//! default), so any local user can reach it and SCRAM decides, as on TCP.
 
 use crate::load::proc::{self, Daemon};
 use crate::load::stop::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -23,6 +33,9 @@ pub const BENCH_DB: &str = "bench";
 /// A throw-away server on loopback: the password only has to be the same
 /// in PostgreSQL and in both proxies' userlist.
 pub const BENCH_PASSWORD: &str = "bench-password";
+
+/// `sun_path` holds 108 bytes with the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 const INIT_LIMIT: Duration = Duration::from_secs(15 * 60);
@@ -44,6 +57,8 @@ pub fn conf_lines() -> Vec<&'static str> {
 pub struct Cluster {
     port: u16,
     daemon: Option<Daemon>,
+    /// `-k`: where PostgreSQL puts `.s.PGSQL.<port>`.
+    socket_dir: TempDir,
     // Last field: removed after the server has stopped.
     dir: TempDir,
 }
@@ -59,6 +74,15 @@ impl Cluster {
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{SUPERUSER_PASSWORD}\n"))?;
         proc::give_to_server_user(dir.path())?;
+        let socket_dir = tempfile::Builder::new()
+            .prefix("pgwolf-bench-pgsock-")
+            .tempdir()
+            .context("temp dir for PostgreSQL's socket")?;
+        // PostgreSQL (as `nobody` when we are root) creates the socket and its
+        // lock file here; every proxy user must be able to search it.
+        proc::give_to_server_user(socket_dir.path())?;
+        std::fs::set_permissions(socket_dir.path(), std::fs::Permissions::from_mode(0o755))
+            .context("chmod the socket dir")?;
         let mut initdb = proc::command(&proc::pg_bin("initdb"), true)?;
         initdb
             .arg("-D")
@@ -76,6 +100,7 @@ impl Cluster {
         let mut cluster = Cluster {
             port: 0,
             daemon: None,
+            socket_dir,
             dir,
         };
         let mut last = String::new();
@@ -94,6 +119,11 @@ impl Cluster {
         self.port
     }
 
+    /// The directory of PostgreSQL's Unix socket (`host=` in libpq terms).
+    pub fn socket_dir(&self) -> &Path {
+        self.socket_dir.path()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("postgres.log")
     }
@@ -107,13 +137,22 @@ impl Cluster {
     }
 
     fn spawn(&mut self, stop: &Interrupt) -> Result<()> {
+        let socket = self.socket_dir().join(format!(".s.PGSQL.{}", self.port));
+        // PostgreSQL would refuse too, but with a message about its own
+        // setting; this names the cause (a long TMPDIR).
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            bail!(
+                "socket path {} is longer than {MAX_SOCKET_PATH} bytes: set TMPDIR to a shorter dir",
+                socket.display()
+            );
+        }
         let mut cmd = proc::command(&proc::pg_bin("postgres"), true)?;
         cmd.arg("-D")
             .arg(self.dir.path().join("data"))
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-k")
-            .arg(self.dir.path())
+            .arg(self.socket_dir())
             .current_dir(self.dir.path());
         // SIGINT: fast shutdown.
         let mut daemon = Daemon::spawn("postgres", cmd, self.log_path(), "INT")?;

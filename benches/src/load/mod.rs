@@ -14,7 +14,8 @@
 //! - [`runner`]: the interleaved rounds, one record per run.
 //! - [`idle`]: memory per idle authenticated client.
 //! - [`machine`]: what it ran on.
-//! - [`report`]: medians, ratios, markdown, JSON, CSV.
+//! - [`report`]: medians, ratios, variants against their base, JSON, CSV.
+//! - [`markdown`]: the report as results.md.
 //! - [`plot`]: the TPS-vs-clients PNG.
 //! - [`scrape`]: `--scrape-metrics`, pgwolf's `/metrics` fetched during the runs.
 //!
@@ -24,6 +25,7 @@
 pub mod cluster;
 pub mod idle;
 pub mod machine;
+pub mod markdown;
 pub mod measure;
 pub mod pgbench;
 pub mod plot;

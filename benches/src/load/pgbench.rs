@@ -7,7 +7,7 @@
 //! Error lines on stderr (a client aborted, an `ERROR` from the server or
 //! proxy) are kept verbatim for the report.
 
-use crate::load::cluster::{BENCH_DB, BENCH_PASSWORD, BENCH_USER};
+use crate::load::cluster::{BENCH_PASSWORD, BENCH_USER};
 use crate::load::measure::percentile;
 use crate::load::proc;
 use crate::load::scenario::Scenario;
@@ -21,6 +21,11 @@ const MAX_ERRORS: usize = 10;
 
 pub struct Invocation<'a> {
     pub port: u16,
+    /// The database named at connect (a proxy's entry, or PostgreSQL's).
+    pub database: &'a str,
+    /// `PGOPTIONS` for pgbench's connections; `None` removes any inherited
+    /// one, so that only the startup-settings scenarios send settings.
+    pub pgoptions: Option<&'a str>,
     pub scenario: &'a Scenario,
     pub duration_s: u64,
     pub jobs: u32,
@@ -75,9 +80,13 @@ pub fn run(inv: &Invocation<'_>, stop: &Interrupt) -> Result<Outcome> {
     .arg("--log")
     .arg(format!("--log-prefix={}", inv.log_dir.join("x").display()))
     .args(s.args)
-    .arg(BENCH_DB)
+    .arg(inv.database)
     .env("PGPASSWORD", BENCH_PASSWORD)
     .env("PGCONNECT_TIMEOUT", "30");
+    match inv.pgoptions {
+        Some(options) => cmd.env("PGOPTIONS", options),
+        None => cmd.env_remove("PGOPTIONS"),
+    };
     // Time enough for 200 clients to connect and the last transactions to end.
     let limit = Duration::from_secs(inv.duration_s + 60);
     let (out, timed_out) = proc::run_bounded(&mut cmd, limit, stop)?;

@@ -2,19 +2,22 @@
 //! ratios between targets, the idle-client table, and the files written to
 //! the output dir (results.md, results.json, runs.csv, summary.csv,
 //! idle.csv). Medians are over the runs that completed cleanly; the `runs
-//! ok` column says how many that was.
+//! ok` column says how many that was. The markdown is in [`markdown`]
+//! (`crate::load::markdown`).
 
 use crate::load::idle::IdleRecord;
 use crate::load::machine::Machine;
 use crate::load::measure::median;
 use crate::load::runner::RunRecord;
-use crate::load::scenario::Scenario;
+use crate::load::scenario::{Scenario, Variant};
 use crate::load::scrape::ScrapeStats;
 use crate::load::targets::TargetKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
+
+pub use crate::load::markdown::markdown;
 
 /// The options a run was made with, as recorded in results.json.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +66,33 @@ pub struct SummaryRow {
     #[serde(default)]
     pub cs_per_tx: Option<f64>,
     pub rss_mib: Option<f64>,
+    /// Plain, or how this scenario differs from its base.
+    #[serde(default)]
+    pub variant: Variant,
+    /// A variant's base scenario (see `Scenario::base`).
+    #[serde(default)]
+    pub base: Option<String>,
+    /// What the variant's probe saw through this target, each distinct
+    /// answer once (see `runner::probe`).
+    #[serde(default)]
+    pub seen: Option<String>,
+}
+
+/// One target's figures in a variant divided by the same target's in the
+/// variant's base scenario, from the same run: e.g. pgwolf with its server
+/// connections on the Unix socket against pgwolf on TCP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantRow {
+    pub scenario: String,
+    pub label: String,
+    pub variant: Variant,
+    pub base: String,
+    pub base_label: String,
+    pub target: TargetKind,
+    pub tps_over_base: Option<f64>,
+    pub cpu_over_base: Option<f64>,
+    pub p99_over_base: Option<f64>,
+    pub seen: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -105,6 +135,9 @@ pub struct Report {
     pub disturbed_runs: usize,
     pub summary: Vec<SummaryRow>,
     pub ratios: Vec<RatioRow>,
+    /// Variants against their base scenarios (absent in older results).
+    #[serde(default)]
+    pub variants: Vec<VariantRow>,
     pub idle_summary: Vec<IdleRow>,
     /// Warning and error lines from the proxies' logs, per proxy.
     pub proxy_log_notes: Vec<(TargetKind, Vec<String>)>,
@@ -136,6 +169,11 @@ pub fn summarize(scenarios: &[Scenario], runs: &[RunRecord]) -> Vec<SummaryRow> 
             if target == TargetKind::Relay && mine.is_empty() {
                 // Not started, or not a scenario it stands in (see
                 // `Scenario::runs_on`): no row rather than "not run".
+                continue;
+            }
+            if target == TargetKind::Direct && !s.runs_on(target, 0) {
+                // The server-socket variant: the base's direct row is the
+                // same run.
                 continue;
             }
             let ok: Vec<&RunRecord> = mine.iter().copied().filter(|r| r.ok).collect();
@@ -171,13 +209,37 @@ pub fn summarize(scenarios: &[Scenario], runs: &[RunRecord]) -> Vec<SummaryRow> 
                 cpu_us_per_tx: med(|r| r.cpu_us_per_tx),
                 cs_per_tx: med(|r| r.cs_per_tx),
                 rss_mib: med(|r| r.rss_mib),
+                variant: s.variant,
+                base: s.base.map(str::to_string),
+                seen: seen_text(&mine),
             });
         }
     }
     rows
 }
 
-/// pgwolf relative to PgBouncer and to direct, per scenario.
+/// The distinct answers of a target's probes, in order; `None` when there
+/// were none (plain scenarios).
+fn seen_text(runs: &[&RunRecord]) -> Option<String> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for seen in runs.iter().filter_map(|r| r.seen.as_deref()) {
+        if !distinct.contains(&seen) {
+            distinct.push(seen);
+        }
+    }
+    (!distinct.is_empty()).then(|| distinct.join(" / "))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// pgwolf relative to PgBouncer and to direct, per scenario. A scenario
+/// without a direct row of its own (the server-socket variant) is divided
+/// by its base's: direct PostgreSQL has no server hop to change.
 pub fn ratios(summary: &[SummaryRow]) -> Vec<RatioRow> {
     let mut out = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -186,21 +248,21 @@ pub fn ratios(summary: &[SummaryRow]) -> Vec<RatioRow> {
             continue;
         }
         seen.push(&row.scenario);
-        let get = |t: TargetKind| {
+        let find = |scenario: &str, t: TargetKind| {
             summary
                 .iter()
-                .find(|r| r.scenario == row.scenario && r.target == t)
+                .find(|r| r.scenario == scenario && r.target == t)
         };
-        let (Some(direct), Some(bouncer), Some(wolf)) = (
-            get(TargetKind::Direct),
-            get(TargetKind::Pgbouncer),
-            get(TargetKind::Pgwolf),
-        ) else {
+        let get = |t: TargetKind| find(&row.scenario, t);
+        let direct = get(TargetKind::Direct).or_else(|| {
+            row.base
+                .as_deref()
+                .and_then(|b| find(b, TargetKind::Direct))
+        });
+        let (Some(direct), Some(bouncer), Some(wolf)) =
+            (direct, get(TargetKind::Pgbouncer), get(TargetKind::Pgwolf))
+        else {
             continue;
-        };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
         };
         let relay = get(TargetKind::Relay);
         out.push(RatioRow {
@@ -216,6 +278,31 @@ pub fn ratios(summary: &[SummaryRow]) -> Vec<RatioRow> {
         });
     }
     out
+}
+
+/// Every variant's rows against its base's, per target, in summary order.
+pub fn variants(summary: &[SummaryRow]) -> Vec<VariantRow> {
+    summary
+        .iter()
+        .filter_map(|row| {
+            let base_name = row.base.as_deref()?;
+            let base = summary
+                .iter()
+                .find(|b| b.scenario == base_name && b.target == row.target)?;
+            Some(VariantRow {
+                scenario: row.scenario.clone(),
+                label: row.label.clone(),
+                variant: row.variant,
+                base: base.scenario.clone(),
+                base_label: base.label.clone(),
+                target: row.target,
+                tps_over_base: ratio(row.tps, base.tps),
+                cpu_over_base: ratio(row.cpu_us_per_tx, base.cpu_us_per_tx),
+                p99_over_base: ratio(row.p99_ms, base.p99_ms),
+                seen: row.seen.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Medians per (target, client count) of the idle measurements.
@@ -271,193 +358,6 @@ pub fn notable_log_lines(log: &str, max: usize) -> Vec<String> {
     out
 }
 
-fn num(v: Option<f64>, digits: usize) -> String {
-    match v {
-        Some(v) => format!("{v:.digits$}"),
-        None => "–".to_string(),
-    }
-}
-
-/// The report as markdown: header, main table, ratios, idle table, notes.
-pub fn markdown(r: &Report) -> String {
-    let m = &r.machine;
-    let s = &r.settings;
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# pgwolf loadbench {}\n\n{}; Linux {}; {}\n",
-        m.started_utc,
-        m.one_line(),
-        m.kernel,
-        m.pgbench
-    );
-    let _ = writeln!(
-        md,
-        "pgbench -j {} -T {} s, scale {}, pool size {}, {} interleaved rep(s){}; medians over clean runs. \
-         Load average at start {}, at end {}; runs disturbed by other load: {}.\n",
-        s.jobs,
-        s.duration_s,
-        s.scale,
-        s.pool_size,
-        s.reps,
-        if s.smoke { " (smoke)" } else { "" },
-        num(m.load_avg_start, 2),
-        num(r.load_avg_end, 2),
-        r.disturbed_runs
-    );
-    if !s.pgwolf_set.is_empty() {
-        let _ = writeln!(
-            md,
-            "pgwolf.toml adds (`--pgwolf-set`): `{}`.\n",
-            s.pgwolf_set.join("`, `")
-        );
-    }
-    match &r.scraped {
-        Some(sc) => {
-            let _ = writeln!(
-                md,
-                "pgwolf served /metrics and the harness fetched it every {} s: {} scrapes ({} failed), \
-                 median {} bytes in {} ms.\n",
-                sc.interval_s,
-                sc.scrapes,
-                sc.failures,
-                sc.median_bytes.map_or("-".into(), |b| b.to_string()),
-                num(sc.median_ms, 1)
-            );
-        }
-        None => md.push_str(
-            "pgwolf's HTTP listener (/metrics) was off; its counters are always kept.\n\n",
-        ),
-    }
-    md.push_str(
-        "| scenario | target | TPS | TPS min–max | avg ms | p99 ms | failed | CPU µs/tx | switches/tx | RSS MiB | runs ok |\n",
-    );
-    md.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
-    for row in &r.summary {
-        if row.status == "n/a (unsupported)" {
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | n/a (unsupported) | | | | | | | | |",
-                row.label,
-                row.target.name()
-            );
-            continue;
-        }
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} | {} |",
-            row.label,
-            row.target.name(),
-            num(row.tps, 0),
-            num(row.tps_min, 0),
-            num(row.tps_max, 0),
-            num(row.avg_ms, 3),
-            num(row.p99_ms, 3),
-            row.failed.map_or("–".to_string(), |f| f.to_string()),
-            num(row.cpu_us_per_tx, 1),
-            num(row.cs_per_tx, 2),
-            num(row.rss_mib, 1),
-            if row.status == "ok" {
-                format!("{}/{}", row.ok_runs, row.runs)
-            } else {
-                row.status.clone()
-            }
-        );
-    }
-    md.push_str("\n| scenario | TPS pgwolf/pgbouncer | TPS pgwolf/direct | CPU pgwolf/pgbouncer | p99 pgwolf/pgbouncer | TPS relay/pgbouncer | CPU relay/pgbouncer |\n");
-    md.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
-    for row in &r.ratios {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | {} | {} | {} |",
-            row.label,
-            num(row.tps_pgwolf_over_pgbouncer, 2),
-            num(row.tps_pgwolf_over_direct, 2),
-            num(row.cpu_pgwolf_over_pgbouncer, 2),
-            num(row.p99_pgwolf_over_pgbouncer, 2),
-            num(row.tps_relay_over_pgbouncer, 2),
-            num(row.cpu_relay_over_pgbouncer, 2)
-        );
-    }
-    if r.ratios
-        .iter()
-        .any(|row| row.tps_relay_over_pgbouncer.is_some())
-    {
-        md.push_str(
-            "\nrelay: bytes copied, one server connection per client, nothing parsed \
-             (src/bin/relay.rs): what a proxy that does no work of its own costs on this machine.\n",
-        );
-    }
-    if !r.idle_summary.is_empty() {
-        md.push_str("\n| target | idle clients | RSS before MiB | RSS after MiB | KiB per idle client | anon KiB per idle client | login time s | ok |\n");
-        md.push_str("|---|--:|--:|--:|--:|--:|--:|---|\n");
-        for row in &r.idle_summary {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {}/{} |",
-                row.target.name(),
-                row.clients,
-                num(row.rss_before_mib, 1),
-                num(row.rss_after_mib, 1),
-                num(row.kib_per_client, 2),
-                num(row.anon_kib_per_client, 2),
-                num(row.connect_s, 1),
-                row.ok_reps,
-                row.reps
-            );
-        }
-    }
-    let notes = notes(r);
-    if !notes.is_empty() {
-        md.push_str("\nNotes:\n\n");
-        for n in notes {
-            let _ = writeln!(md, "- {n}");
-        }
-    }
-    md
-}
-
-/// Failures and log lines, each once.
-fn notes(r: &Report) -> Vec<String> {
-    let mut notes: Vec<String> = Vec::new();
-    let mut push = |n: String| {
-        if !notes.contains(&n) {
-            notes.push(n);
-        }
-    };
-    for run in r.runs.iter().filter(|run| !run.ok) {
-        push(format!(
-            "rep {} `{}` via {} failed (exit {:?}, {} failed tx, {} error lines): {}",
-            run.rep,
-            run.label,
-            run.target.name(),
-            run.exit_code,
-            run.failed.unwrap_or(0),
-            run.error_lines,
-            run.errors.join(" | ")
-        ));
-    }
-    for rec in r
-        .idle
-        .iter()
-        .filter(|rec| !rec.ok || !rec.errors.is_empty())
-    {
-        push(format!(
-            "idle {} clients via {}: {} connected; {}",
-            rec.clients,
-            rec.target.name(),
-            rec.connected,
-            rec.errors.join(" | ")
-        ));
-    }
-    for (target, lines) in &r.proxy_log_notes {
-        for line in lines {
-            push(format!("{} log: `{line}`", target.name()));
-        }
-    }
-    notes
-}
-
 fn csv_field(v: &str) -> String {
     if v.contains([',', '"', '\n']) {
         format!("\"{}\"", v.replace('"', "\"\""))
@@ -509,6 +409,7 @@ pub fn write_all(dir: &Path, r: &Report) -> Result<()> {
     write("runs.csv", to_csv(&r.runs)?)?;
     write("summary.csv", to_csv(&r.summary)?)?;
     write("ratios.csv", to_csv(&r.ratios)?)?;
+    write("variants.csv", to_csv(&r.variants)?)?;
     write("idle.csv", to_csv(&r.idle)?)?;
     Ok(())
 }
@@ -528,5 +429,59 @@ mod tests {
     fn notable_lines_are_distinct() {
         let log = "INFO ok\nWARN a\nWARN a\nERROR b\n";
         assert_eq!(notable_log_lines(log, 10), vec!["WARN a", "ERROR b"]);
+    }
+
+    fn row(scenario: &str, base: Option<&str>, target: TargetKind, tps: f64) -> SummaryRow {
+        SummaryRow {
+            scenario: scenario.to_string(),
+            label: scenario.to_string(),
+            target,
+            clients: 50,
+            status: "ok".to_string(),
+            runs: 1,
+            ok_runs: 1,
+            tps: Some(tps),
+            tps_min: Some(tps),
+            tps_max: Some(tps),
+            avg_ms: None,
+            p99_ms: None,
+            failed: Some(0),
+            cpu_us_per_tx: None,
+            cs_per_tx: None,
+            rss_mib: None,
+            variant: if base.is_some() {
+                Variant::ServerSocket
+            } else {
+                Variant::Plain
+            },
+            base: base.map(str::to_string),
+            seen: None,
+        }
+    }
+
+    #[test]
+    fn a_socket_row_is_divided_by_its_base_and_by_the_base_direct() {
+        let summary = vec![
+            row("tcp", None, TargetKind::Direct, 400.0),
+            row("tcp", None, TargetKind::Pgbouncer, 100.0),
+            row("tcp", None, TargetKind::Pgwolf, 200.0),
+            row("sock", Some("tcp"), TargetKind::Pgbouncer, 110.0),
+            row("sock", Some("tcp"), TargetKind::Pgwolf, 300.0),
+        ];
+        let ratios = ratios(&summary);
+        assert_eq!(ratios.len(), 2);
+        assert_eq!(ratios[1].tps_pgwolf_over_direct, Some(0.75));
+        let variants = variants(&summary);
+        let per_target: Vec<_> = variants
+            .iter()
+            .map(|v| (v.target, v.base.as_str(), v.tps_over_base))
+            .collect();
+        assert_eq!(
+            per_target,
+            [
+                (TargetKind::Pgbouncer, "tcp", Some(1.1)),
+                (TargetKind::Pgwolf, "tcp", Some(1.5)),
+            ]
+        );
     }
 }

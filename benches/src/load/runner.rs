@@ -6,15 +6,18 @@
 //!    truncate for the writing script),
 //! 2. the proxy's CPU time read from /proc before and after pgbench,
 //! 3. pgbench's summary and per-transaction logs parsed,
-//! 4. the proxy's resident memory read right after.
+//! 4. the proxy's resident memory read right after,
+//! 5. for a variant, one more client through the same target asking what
+//!    it got (the server's address, or the settings in force), so the
+//!    report shows that the socket was used and who applied the settings.
 //!
 //! Each finished run is appended to `runs.jsonl` at once, so an interrupted
 //! benchmark still leaves its raw data behind.
 
-use crate::load::cluster::Cluster;
+use crate::load::cluster::{Cluster, BENCH_PASSWORD, BENCH_USER};
 use crate::load::measure;
 use crate::load::pgbench::{self, Invocation};
-use crate::load::scenario::Scenario;
+use crate::load::scenario::{Scenario, Variant};
 use crate::load::stop::Interrupt;
 use crate::load::targets::{Proxy, TargetKind};
 use anyhow::{Context, Result};
@@ -60,6 +63,10 @@ pub struct RunRecord {
     pub busy_before_pct: Option<f64>,
     /// Seconds spent waiting for the machine to quieten before the run.
     pub waited_s: f64,
+    /// For a variant, what a client saw through this target right after
+    /// the run (see [`probe`]); `None` for plain scenarios.
+    #[serde(default)]
+    pub seen: Option<String>,
 }
 
 impl RunRecord {
@@ -92,26 +99,42 @@ pub struct Rounds<'a> {
 
 impl Rounds<'_> {
     /// A short unrecorded run per target so that caches, pools and the
-    /// proxies' buffers are warm before the first measured round.
-    pub fn warm_up(&mut self, seconds: u64) -> Result<()> {
-        let warm = Scenario {
+    /// proxies' buffers are warm before the first measured round. The
+    /// proxies' socket database is a pool of its own: it is warmed too when
+    /// a server-socket scenario will run, or its first run would pay for
+    /// the pool's logins.
+    pub fn warm_up(&mut self, seconds: u64, scenarios: &[Scenario]) -> Result<()> {
+        let plain = Scenario {
             name: "warm-up",
             args: &["-S"],
             clients: 10,
             writes: false,
             not_pgbouncer: false,
             plotted: false,
+            variant: Variant::Plain,
+            base: None,
         };
+        let mut warm = vec![plain.clone()];
+        if scenarios.iter().any(|s| s.variant == Variant::ServerSocket) {
+            warm.push(Scenario {
+                name: "warm-up-socket",
+                variant: Variant::ServerSocket,
+                ..plain
+            });
+        }
         let saved = self.duration_s;
         self.duration_s = seconds;
-        for target in self.targets(&warm) {
-            let rec = self.run_one(0, &warm, target)?;
-            if !rec.ok {
-                eprintln!(
-                    "[loadbench] warm-up against {} failed: {:?}",
-                    target.name(),
-                    rec.errors
-                );
+        for scenario in &warm {
+            for target in self.targets(scenario) {
+                let rec = self.run_one(0, scenario, target)?;
+                if !rec.ok {
+                    eprintln!(
+                        "[loadbench] {} against {} failed: {:?}",
+                        scenario.name,
+                        target.name(),
+                        rec.errors
+                    );
+                }
             }
         }
         self.duration_s = saved;
@@ -180,6 +203,7 @@ impl Rounds<'_> {
             compilers_seen: 0,
             busy_before_pct: None,
             waited_s: 0.0,
+            seen: None,
         };
         if let Err(e) = self.cluster.ensure_running() {
             rec.errors.push(format!("{e:#}"));
@@ -211,6 +235,8 @@ impl Rounds<'_> {
         let out = pgbench::run(
             &Invocation {
                 port,
+                database: scenario.database(target),
+                pgoptions: scenario.pgoptions(),
                 scenario,
                 duration_s: self.duration_s,
                 jobs: self.jobs,
@@ -250,6 +276,9 @@ impl Rounds<'_> {
         rec.error_lines = out.error_lines;
         rec.errors.extend(out.errors);
         rec.compilers_seen = rec.compilers_seen.max(measure::compilers_running());
+        if rec.rep > 0 {
+            rec.seen = probe(self.rt, port, scenario, target);
+        }
         Ok(rec)
     }
 
@@ -290,6 +319,59 @@ impl Rounds<'_> {
     }
 }
 
+/// For a variant, what one more client (tokio-postgres, connecting as
+/// pgbench did) sees: the address of the server connection it was lent
+/// (`inet_server_addr()` is NULL over a Unix socket), or the settings in
+/// force. The simple protocol, since PgBouncer 1.18 does not carry named
+/// statements across transactions. A failure is reported as the text, not
+/// as a failed run: pgbench's result stands on its own.
+fn probe(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    scenario: &Scenario,
+    target: TargetKind,
+) -> Option<String> {
+    let sql = match scenario.variant {
+        Variant::Plain => return None,
+        Variant::ServerSocket => "SELECT coalesce(host(inet_server_addr()), 'Unix socket')",
+        Variant::StartupOptions => {
+            "SELECT 'statement_timeout=' || current_setting('statement_timeout') \
+             || ', search_path=' || current_setting('search_path')"
+        }
+    };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user(BENCH_USER)
+        .password(BENCH_PASSWORD)
+        .dbname(scenario.database(target))
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(options) = scenario.pgoptions() {
+        config.options(options);
+    }
+    let ask = async {
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+        let conn = tokio::spawn(conn);
+        let rows = client.simple_query(sql).await?;
+        // Dropping the client sends Terminate; the connection task then ends.
+        drop(client);
+        let _ = conn.await;
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .context("no row")
+    };
+    // Bounded as a whole: a wedged proxy must not hang the benchmark here.
+    let answer = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), ask).await })
+        .context("timed out after 20 s")
+        .and_then(|r| r);
+    Some(answer.unwrap_or_else(|e| format!("probe failed: {e:#}")))
+}
+
 fn progress(rec: &RunRecord) -> String {
     let num = |v: Option<f64>, digits: usize| match v {
         Some(v) => format!("{v:.digits$}"),
@@ -312,6 +394,9 @@ fn progress(rec: &RunRecord) -> String {
             rec.busy_before_pct.unwrap_or(0.0),
             rec.compilers_seen
         ));
+    }
+    if let Some(seen) = &rec.seen {
+        line.push_str(&format!(" [saw: {seen}]"));
     }
     if rec.waited_s >= 1.0 {
         line.push_str(&format!(" [waited {:.0} s for quiet]", rec.waited_s));

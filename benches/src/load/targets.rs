@@ -10,9 +10,17 @@
 //! verbatim. PgBouncer refuses to run as root, so it runs as `nobody` then;
 //! pgwolf runs as whoever we are. Each proxy has a temp dir for its config,
 //! userlist and log.
+//!
+//! Each proxy has two database entries for the same PostgreSQL database:
+//! `bench` over TCP and `bench_unix` ([`SOCKET_DB`]) over PostgreSQL's Unix
+//! socket, so that one proxy process serves both paths. PgBouncer's
+//! `ignore_startup_parameters` lists `options`: PgBouncer 1.18 refuses a
+//! client that sends it otherwise (the startup-settings scenarios do), and
+//! has no way to apply it. pgwolf applies it and needs nothing.
 
 use crate::load::cluster::{BENCH_DB, BENCH_PASSWORD, BENCH_USER};
 use crate::load::proc::{self, Daemon};
+use crate::load::scenario::SOCKET_DB;
 use crate::load::scrape::{ScrapeStats, Scraper};
 use crate::load::stop::Interrupt;
 use anyhow::{Context, Result};
@@ -61,6 +69,8 @@ impl TargetKind {
 #[derive(Clone, Debug)]
 pub struct ProxySettings {
     pub pg_port: u16,
+    /// PostgreSQL's socket directory, the `host` of [`SOCKET_DB`].
+    pub pg_socket_dir: PathBuf,
     pub pool_size: u32,
     pub max_client_conn: u32,
     pub pgwolf_bin: PathBuf,
@@ -84,6 +94,7 @@ pub fn pgbouncer_ini(listen_port: u16, auth_file: &Path, s: &ProxySettings) -> S
     format!(
         "[databases]
 {BENCH_DB} = host=127.0.0.1 port={pg_port} dbname={BENCH_DB}
+{SOCKET_DB} = host={socket_dir} port={pg_port} dbname={BENCH_DB}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -94,11 +105,12 @@ auth_file = {auth_file}
 pool_mode = transaction
 default_pool_size = {pool}
 max_client_conn = {max_client}
-ignore_startup_parameters = extra_float_digits
+ignore_startup_parameters = extra_float_digits,options
 log_connections = 0
 log_disconnections = 0
 ",
         pg_port = s.pg_port,
+        socket_dir = s.pg_socket_dir.display(),
         auth_file = auth_file.display(),
         pool = s.pool_size,
         max_client = s.max_client_conn,
@@ -128,8 +140,14 @@ ignore_startup_parameters = [\"extra_float_digits\"]
 host = \"127.0.0.1\"
 port = {pg_port}
 dbname = \"{BENCH_DB}\"
+
+[databases.{SOCKET_DB}]
+host = \"{socket_dir}\"
+port = {pg_port}
+dbname = \"{BENCH_DB}\"
 ",
         pg_port = s.pg_port,
+        socket_dir = s.pg_socket_dir.display(),
         auth_file = auth_file.display(),
         pool = s.pool_size,
         max_client = s.max_client_conn,
@@ -248,5 +266,33 @@ impl Proxy {
         let scraped = self.scraper.take().map(Scraper::finish);
         self.daemon.stop();
         (self.log(), scraped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_proxies_reach_the_same_database_over_tcp_and_the_socket() {
+        let s = ProxySettings {
+            pg_port: 5999,
+            pg_socket_dir: PathBuf::from("/tmp/pgsock"),
+            pool_size: 20,
+            max_client_conn: 100,
+            pgwolf_bin: PathBuf::from("pgwolf"),
+            relay_bin: None,
+            scrape_metrics: None,
+            pgwolf_set: Vec::new(),
+        };
+        let ini = pgbouncer_ini(6000, Path::new("/u"), &s);
+        assert!(ini.contains("\nbench_unix = host=/tmp/pgsock port=5999 dbname=bench\n"));
+        assert!(ini.contains("ignore_startup_parameters = extra_float_digits,options\n"));
+        let toml = pgwolf_toml(6001, None, Path::new("/u"), &s);
+        assert!(toml.contains(
+            "[databases.bench_unix]\nhost = \"/tmp/pgsock\"\nport = 5999\ndbname = \"bench\"\n"
+        ));
+        // pgwolf applies `options`: it must not be ignored there.
+        assert!(toml.contains("ignore_startup_parameters = [\"extra_float_digits\"]\n"));
     }
 }
