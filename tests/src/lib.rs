@@ -46,6 +46,7 @@ pub mod netns;
 pub mod pgbouncer;
 pub mod ports;
 pub mod postgres;
+pub mod prometheus;
 pub mod proxy;
 pub mod scripted;
 pub mod stopped;

@@ -1,0 +1,227 @@
+//! deploy/monitoring/ against the real thing: Debian's Prometheus scrapes
+//! pgwolf and a postgres_exporter (with pgwolf's query file) per member of
+//! a three-member Patroni cluster while clients write through pgwolf, and
+//! evaluates the alert rules. Every metric each rule reads has series,
+//! every rule evaluates without error, nothing but info alerts fires on
+//! the healthy cluster, and a switchover through pgwolf fires
+//! PgwolfPrimaryChanged and counts itself. `promtool` checks the rules
+//! and runs their unit tests.
+
+use pgwolf_tests::certs::Ca;
+use pgwolf_tests::clients::simple_value;
+use pgwolf_tests::ha::{
+    HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER, HA_SUPERUSER, HA_SUPERUSER_PASSWORD,
+};
+use pgwolf_tests::prometheus::{metric_names, Job, PgExporter, Prometheus};
+use pgwolf_tests::proxy::Pgwolf;
+use pgwolf_tests::time::eventually;
+use pgwolf_tests::tools::{run_bounded, workspace_dir};
+use pgwolf_tests::{connect, free_port, userlist, within, HaCluster, HaOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn monitoring_dir() -> PathBuf {
+    workspace_dir().join("deploy/monitoring")
+}
+
+/// (alert name, expression) of every rule in the rules file.
+fn rules() -> Vec<(String, String)> {
+    let path = monitoring_dir().join("prometheus/pgwolf-rules.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for group in doc["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let name = rule["alert"].as_str().unwrap().to_string();
+            out.push((name, rule["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn promtool_checks_and_tests_the_rules() {
+    let dir = monitoring_dir().join("prometheus");
+    for args in [
+        vec!["check", "rules", "pgwolf-rules.yml"],
+        vec!["test", "rules", "pgwolf-rules-test.yml"],
+    ] {
+        let out = run_bounded(
+            std::process::Command::new("promtool")
+                .args(&args)
+                .current_dir(&dir),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Clients writing through pgwolf until `stop`: WAL to replicate, pools
+/// to fill. Errors (a switchover's) are retried.
+async fn load(port: u16, stop: Arc<AtomicBool>) {
+    let mut client = None;
+    while !stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            client = pgwolf_tests::try_connect(port, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB)
+                .await
+                .ok();
+        }
+        let Some(c) = &client else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let wrote = c
+            .batch_execute("INSERT INTO probe (node) VALUES ('monitoring'); SELECT pg_sleep(0.01)")
+            .await;
+        if wrote.is_err() && c.is_closed() {
+            client = None;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
+    let ha = HaCluster::start(HaOptions::default());
+    ha.wait_ready(Duration::from_secs(60));
+    // Client TLS, so the certificate's expiry is a series too.
+    let certs = tempfile::tempdir().unwrap();
+    let pair = Ca::new("monitoring CA").issue(certs.path(), "pgwolf", "pgwolf", &["127.0.0.1"]);
+    let http = free_port();
+    let urls: Vec<String> = ha.rest_urls().iter().map(|u| format!("{u:?}")).collect();
+    let toml = format!(
+        "pool_mode = \"transaction\"\nadmin_users = [\"{HA_APP_USER}\"]\n\
+         http_listen = \"127.0.0.1:{http}\"\nclient_tls_sslmode = \"allow\"\n\
+         client_tls_cert_file = {:?}\nclient_tls_key_file = {:?}\n\n\
+         [clusters.ha]\nprovider = \"patroni\"\npatroni_urls = [{}]\n\n\
+         [databases.{HA_APP_DB}]\ncluster = \"ha\"\npool_size = 4\n",
+        pair.cert.display().to_string(),
+        pair.key.display().to_string(),
+        urls.join(", ")
+    );
+    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
+    let queries = monitoring_dir().join("postgres-exporter/queries.yaml");
+    let exporters: Vec<PgExporter> = ha
+        .pg_addrs()
+        .iter()
+        .map(|(host, port)| {
+            let dsn = format!(
+                "postgresql://{HA_SUPERUSER}:{HA_SUPERUSER_PASSWORD}@{host}:{port}/postgres?sslmode=disable"
+            );
+            PgExporter::start(&dsn, &queries)
+        })
+        .collect();
+    let prometheus = Prometheus::start(
+        &[
+            Job {
+                name: "pgwolf".into(),
+                targets: vec![format!("127.0.0.1:{http}")],
+            },
+            Job {
+                name: "postgres".into(),
+                targets: exporters.iter().map(PgExporter::target).collect(),
+            },
+        ],
+        &[monitoring_dir().join("prometheus/pgwolf-rules.yml")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(load(proxy.port(), stop.clone())))
+        .collect();
+
+    // Scraped: pgwolf's pool, every member, both replicas seen from the
+    // primary.
+    let scraped = eventually(Duration::from_secs(60), || async {
+        let up = prometheus.query("count(pg_up == 1)");
+        let replicas = prometheus.query("count(pg_replica_replay_lag_bytes)");
+        let pool = prometheus.query("count(pgwolf_transactions_total > 0)");
+        let n = |r: &[serde_json::Value]| r.first().map(|s| s["value"][1].clone());
+        (n(&up) == Some("3".into()) && n(&replicas) == Some("2".into()) && !pool.is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        scraped.is_some(),
+        "Prometheus never saw the cluster and the pool"
+    );
+
+    // Every metric a rule reads exists in the real scrape.
+    let mut missing = Vec::new();
+    for (alert, expr) in rules() {
+        for name in metric_names(&expr) {
+            if prometheus.query(&format!("count({name})")).is_empty() {
+                missing.push(format!("{alert}: {name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "metrics no target exports: {missing:#?}"
+    );
+    // Every rule evaluated, without error.
+    let evaluated = eventually(Duration::from_secs(30), || async {
+        let v = prometheus.api("/api/v1/rules");
+        let rules: Vec<serde_json::Value> = v["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap().clone())
+            .collect();
+        rules
+            .iter()
+            .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z")
+            .then_some(rules)
+    })
+    .await;
+    let evaluated = evaluated
+        .unwrap_or_else(|| panic!("rules not all healthy: {}", prometheus.api("/api/v1/rules")));
+    assert_eq!(evaluated.len(), rules().len());
+    let firing = prometheus.query("ALERTS{alertstate=\"firing\",severity!=\"info\"}");
+    assert!(
+        firing.is_empty(),
+        "alerts on a healthy cluster: {firing:#?}"
+    );
+
+    // A switchover through pgwolf: counted, and the primary-changed alert
+    // fires; the new primary's timeline is one more.
+    let timeline = |p: &Prometheus| -> f64 {
+        let r = p.query("max(pg_timeline_id)");
+        r[0]["value"][1].as_str().unwrap().parse().unwrap()
+    };
+    let before = timeline(&prometheus);
+    let old = ha.leader().expect("a leader");
+    let admin = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, "pgwolf").await;
+    let new = within(90, "SWITCHOVER", simple_value(&admin, "SWITCHOVER ha"))
+        .await
+        .expect("SWITCHOVER")
+        .expect("the new primary");
+    assert_ne!(new, old);
+    let fired = eventually(Duration::from_secs(60), || async {
+        let alert = prometheus.query(
+            "ALERTS{alertname=\"PgwolfPrimaryChanged\",alertstate=\"firing\",cluster=\"ha\"}",
+        );
+        let counted =
+            prometheus.query("pgwolf_switchovers_total{cluster=\"ha\",outcome=\"done\"} == 1");
+        let changed = prometheus
+            .query("increase(pgwolf_cluster_primary_changes_total{cluster=\"ha\"}[5m]) > 0");
+        (!alert.is_empty() && !counted.is_empty() && !changed.is_empty()).then_some(())
+    })
+    .await;
+    assert!(fired.is_some(), "the switchover did not show in Prometheus");
+    let moved = eventually(Duration::from_secs(60), || async {
+        (timeline(&prometheus) > before).then_some(())
+    })
+    .await;
+    assert!(moved.is_some(), "pg_timeline_id did not move past {before}");
+
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.await;
+    }
+}
