@@ -3,9 +3,10 @@
 //! a three-member Patroni cluster while clients write through pgwolf, and
 //! evaluates the alert rules. Every metric each rule reads has series,
 //! every rule evaluates without error, nothing but info alerts fires on
-//! the healthy cluster, and a switchover through pgwolf fires
-//! PgwolfPrimaryChanged and counts itself. `promtool` checks the rules
-//! and runs their unit tests.
+//! the healthy cluster, a switchover through pgwolf fires
+//! PgwolfPrimaryChanged and counts itself, and every Grafana panel's query
+//! returns series afterwards. `promtool` checks the rules and runs their
+//! unit tests.
 
 use pgwolf_tests::certs::Ca;
 use pgwolf_tests::clients::simple_value;
@@ -39,6 +40,80 @@ fn rules() -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// (dashboard file, panel title, expression) of every panel query in
+/// deploy/monitoring/grafana, with the dashboards' variables as an
+/// "All" selection sets them.
+fn panel_queries() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let dir = monitoring_dir().join("grafana");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for panel in d["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap().replace("$cluster", ".*");
+                out.push((name.clone(), panel["title"].as_str().unwrap().into(), expr));
+            }
+        }
+    }
+    out
+}
+
+/// What Grafana needs of each dashboard file, short of its schema: a
+/// uid and title, the data source variable every query uses, panels with
+/// unique ids inside the 24-column grid, every target with a refId and an
+/// expression, and every variable a query names defined.
+#[test]
+fn dashboards_are_well_formed() {
+    let dir = monitoring_dir().join("grafana");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let at = file.display();
+        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()), "{at}");
+        assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "{at}");
+        let vars: Vec<&str> = d["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert!(vars.contains(&"datasource"), "{at}");
+        let mut ids = std::collections::BTreeSet::new();
+        for p in d["panels"].as_array().unwrap() {
+            assert!(
+                ids.insert(p["id"].as_i64().unwrap()),
+                "{at}: duplicate panel id"
+            );
+            let g = &p["gridPos"];
+            let (x, w) = (g["x"].as_i64().unwrap(), g["w"].as_i64().unwrap());
+            assert!(
+                x >= 0 && w > 0 && x + w <= 24,
+                "{at}: {} off the grid",
+                p["title"]
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{at}");
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                assert!(!expr.is_empty() && t["refId"].is_string(), "{at}");
+                if expr.contains("$cluster") {
+                    assert!(vars.contains(&"cluster"), "{at}: $cluster undefined");
+                }
+                count += 1;
+            }
+        }
+    }
+    assert!(count >= 30, "{count} panel queries");
 }
 
 #[test]
@@ -219,6 +294,21 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
     })
     .await;
     assert!(moved.is_some(), "pg_timeline_id did not move past {before}");
+
+    // Every dashboard panel shows something over the last five minutes
+    // (a subquery, as the panel's graph would evaluate it), the failover
+    // panels included. An instant query would miss the replicas' lag
+    // while they reconnect to the new primary.
+    let mut empty = Vec::new();
+    for (file, title, expr) in panel_queries() {
+        if prometheus
+            .query(&format!("last_over_time(({expr})[5m:1s])"))
+            .is_empty()
+        {
+            empty.push(format!("{file} \"{title}\": {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "panels with no series: {empty:#?}");
 
     stop.store(true, Ordering::Relaxed);
     for w in writers {
