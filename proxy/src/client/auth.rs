@@ -12,6 +12,9 @@ use bytes::BytesMut;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How a passwordless method's refusal is worded (cert, peer).
+type Refusal = fn(String) -> ClientError;
+
 /// Authentication messages are small; refuse anything bigger.
 const AUTH_MAX_MESSAGE: u32 = 8192;
 
@@ -37,21 +40,19 @@ pub async fn authenticate(
         t => t,
     };
     drop(auth);
-    if method == AuthType::Cert {
-        if certificate_names(stream, user) {
+    // The methods that ask no password: the connection itself decides.
+    let passwordless: Option<(bool, Refusal)> = match method {
+        AuthType::Cert => Some((certificate_names(stream, user), ClientError::CertFailed)),
+        AuthType::Peer => Some((peer_is(stream, user), ClientError::PeerFailed)),
+        _ => None,
+    };
+    if let Some((accepted, refusal)) = passwordless {
+        if accepted {
             return Ok(());
         }
         app.auth_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ClientError::CertFailed(user.to_string()));
-    }
-    if method == AuthType::Peer {
-        if peer_is(stream, user) {
-            return Ok(());
-        }
-        app.auth_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ClientError::PeerFailed(user.to_string()));
+        return Err(refusal(user.to_string()));
     }
     if secret.is_none() && method != AuthType::Trust {
         secret = super::auth_query::secret_for(app, user, db).await;
