@@ -43,7 +43,7 @@ pub async fn authenticate(
     // The methods that ask no password: the connection itself decides.
     let passwordless: Option<(bool, Refusal)> = match method {
         AuthType::Cert => Some((certificate_names(stream, user), ClientError::CertFailed)),
-        AuthType::Peer => Some((peer_is(stream, user), ClientError::PeerFailed)),
+        AuthType::Peer => Some((peer_is(stream, user).await, ClientError::PeerFailed)),
         _ => None,
     };
     if let Some((accepted, refusal)) = passwordless {
@@ -143,8 +143,9 @@ fn hba_method(
 
 /// auth_type = peer: the OS user at the other end of pgwolf's Unix socket
 /// (SO_PEERCRED) is `user`. Logged when not, as PostgreSQL does, with
-/// both names (neither is a secret).
-fn peer_is(stream: &Stream, user: &str) -> bool {
+/// both names (neither is a secret). The uid is looked up off the runtime
+/// thread: getpwuid_r may ask nsswitch's network sources (LDAP, sssd).
+async fn peer_is(stream: &Stream, user: &str) -> bool {
     let Some(uid) = stream.peer_uid() else {
         tracing::info!(
             user,
@@ -152,7 +153,13 @@ fn peer_is(stream: &Stream, user: &str) -> bool {
         );
         return false;
     };
-    let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+    let lookup = tokio::task::spawn_blocking(move || {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+    });
+    let Ok(looked_up) = lookup.await else {
+        return false;
+    };
+    let name = match looked_up {
         Ok(Some(u)) => u.name,
         Ok(None) => {
             tracing::info!(
