@@ -126,6 +126,13 @@ impl PgExporter {
     /// `dsn`: a libpq URL the exporter logs in with (kept in its
     /// environment, as the sidecar's comes from a Secret).
     pub fn start(dsn: &str, queries: &Path) -> PgExporter {
+        PgExporter::start_with_env(&[("DATA_SOURCE_NAME", dsn)], queries)
+    }
+
+    /// As [`PgExporter::start`] with the login in `env`
+    /// (`DATA_SOURCE_URI`, `DATA_SOURCE_USER`, `DATA_SOURCE_PASS`, as the
+    /// controller's sidecar has it).
+    pub fn start_with_env(env: &[(&str, &str)], queries: &Path) -> PgExporter {
         let dir = tempfile::Builder::new()
             .prefix("pgwolf-exporter-")
             .tempdir()
@@ -136,7 +143,7 @@ impl PgExporter {
         let child = child_command(Path::new("/usr/bin/prometheus-postgres-exporter"), false)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg(format!("--extend.query-path={}", queries.display()))
-            .env("DATA_SOURCE_NAME", dsn)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -162,6 +169,11 @@ impl PgExporter {
 
     pub fn target(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(self.port, "/metrics").map_or_else(String::new, |(_, body)| body)
     }
 }
 

@@ -9,8 +9,9 @@
 
 use pgwolf_controller::postgres::{connect, roles};
 use pgwolf_controller::rollout;
-use pgwolf_tests::ha::rendered::{test_cluster, Rendered};
+use pgwolf_tests::ha::rendered::{config_map_entry, test_cluster, Rendered};
 use pgwolf_tests::ha::{HaCluster, HaOptions, MemberInfo};
+use pgwolf_tests::prometheus::PgExporter;
 use pgwolf_tests::tools::{pg_bin, run_bounded};
 use std::path::Path;
 use std::process::Command;
@@ -60,7 +61,7 @@ fn verified(name: &str, member: &MemberInfo, ca: &Path, user: &str, db: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_instances_bootstrap_verify_take_only_tls_from_outside_and_rebuild_a_replica() {
-    let (cluster, credentials) = test_cluster(serde_json::json!({}));
+    let (cluster, credentials) = test_cluster(serde_json::json!({ "monitoring": {} }));
     let rendered = Rendered::new(&cluster, &credentials);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.crt");
@@ -91,7 +92,7 @@ async fn rendered_instances_bootstrap_verify_take_only_tls_from_outside_and_rebu
     let admin = connect::connect(&target, Duration::from_secs(10))
         .await
         .expect("the controller's verified TLS login");
-    let (users, managed) = roles::managed(&cluster.spec.users, &credentials);
+    let (users, managed) = roles::managed(&cluster.spec, &credentials);
     let steps = roles::ensure(&admin, &users, &managed)
         .await
         .expect("spec.users and the admin role in PostgreSQL");
@@ -135,6 +136,62 @@ async fn rendered_instances_bootstrap_verify_take_only_tls_from_outside_and_rebu
         .as_deref(),
         Ok("t")
     );
+
+    // spec.monitoring: the sidecar's login (pgwolf_monitor, pg_monitor
+    // only) and the rendered query file, run by the real exporter against
+    // the leader (over TLS: the pod's loopback is not there to use). With
+    // pg_monitor, pg_stat_replication's positions are readable, so both
+    // replicas' lag is a number.
+    let objects = pgwolf_controller::resources::desired(&cluster, &credentials).unwrap();
+    let queries = dir.path().join("queries.yaml");
+    std::fs::write(
+        &queries,
+        config_map_entry(&objects, "main-monitoring", "queries.yaml"),
+    )
+    .unwrap();
+    let monitor = credentials
+        .monitor
+        .as_ref()
+        .expect("spec.monitoring's login");
+    let uri = format!(
+        "{}:{}/postgres?sslmode=require",
+        leader.host, leader.pg_port
+    );
+    let exporter = PgExporter::start_with_env(
+        &[
+            ("DATA_SOURCE_URI", uri.as_str()),
+            ("DATA_SOURCE_USER", "pgwolf_monitor"),
+            ("DATA_SOURCE_PASS", monitor.password.as_str()),
+        ],
+        &queries,
+    );
+    let lag_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("pg_replica_replay_lag_bytes{"))
+            .map(String::from)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = exporter.metrics();
+        if lag_lines(&text).len() == 2 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("pg_up") && l.ends_with(" 1")),
+        "the exporter's login: {text}"
+    );
+    let lags = lag_lines(&text);
+    assert_eq!(lags.len(), 2, "{text}");
+    assert!(lags.iter().all(|l| !l.ends_with("NaN")), "{lags:?}");
+    assert!(
+        !text.contains(&monitor.password),
+        "no secret in the metrics"
+    );
+    drop(exporter);
 
     // spec.postgresql.parameters on the running cluster: the controller's
     // PATCH /config, reloaded by every member.

@@ -110,6 +110,11 @@ pub struct PostgresClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerSpec>,
 
+    /// PostgreSQL's metrics for Prometheus: a postgres_exporter sidecar per
+    /// instance. Unset for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<super::MonitoringSpec>,
+
     /// Server TLS from the user's Secrets. Default: unset, and the
     /// controller issues a CA (`<cluster>-ca`) and a server certificate
     /// (`<cluster>-tls`) that every instance serves.
@@ -238,7 +243,7 @@ fn failsafe_mode() -> bool {
     true
 }
 
-pub(super) fn resources(
+pub(crate) fn resources(
     cpu: &str,
     memory_request: &str,
     memory_limit: &str,

@@ -6,6 +6,7 @@
 //! here talks to a cluster.
 
 mod cluster;
+mod monitoring;
 mod pooler;
 mod status;
 mod users;
@@ -14,6 +15,7 @@ pub use cluster::{
     PatroniSpec, PostgresCluster, PostgresClusterSpec, PostgresqlSpec, StorageSpec, TlsSpec,
     DEFAULT_IMAGE,
 };
+pub use monitoring::MonitoringSpec;
 pub use pooler::{PoolMode, PoolerSpec, DEFAULT_POOLER_IMAGE};
 pub use status::PostgresClusterStatus;
 pub use users::{RoleOption, UserSpec, RESERVED_USERS};

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Roles the controller and Spilo own; a declared user may not take them.
-pub const RESERVED_USERS: [&str; 4] = ["postgres", "standby", "admin", "pgwolf"];
+pub const RESERVED_USERS: [&str; 5] = ["postgres", "standby", "admin", "pgwolf", "pgwolf_monitor"];
 
 /// A login role, the databases it owns, and where its credentials go.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -14,9 +14,9 @@ pub struct UserSpec {
     /// Role name: lower case letters, digits and `_`, not starting with a
     /// digit or `pg_`, not ending with `_credentials` (the controller's own
     /// Secrets are `<cluster>-<role>-credentials`), and not one of postgres,
-    /// standby, admin, pgwolf.
+    /// standby, admin, pgwolf, pgwolf_monitor.
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
-    #[x_kube(validation = Rule::new("!(self in ['postgres', 'standby', 'admin', 'pgwolf']) && !self.startsWith('pg_') && !self.endsWith('_credentials')").message("this role name is reserved: not postgres, standby, admin or pgwolf, not pg_*, not *_credentials"))]
+    #[x_kube(validation = Rule::new("!(self in ['postgres', 'standby', 'admin', 'pgwolf', 'pgwolf_monitor']) && !self.startsWith('pg_') && !self.endsWith('_credentials')").message("this role name is reserved: not postgres, standby, admin, pgwolf or pgwolf_monitor, not pg_*, not *_credentials"))]
     pub name: String,
     /// Databases this role may connect to and create objects in. Each is
     /// created when missing, owned by the first user that lists it; the

@@ -10,8 +10,12 @@
 //! Statements carry verifiers: they are never logged, only their
 //! summaries are.
 
-use crate::api::{RoleOption, UserSpec};
-use crate::secrets::{Credentials, ADMIN_USER};
+use crate::api::{PostgresClusterSpec, RoleOption, UserSpec};
+use crate::secrets::{Credentials, ADMIN_USER, MONITOR_USER};
+
+/// Built-in roles the controller's own roles are members of: the
+/// exporter reads statistics through pg_monitor and can do nothing else.
+const MEMBERSHIPS: [(&str, &str); 1] = [(MONITOR_USER, "pg_monitor")];
 use std::collections::BTreeMap;
 
 /// One statement and a description of it without secrets.
@@ -86,6 +90,8 @@ pub struct Existing {
     /// (user, database) pairs where the user already has CONNECT,
     /// TEMPORARY and CREATE.
     pub privileged: std::collections::BTreeSet<(String, String)>,
+    /// (member, role) pairs of [`MEMBERSHIPS`] already granted.
+    pub members: std::collections::BTreeSet<(String, String)>,
 }
 
 /// The statements that bring `existing` to the declared users.
@@ -120,6 +126,17 @@ pub fn plan(users: &[UserSpec], credentials: &Credentials, existing: &Existing) 
                     });
                 }
             }
+        }
+    }
+    for (member, role) in MEMBERSHIPS {
+        let wanted = users.iter().any(|u| u.name == member);
+        let key = (member.to_string(), role.to_string());
+        if wanted && !existing.members.contains(&key) {
+            let sql = format!("GRANT {} TO {}", quote_ident(role), quote_ident(member));
+            steps.push(Step {
+                summary: sql.clone(),
+                sql,
+            });
         }
     }
     let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
@@ -166,23 +183,34 @@ pub fn plan(users: &[UserSpec], credentials: &Credentials, existing: &Existing) 
     steps
 }
 
-/// The roles the controller keeps: `users` and the admin role (CREATEDB,
-/// CREATEROLE, no database of its own), whose password is in
-/// `<cluster>-admin-credentials`. Spilo images made that role themselves;
+/// The roles the controller keeps: `spec.users`, the admin role
+/// (CREATEDB, CREATEROLE, no database of its own), whose password is in
+/// `<cluster>-admin-credentials`, and with `spec.monitoring.exporter` the
+/// exporter's `pgwolf_monitor` (pg_monitor only). Spilo images made that role themselves;
 /// the instance image leaves roles to the controller.
-pub fn managed(users: &[UserSpec], credentials: &Credentials) -> (Vec<UserSpec>, Credentials) {
-    let admin = UserSpec {
-        name: ADMIN_USER.to_string(),
+pub fn managed(
+    spec: &PostgresClusterSpec,
+    credentials: &Credentials,
+) -> (Vec<UserSpec>, Credentials) {
+    let own = |name: &str, options: Vec<RoleOption>| UserSpec {
+        name: name.to_string(),
         databases: Vec::new(),
-        options: vec![RoleOption::CreateDb, RoleOption::CreateRole],
+        options,
         secret_name: None,
     };
-    let mut all = users.to_vec();
-    all.push(admin);
+    let mut all = spec.users.to_vec();
+    all.push(own(
+        ADMIN_USER,
+        vec![RoleOption::CreateDb, RoleOption::CreateRole],
+    ));
     let mut credentials = credentials.clone();
     credentials
         .users
         .insert(ADMIN_USER.to_string(), credentials.admin.clone());
+    if let Some(monitor) = credentials.monitor.clone() {
+        all.push(own(MONITOR_USER, Vec::new()));
+        credentials.users.insert(MONITOR_USER.to_string(), monitor);
+    }
     (all, credentials)
 }
 
@@ -257,6 +285,17 @@ pub async fn read(
         .await?
     {
         existing.privileged.insert((row.get(0), row.get(1)));
+    }
+    for row in client
+        .query(
+            "SELECT m.rolname::text, r.rolname::text FROM pg_auth_members a \
+             JOIN pg_roles m ON m.oid = a.member JOIN pg_roles r ON r.oid = a.roleid \
+             WHERE m.rolname = ANY($1)",
+            &[&names],
+        )
+        .await?
+    {
+        existing.members.insert((row.get(0), row.get(1)));
     }
     Ok(existing)
 }

@@ -311,8 +311,7 @@ async fn ensure_users(
     let pg = crate::postgres::connect::connect(&target, access.timeout)
         .await
         .map_err(|e| Error::Users(e.to_string()))?;
-    let (users, credentials) =
-        crate::postgres::roles::managed(&owner.cluster.spec.users, credentials);
+    let (users, credentials) = crate::postgres::roles::managed(&owner.cluster.spec, credentials);
     let steps = crate::postgres::roles::ensure(&pg, &users, &credentials)
         .await
         .map_err(|e| {

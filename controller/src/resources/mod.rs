@@ -12,9 +12,11 @@
 //! - `pooler_config`, `pooler`: pgwolf's config and auth file, Deployment, Service.
 //! - `user_secrets`: each declared user's credentials and connection strings.
 //! - `tls_secrets`: the certificates the controller issues without `spec.tls`.
+//! - `monitoring`: the postgres_exporter sidecar, its query file and login.
 
 mod instance_env;
 mod meta;
+mod monitoring;
 pub mod patroni_config;
 mod pdb;
 mod pooler;
@@ -36,7 +38,7 @@ pub use tls_secrets::{ca_secret_name, server_secret_name as tls_secret_name};
 
 use crate::api::PostgresCluster;
 use crate::secrets::{
-    Credential, Credentials, ADMIN_USER, POOLER_USER, REPLICATION_USER, SUPERUSER,
+    Credential, Credentials, ADMIN_USER, MONITOR_USER, POOLER_USER, REPLICATION_USER, SUPERUSER,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -155,6 +157,14 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
         out.push(Child::Secret(tls_secrets::ca_secret(&owner, tls)));
         out.push(Child::Secret(tls_secrets::server_secret(&owner, tls)));
     }
+    if monitoring::exporter(&owner).is_some() {
+        let monitor = credentials.monitor.as_ref().ok_or(Error::Invalid {
+            field: "monitoring",
+            message: "the exporter is on and no credential was made for it",
+        })?;
+        out.push(Child::Secret(system_secrets::secret(&owner, monitor)));
+        out.push(Child::ConfigMap(monitoring::config_map(&owner)));
+    }
     out.extend([
         Child::Service(services::primary(&owner)),
         Child::Service(services::replicas(&owner)),
@@ -236,9 +246,11 @@ pub fn credentials<R: Rng>(
 pub fn credential_secret_names(cluster: &PostgresCluster) -> Vec<String> {
     let owner = Owner::new(cluster);
     let system = [SUPERUSER, REPLICATION_USER, ADMIN_USER, POOLER_USER];
+    let monitor = monitoring::exporter(&owner).map(|_| MONITOR_USER);
     let users = cluster.spec.users.iter().map(|u| u.name.as_str());
     let mut names: Vec<String> = system
         .into_iter()
+        .chain(monitor)
         .chain(users)
         .map(|role| credential_secret(&owner, role))
         .collect();

@@ -7,7 +7,7 @@
 use super::instance_env;
 use super::meta::{Owner, PATRONI_PORT, POSTGRES_PORT};
 use super::patroni_config::{self, CONFIG_DIR, PGDATA_MOUNT, TLS_CA_MOUNT, TLS_MOUNT};
-use super::{rbac, services};
+use super::{monitoring, rbac, services};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
@@ -108,6 +108,68 @@ fn pod_spec(owner: &Owner) -> PodSpec {
         mounts.push(mount("tls-ca", TLS_CA_MOUNT));
         volumes.push(secret_volume("tls-ca", ca));
     }
+    let mut containers = vec![Container {
+        name: "postgres".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        ports: Some(vec![
+            container_port("postgresql", POSTGRES_PORT),
+            container_port("patroni", PATRONI_PORT),
+        ]),
+        env: Some(instance_env::env(owner)),
+        resources: Some(spec.resources.clone()),
+        // Patroni answers 200 on /readiness once PostgreSQL runs and,
+        // on a replica, streams; it is the API the rollout waits on too.
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/readiness".into()),
+                port: IntOrString::Int(PATRONI_PORT),
+                scheme: Some("HTTP".into()),
+                ..Default::default()
+            }),
+            initial_delay_seconds: Some(6),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        // Patroni answers 503 on /liveness once its HA loop has not run
+        // for ttl seconds (a hung Patroni keeps its leader key and so
+        // the cluster without a working primary): restart it then.
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/liveness".into()),
+                port: IntOrString::Int(PATRONI_PORT),
+                scheme: Some("HTTP".into()),
+                ..Default::default()
+            }),
+            initial_delay_seconds: Some(30),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(6),
+            ..Default::default()
+        }),
+        // A deleted primary waits for the controller's switchover (the
+        // pooler paused) instead of stopping into a failover.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "/usr/local/bin/instance-prestop".into(),
+                        PRESTOP_PRIMARY_WAIT_SECONDS.to_string(),
+                    ]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }];
+    if let Some(monitoring) = monitoring::exporter(owner) {
+        containers.push(monitoring::container(owner, monitoring));
+        volumes.push(monitoring::volume(owner));
+    }
     PodSpec {
         service_account_name: Some(rbac::patroni_name(owner)),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
@@ -119,64 +181,7 @@ fn pod_spec(owner: &Owner) -> PodSpec {
             ..Default::default()
         }),
         affinity: Some(spread_over_nodes(owner)),
-        containers: vec![Container {
-            name: "postgres".into(),
-            image: Some(spec.image.clone()),
-            image_pull_policy: Some("IfNotPresent".into()),
-            ports: Some(vec![
-                container_port("postgresql", POSTGRES_PORT),
-                container_port("patroni", PATRONI_PORT),
-            ]),
-            env: Some(instance_env::env(owner)),
-            resources: Some(spec.resources.clone()),
-            // Patroni answers 200 on /readiness once PostgreSQL runs and,
-            // on a replica, streams; it is the API the rollout waits on too.
-            readiness_probe: Some(Probe {
-                http_get: Some(HTTPGetAction {
-                    path: Some("/readiness".into()),
-                    port: IntOrString::Int(PATRONI_PORT),
-                    scheme: Some("HTTP".into()),
-                    ..Default::default()
-                }),
-                initial_delay_seconds: Some(6),
-                period_seconds: Some(10),
-                timeout_seconds: Some(5),
-                failure_threshold: Some(3),
-                ..Default::default()
-            }),
-            // Patroni answers 503 on /liveness once its HA loop has not run
-            // for ttl seconds (a hung Patroni keeps its leader key and so
-            // the cluster without a working primary): restart it then.
-            liveness_probe: Some(Probe {
-                http_get: Some(HTTPGetAction {
-                    path: Some("/liveness".into()),
-                    port: IntOrString::Int(PATRONI_PORT),
-                    scheme: Some("HTTP".into()),
-                    ..Default::default()
-                }),
-                initial_delay_seconds: Some(30),
-                period_seconds: Some(10),
-                timeout_seconds: Some(5),
-                failure_threshold: Some(6),
-                ..Default::default()
-            }),
-            // A deleted primary waits for the controller's switchover (the
-            // pooler paused) instead of stopping into a failover.
-            lifecycle: Some(Lifecycle {
-                pre_stop: Some(LifecycleHandler {
-                    exec: Some(ExecAction {
-                        command: Some(vec![
-                            "/usr/local/bin/instance-prestop".into(),
-                            PRESTOP_PRIMARY_WAIT_SECONDS.to_string(),
-                        ]),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            volume_mounts: Some(mounts),
-            ..Default::default()
-        }],
+        containers,
         volumes: Some(volumes),
         ..Default::default()
     }

@@ -7,10 +7,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use std::collections::BTreeMap;
 
-/// `<cluster>-<role>-credentials`, a name no declared user's default Secret
-/// (`<cluster>-<user>`) can take since user names cannot contain `-`.
+/// `<cluster>-<role>-credentials` (`_` as `-`, which object names need),
+/// a name no declared user's default Secret (`<cluster>-<user>`) can take
+/// since declared names cannot end with `_credentials`.
 pub fn name(owner: &Owner, user: &str) -> String {
-    owner.child(&format!("{user}-credentials"))
+    owner.child(&format!("{}-credentials", user.replace('_', "-")))
 }
 
 pub fn secret(owner: &Owner, credential: &Credential) -> Secret {

@@ -29,6 +29,8 @@ pub const ADMIN_USER: &str = "admin";
 /// The pooler's own login: its admin console user (PAUSE/RESUME during a
 /// rollout).
 pub const POOLER_USER: &str = "pgwolf";
+/// The exporter's role (`spec.monitoring`): member of pg_monitor, nothing else.
+pub const MONITOR_USER: &str = "pgwolf_monitor";
 
 /// Every credential one cluster needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +39,8 @@ pub struct Credentials {
     pub replication: Credential,
     pub admin: Credential,
     pub pooler: Credential,
+    /// The exporter's login, with `spec.monitoring.exporter` only.
+    pub monitor: Option<Credential>,
     /// Declared users by name.
     pub users: BTreeMap<String, Credential>,
     /// The certificates the controller issued; None when `spec.tls` names
@@ -59,6 +63,11 @@ impl Credentials {
             replication: get(REPLICATION_USER),
             admin: get(ADMIN_USER),
             pooler: get(POOLER_USER),
+            monitor: spec
+                .monitoring
+                .as_ref()
+                .is_some_and(|m| m.exporter)
+                .then(|| get(MONITOR_USER)),
             users: spec
                 .users
                 .iter()
