@@ -104,4 +104,11 @@ fn the_controller_may_do_what_run_does() {
         assert!(has(&mine, "coordination.k8s.io", "leases", v), "{v} leases");
     }
     assert!(has(&mine, "events.k8s.io", "events", "create"));
+    // spec.monitoring.podMonitor: applied (server-side apply is a patch).
+    for v in ["get", "patch"] {
+        assert!(
+            has(&mine, "monitoring.coreos.com", "podmonitors", v),
+            "{v} podmonitors"
+        );
+    }
 }

@@ -20,6 +20,12 @@ pub struct MonitoringSpec {
     /// instance image. Default true.
     #[serde(default = "yes")]
     pub exporter: bool,
+    /// PodMonitors (Prometheus Operator, `monitoring.coreos.com/v1`)
+    /// `<cluster>-postgres` for the exporters and `<cluster>-pooler` for
+    /// pgwolf's `/metrics`, scraped every 30 s. Needs the operator's CRDs.
+    /// Default false.
+    #[serde(default)]
+    pub pod_monitor: bool,
     /// CPU and memory of the exporter container. Default requests 10m CPU
     /// and 32Mi memory, limit 64Mi memory.
     #[serde(default = "exporter_resources")]
@@ -30,6 +36,7 @@ impl Default for MonitoringSpec {
     fn default() -> Self {
         MonitoringSpec {
             exporter: yes(),
+            pod_monitor: false,
             resources: exporter_resources(),
         }
     }

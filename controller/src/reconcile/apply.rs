@@ -27,6 +27,7 @@ pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<()
         Child::StatefulSet(o) => one(client, namespace, o).await,
         Child::PodDisruptionBudget(o) => one(client, namespace, o).await,
         Child::Deployment(o) => one(client, namespace, o).await,
+        Child::PodMonitor(o) => one(client, namespace, o).await,
     }
 }
 

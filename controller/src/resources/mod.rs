@@ -13,12 +13,14 @@
 //! - `user_secrets`: each declared user's credentials and connection strings.
 //! - `tls_secrets`: the certificates the controller issues without `spec.tls`.
 //! - `monitoring`: the postgres_exporter sidecar, its query file and login.
+//! - `podmonitor`: PodMonitors for the Prometheus Operator.
 
 mod instance_env;
 mod meta;
 mod monitoring;
 pub mod patroni_config;
 mod pdb;
+mod podmonitor;
 mod pooler;
 mod pooler_config;
 mod rbac;
@@ -31,6 +33,7 @@ mod user_secrets;
 pub use meta::{
     Owner, PATRONI_PORT, POOLER_PORT, POSTGRES_PORT, ROLE_LABEL, SCOPE_LABEL, SPILO_LABEL,
 };
+pub use podmonitor::PodMonitor;
 pub use pooler::{name as pooler_name, CONFIG_HASH_ANNOTATION};
 pub use pooler_config::pgwolf_config;
 pub use statefulset::PATRONI_CONFIG_HASH_ANNOTATION;
@@ -82,6 +85,7 @@ pub enum Child {
     StatefulSet(StatefulSet),
     PodDisruptionBudget(PodDisruptionBudget),
     Deployment(Deployment),
+    PodMonitor(PodMonitor),
 }
 
 impl Child {
@@ -96,6 +100,7 @@ impl Child {
             Child::StatefulSet(o) => &o.metadata,
             Child::PodDisruptionBudget(o) => &o.metadata,
             Child::Deployment(o) => &o.metadata,
+            Child::PodMonitor(o) => &o.metadata,
         }
     }
 
@@ -110,6 +115,7 @@ impl Child {
             Child::StatefulSet(_) => "StatefulSet",
             Child::PodDisruptionBudget(_) => "PodDisruptionBudget",
             Child::Deployment(_) => "Deployment",
+            Child::PodMonitor(_) => "PodMonitor",
         }
     }
 
@@ -201,6 +207,11 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
             Child::Service(pooler::service(&owner)),
         ]);
     }
+    out.extend(
+        podmonitor::pod_monitors(&owner)
+            .into_iter()
+            .map(Child::PodMonitor),
+    );
     Ok(out)
 }
 
