@@ -28,26 +28,39 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `jobs` every second and evaluates `rule_files` every second.
     pub fn start(jobs: &[Job], rule_files: &[PathBuf]) -> Prometheus {
+        let scrape: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "job_name": j.name,
+                    "static_configs": [{ "targets": j.targets }],
+                })
+            })
+            .collect();
+        Prometheus::start_with_scrape_configs(&serde_json::Value::Array(scrape), rule_files)
+    }
+
+    /// As [`Prometheus::start`] with `scrape_configs` as given (a JSON
+    /// array of Prometheus's scrape config objects).
+    pub fn start_with_scrape_configs(
+        scrape_configs: &serde_json::Value,
+        rule_files: &[PathBuf],
+    ) -> Prometheus {
         let dir = tempfile::Builder::new()
             .prefix("pgwolf-prometheus-")
             .tempdir()
             .expect("temp dir for Prometheus");
-        let mut config = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\n",
-        );
-        config.push_str("rule_files:\n");
-        for f in rule_files {
-            config.push_str(&format!("  - {:?}\n", f.display().to_string()));
-        }
-        config.push_str("scrape_configs:\n");
-        for j in jobs {
-            let targets: Vec<String> = j.targets.iter().map(|t| format!("{t:?}")).collect();
-            config.push_str(&format!(
-                "  - job_name: {:?}\n    static_configs:\n      - targets: [{}]\n",
-                j.name,
-                targets.join(", ")
-            ));
-        }
+        // JSON is YAML: Prometheus reads the config as written here.
+        let config = serde_json::json!({
+            "global": {
+                "scrape_interval": "1s",
+                "evaluation_interval": "1s",
+                "scrape_timeout": "1s",
+            },
+            "rule_files": rule_files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "scrape_configs": scrape_configs,
+        })
+        .to_string();
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let port = free_port();

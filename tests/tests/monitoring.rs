@@ -138,6 +138,97 @@ fn promtool_checks_and_tests_the_rules() {
     }
 }
 
+/// `spec.monitoring.scrapeConfig`'s rendered jobs, their relabeling run
+/// by a real Prometheus. Debian builds Prometheus without Kubernetes
+/// discovery, so each job's `kubernetes_sd_configs` is swapped for static
+/// targets carrying the `__meta_kubernetes_*` labels that discovery would
+/// give three pods: this cluster's instance or pooler on the right port,
+/// the same pod on another port, and another cluster's pod. Only the
+/// first is kept, with `cluster`, `namespace` and `pod` labels.
+#[test]
+fn the_rendered_scrape_config_keeps_only_this_cluster_s_pods() {
+    let (cluster, credentials) = pgwolf_tests::ha::rendered::test_cluster(serde_json::json!({
+        "monitoring": { "scrapeConfig": true },
+        "pooler": {},
+    }));
+    let objects = pgwolf_controller::resources::desired(&cluster, &credentials).unwrap();
+    let text = pgwolf_tests::ha::rendered::config_map_entry(
+        &objects,
+        "main-scrape-config",
+        pgwolf_controller::resources::SCRAPE_CONFIG_KEY,
+    );
+    let mut jobs: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let pod = |name: &str, cluster: &str, port: &str, labels: &[(&str, &str)]| {
+        let mut l = serde_json::json!({
+            "__meta_kubernetes_namespace": "db",
+            "__meta_kubernetes_pod_name": name,
+            "__meta_kubernetes_pod_container_port_name": port,
+            "__meta_kubernetes_pod_label_cluster_name": cluster,
+            "__meta_kubernetes_pod_label_app_kubernetes_io_instance": cluster,
+        });
+        for (k, v) in labels {
+            l[format!("__meta_kubernetes_pod_label_{k}")] = serde_json::json!(v);
+        }
+        serde_json::json!({ "targets": [format!("{name}.invalid:9")], "labels": l })
+    };
+    let mut expected = Vec::new();
+    for job in jobs.as_array_mut().unwrap() {
+        let name = job["job_name"].as_str().unwrap().to_string();
+        let (port, labels): (&str, Vec<(&str, &str)>) = if name.ends_with("/postgres") {
+            ("exporter", vec![("application", "spilo")])
+        } else {
+            ("http", vec![("app_kubernetes_io_component", "pooler")])
+        };
+        let kind = name.rsplit('/').next().unwrap().to_string();
+        let ours = format!("main-{kind}-0");
+        job.as_object_mut().unwrap().remove("kubernetes_sd_configs");
+        job["static_configs"] = serde_json::json!([
+            pod(&ours, "main", port, &labels),
+            pod(&format!("main-{kind}-1"), "main", "other", &labels),
+            pod(&format!("other-{kind}-0"), "other", port, &labels),
+        ]);
+        expected.push((name, ours));
+    }
+    assert_eq!(expected.len(), 2, "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("none.yml");
+    std::fs::write(&rules, "groups: []\n").unwrap();
+    let prometheus = Prometheus::start_with_scrape_configs(&jobs, &[rules]);
+    // Discovery hands targets over within a few seconds of the start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let targets = loop {
+        let t = prometheus.api("/api/v1/targets");
+        let seen = |k: &str| t["data"][k].as_array().map_or(0, Vec::len);
+        if seen("activeTargets") + seen("droppedTargets") >= 6
+            || std::time::Instant::now() > deadline
+        {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let active = targets["data"]["activeTargets"].as_array().unwrap();
+    let kept: Vec<(String, String, String, String)> = active
+        .iter()
+        .map(|t| {
+            let l = &t["labels"];
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (s("job"), s("pod"), s("cluster"), s("namespace"))
+        })
+        .collect();
+    let mut want: Vec<(String, String, String, String)> = expected
+        .into_iter()
+        .map(|(job, pod)| (job, pod, "main".into(), "db".into()))
+        .collect();
+    want.sort();
+    let mut kept = kept;
+    kept.sort();
+    assert_eq!(kept, want, "{targets}");
+    assert_eq!(
+        targets["data"]["droppedTargets"].as_array().unwrap().len(),
+        4
+    );
+}
+
 /// Clients writing through pgwolf until `stop`: WAL to replicate, pools
 /// to fill. Errors (a switchover's) are retried.
 async fn load(port: u16, stop: Arc<AtomicBool>) {
@@ -299,14 +390,24 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
     // (a subquery, as the panel's graph would evaluate it), the failover
     // panels included. An instant query would miss the replicas' lag
     // while they reconnect to the new primary.
-    let mut empty = Vec::new();
-    for (file, title, expr) in panel_queries() {
-        if prometheus
-            .query(&format!("last_over_time(({expr})[5m:1s])"))
-            .is_empty()
-        {
-            empty.push(format!("{file} \"{title}\": {expr}"));
-        }
+    // Bounded retries: a rate() needs two scrapes in its window, which a
+    // loaded machine may not have made yet right after the switchover.
+    let empty_panels = || -> Vec<String> {
+        panel_queries()
+            .into_iter()
+            .filter(|(_, _, expr)| {
+                prometheus
+                    .query(&format!("last_over_time(({expr})[5m:1s])"))
+                    .is_empty()
+            })
+            .map(|(file, title, expr)| format!("{file} \"{title}\": {expr}"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut empty = empty_panels();
+    while !empty.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        empty = empty_panels();
     }
     assert!(empty.is_empty(), "panels with no series: {empty:#?}");
 

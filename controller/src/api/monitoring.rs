@@ -26,6 +26,11 @@ pub struct MonitoringSpec {
     /// Default false.
     #[serde(default)]
     pub pod_monitor: bool,
+    /// ConfigMap `<cluster>-scrape-config` with the `scrape_configs`
+    /// entries (Kubernetes pod discovery) that find the same targets, for
+    /// a Prometheus without the operator. Default false.
+    #[serde(default)]
+    pub scrape_config: bool,
     /// CPU and memory of the exporter container. Default requests 10m CPU
     /// and 32Mi memory, limit 64Mi memory.
     #[serde(default = "exporter_resources")]
@@ -37,6 +42,7 @@ impl Default for MonitoringSpec {
         MonitoringSpec {
             exporter: yes(),
             pod_monitor: false,
+            scrape_config: false,
             resources: exporter_resources(),
         }
     }

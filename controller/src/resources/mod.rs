@@ -13,7 +13,8 @@
 //! - `user_secrets`: each declared user's credentials and connection strings.
 //! - `tls_secrets`: the certificates the controller issues without `spec.tls`.
 //! - `monitoring`: the postgres_exporter sidecar, its query file and login.
-//! - `podmonitor`: PodMonitors for the Prometheus Operator.
+//! - `podmonitor`, `scrape_config`: where Prometheus finds the metrics,
+//!   with the Prometheus Operator and without.
 
 mod instance_env;
 mod meta;
@@ -24,6 +25,7 @@ mod podmonitor;
 mod pooler;
 mod pooler_config;
 mod rbac;
+mod scrape_config;
 mod services;
 mod statefulset;
 mod system_secrets;
@@ -36,6 +38,7 @@ pub use meta::{
 pub use podmonitor::PodMonitor;
 pub use pooler::{name as pooler_name, CONFIG_HASH_ANNOTATION};
 pub use pooler_config::pgwolf_config;
+pub use scrape_config::KEY as SCRAPE_CONFIG_KEY;
 pub use statefulset::PATRONI_CONFIG_HASH_ANNOTATION;
 pub use tls_secrets::{ca_secret_name, server_secret_name as tls_secret_name};
 
@@ -65,6 +68,8 @@ pub enum Error {
     },
     #[error("writing patroni.yml: {0}")]
     PatroniYaml(#[source] serde_saphyr::SerializeError),
+    #[error("writing the Prometheus scrape config: {0}")]
+    ScrapeConfigYaml(#[source] serde_saphyr::SerializeError),
     #[error("the pooler's config is not valid pgwolf config: {0}")]
     PoolerInvalid(#[source] pgwolf::config::ConfigError),
     #[error(transparent)]
@@ -212,6 +217,9 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
             .into_iter()
             .map(Child::PodMonitor),
     );
+    if let Some(cm) = scrape_config::config_map(&owner).map_err(Error::ScrapeConfigYaml)? {
+        out.push(Child::ConfigMap(cm));
+    }
     Ok(out)
 }
 
