@@ -235,10 +235,7 @@ impl App {
     fn dns_for(&self, cfg: &Config) -> crate::net::Dns {
         crate::net::Dns {
             cache: self.dns.clone(),
-            ttl: crate::net::dns::DnsTtl {
-                found: cfg.dns_max_ttl,
-                failed: cfg.dns_nxdomain_ttl,
-            },
+            ttl: crate::net::dns::DnsTtl::from_config(cfg),
         }
     }
 

@@ -10,17 +10,14 @@ use crate::app::App;
 use crate::net::dns::DnsTtl;
 use crate::net::Endpoint;
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// SHOW DNS_HOSTS: every cached server host name, the seconds until it
 /// is looked up again, and its addresses (a failed lookup: its error).
 pub fn dns_hosts(app: &App, out: &mut BytesMut) {
     rows::typed_description(out, &[("hostname", TEXT), ("ttl", INT4), ("addrs", TEXT)]);
-    let cfg = app.config.load();
-    let ttl = DnsTtl {
-        found: cfg.dns_max_ttl,
-        failed: cfg.dns_nxdomain_ttl,
-    };
+    let ttl = DnsTtl::from_config(&app.config.load());
     for host in app.dns.snapshot(ttl) {
         let addrs = match &host.answer {
             Ok(ips) => ips
@@ -51,14 +48,16 @@ pub fn dns_zones(out: &mut BytesMut) {
 /// SHOW SOCKETS: SHOW CLIENTS' and SHOW SERVERS' rows with the kernel's
 /// queues of each TCP socket.
 pub fn sockets(app: &App, out: &mut BytesMut) {
-    let tcp = procfs::tcp_sockets();
+    // By address pair, so thousands of connections stay one pass each.
+    let queues: HashMap<(SocketAddr, SocketAddr), (u64, u64)> = procfs::tcp_sockets()
+        .into_iter()
+        .map(|s| ((s.local, s.remote), (s.recv_queue, s.send_queue)))
+        .collect();
     super::conns::sockets(app, out, |local, peer| {
         let (Endpoint::Tcp(local), Endpoint::Tcp(peer)) = (local, peer) else {
             return None;
         };
-        tcp.iter()
-            .find(|s| s.local == *local && s.remote == *peer)
-            .map(|s| (s.recv_queue, s.send_queue))
+        queues.get(&(*local, *peer)).copied()
     });
 }
 
@@ -80,14 +79,22 @@ pub fn fds(app: &App, out: &mut BytesMut) {
             ("link", TEXT),
         ],
     );
-    let tcp = procfs::tcp_sockets();
+    // Indexed once: a scan per descriptor would be quadratic in the
+    // connections.
+    let tcp: HashMap<u64, procfs::TcpSocket> = procfs::tcp_sockets()
+        .into_iter()
+        .map(|s| (s.inode, s))
+        .collect();
     let unix = procfs::unix_sockets();
-    let owners = super::conns::owners(app);
-    let owner = |local: SocketAddr, remote: SocketAddr| {
-        owners
-            .iter()
-            .find(|(l, r, ..)| *l == Endpoint::Tcp(local) && *r == Endpoint::Tcp(remote))
-    };
+    let owners: HashMap<(SocketAddr, SocketAddr), (char, String, String)> =
+        super::conns::owners(app)
+            .into_iter()
+            .filter_map(|(local, remote, kind, user, db)| match (local, remote) {
+                (Endpoint::Tcp(l), Endpoint::Tcp(r)) => Some(((l, r), (kind, user, db))),
+                _ => None,
+            })
+            .collect();
+    let owner = |local: SocketAddr, remote: SocketAddr| owners.get(&(local, remote));
     let text = |v: &dyn ToString| Some(v.to_string());
     for (fd, target) in procfs::fds() {
         let inode = procfs::socket_inode(&target);
@@ -102,14 +109,14 @@ pub fn fds(app: &App, out: &mut BytesMut) {
             None,
             Some(target),
         ];
-        if let Some(s) = inode.and_then(|i| tcp.iter().find(|s| s.inode == i)) {
+        if let Some(s) = inode.and_then(|i| tcp.get(&i)) {
             let task = match owner(s.local, s.remote) {
                 _ if s.listening => "pooler",
-                Some((_, _, 'C', user, db)) => {
+                Some(('C', user, db)) => {
                     (row[2], row[3]) = (Some(user.clone()), Some(db.clone()));
                     "client"
                 }
-                Some((_, _, _, user, db)) => {
+                Some((_, user, db)) => {
                     (row[2], row[3]) = (Some(user.clone()), Some(db.clone()));
                     "server"
                 }

@@ -22,6 +22,16 @@ pub struct DnsTtl {
     pub failed: Duration,
 }
 
+impl DnsTtl {
+    /// `dns_max_ttl` and `dns_nxdomain_ttl`.
+    pub fn from_config(cfg: &crate::config::Config) -> DnsTtl {
+        DnsTtl {
+            found: cfg.dns_max_ttl,
+            failed: cfg.dns_nxdomain_ttl,
+        }
+    }
+}
+
 impl Default for DnsTtl {
     /// PgBouncer's defaults.
     fn default() -> Self {
