@@ -90,6 +90,11 @@ impl Prometheus {
         p
     }
 
+    /// Its HTTP API's base URL, for tools that query it themselves.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     pub fn log(&self) -> String {
         crate::tools::read_lossy(&self.dir.path().join("prometheus.log"))
     }

@@ -6,7 +6,11 @@
 //! the healthy cluster, a switchover through pgwolf fires
 //! PgwolfPrimaryChanged and counts itself, and every Grafana panel's query
 //! returns series afterwards. `promtool` checks the rules and runs their
-//! unit tests.
+//! unit tests. The controller's rules read its /metrics, served by its own
+//! HTTP code after a real reconcile against kube-fake-client.
+
+#[path = "../../controller/tests/support/fake_api.rs"]
+mod fake_api;
 
 use pgwolf_tests::certs::Ca;
 use pgwolf_tests::clients::simple_value;
@@ -67,53 +71,45 @@ fn panel_queries() -> Vec<(String, String, String)> {
     out
 }
 
-/// What Grafana needs of each dashboard file, short of its schema: a
-/// uid and title, the data source variable every query uses, panels with
-/// unique ids inside the 24-column grid, every target with a refId and an
-/// expression, and every variable a query names defined.
+/// scripts/check-dashboards: every dashboard against Grafana's dashboard
+/// model (the foundation SDK from PyPI) and what Grafana needs beyond it;
+/// and it is no rubber stamp: a copy with a mistyped grid position, a key
+/// Grafana does not have and an undefined variable fails with each named.
 #[test]
-fn dashboards_are_well_formed() {
-    let dir = monitoring_dir().join("grafana");
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let file = entry.unwrap().path();
-        let d: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let at = file.display();
-        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()), "{at}");
-        assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "{at}");
-        let vars: Vec<&str> = d["templating"]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["name"].as_str().unwrap())
-            .collect();
-        assert!(vars.contains(&"datasource"), "{at}");
-        let mut ids = std::collections::BTreeSet::new();
-        for p in d["panels"].as_array().unwrap() {
-            assert!(
-                ids.insert(p["id"].as_i64().unwrap()),
-                "{at}: duplicate panel id"
-            );
-            let g = &p["gridPos"];
-            let (x, w) = (g["x"].as_i64().unwrap(), g["w"].as_i64().unwrap());
-            assert!(
-                x >= 0 && w > 0 && x + w <= 24,
-                "{at}: {} off the grid",
-                p["title"]
-            );
-            assert_eq!(p["datasource"]["uid"], "${datasource}", "{at}");
-            for t in p["targets"].as_array().unwrap() {
-                let expr = t["expr"].as_str().unwrap();
-                assert!(!expr.is_empty() && t["refId"].is_string(), "{at}");
-                if expr.contains("$cluster") {
-                    assert!(vars.contains(&"cluster"), "{at}: $cluster undefined");
-                }
-                count += 1;
-            }
-        }
+fn dashboards_validate_against_grafana_s_model() {
+    let script = workspace_dir().join("scripts/check-dashboards");
+    let out = run_bounded(
+        std::process::Command::new("python3").arg(&script),
+        Duration::from_secs(120),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "check-dashboards:\n{text}");
+    assert!(text.contains("no problems"), "{text}");
+
+    let broken = tempfile::tempdir().unwrap();
+    let file = monitoring_dir().join("grafana/pgwolf-pooler.json");
+    let mut d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    d["refreshRate"] = "5s".into();
+    d["panels"][0]["gridPos"] = "x".into();
+    d["panels"][1]["targets"][0]["expr"] = "sum(pgwolf_pool_size{user=\"$who\"})".into();
+    let copy = broken.path().join("broken.json");
+    std::fs::write(&copy, serde_json::to_string(&d).unwrap()).unwrap();
+    let out = run_bounded(
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&copy),
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for problem in ["refreshRate", "gridPos", "$who"] {
+        assert!(text.contains(problem), "{problem} not reported:\n{text}");
     }
-    assert!(count >= 30, "{count} panel queries");
 }
 
 #[test]
@@ -229,6 +225,41 @@ fn the_rendered_scrape_config_keeps_only_this_cluster_s_pods() {
     );
 }
 
+/// pgwolf-controller's /metrics on a free port: its HTTP server and
+/// metrics, after one reconcile of a cluster stored in kube-fake-client
+/// (no pods there, so the rollout waits) and with that cluster, status
+/// included, in the cache the cluster counts come from.
+async fn controller_metrics() -> u16 {
+    use kube::runtime::{reflector, watcher};
+    use pgwolf_controller::api::PostgresCluster;
+    use pgwolf_controller::run::{http, metrics::Metrics, record};
+    let (mut cluster, _) = pgwolf_tests::ha::rendered::test_cluster(serde_json::json!({}));
+    cluster.metadata.uid = Some("00000000-0000-4000-8000-00000000beef".into());
+    let client = fake_api::client(vec![serde_json::to_value(&cluster).unwrap()]).await;
+    let started = std::time::Instant::now();
+    let result =
+        pgwolf_controller::reconcile::reconcile(&client, &cluster, &Default::default()).await;
+    assert!(result.is_ok(), "reconcile: {result:?}");
+    let metrics = Metrics::new();
+    record(&metrics, &result, started.elapsed());
+    let stored: PostgresCluster = kube::Api::namespaced(client, "db")
+        .get("main")
+        .await
+        .unwrap();
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Apply(stored));
+    let state = Arc::new(http::State {
+        metrics,
+        clusters: store,
+        lease_ok: true.into(),
+    });
+    state.metrics.leading.set(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(http::serve(state, listener));
+    port
+}
+
 /// Clients writing through pgwolf until `stop`: WAL to replicate, pools
 /// to fill. Errors (a switchover's) are retried.
 async fn load(port: u16, stop: Arc<AtomicBool>) {
@@ -283,11 +314,17 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
             PgExporter::start(&dsn, &queries)
         })
         .collect();
+    let controller = controller_metrics().await;
+    let scraping_since = std::time::Instant::now();
     let prometheus = Prometheus::start(
         &[
             Job {
                 name: "pgwolf".into(),
                 targets: vec![format!("127.0.0.1:{http}")],
+            },
+            Job {
+                name: "pgwolf-controller".into(),
+                targets: vec![format!("127.0.0.1:{controller}")],
             },
             Job {
                 name: "postgres".into(),
@@ -307,14 +344,18 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
         let up = prometheus.query("count(pg_up == 1)");
         let replicas = prometheus.query("count(pg_replica_replay_lag_bytes)");
         let pool = prometheus.query("count(pgwolf_transactions_total > 0)");
+        let controller = prometheus.query("pgwolf_controller_leading == 1");
         let n = |r: &[serde_json::Value]| r.first().map(|s| s["value"][1].clone());
-        (n(&up) == Some("3".into()) && n(&replicas) == Some("2".into()) && !pool.is_empty())
-            .then_some(())
+        (n(&up) == Some("3".into())
+            && n(&replicas) == Some("2".into())
+            && !pool.is_empty()
+            && !controller.is_empty())
+        .then_some(())
     })
     .await;
     assert!(
         scraped.is_some(),
-        "Prometheus never saw the cluster and the pool"
+        "Prometheus never saw the cluster, the pool and the controller"
     );
 
     // Every metric a rule reads exists in the real scrape.
@@ -328,7 +369,8 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
     }
     assert!(
         missing.is_empty(),
-        "metrics no target exports: {missing:#?}"
+        "metrics no target exports: {missing:#?}\ntargets: {}",
+        prometheus.api("/api/v1/targets")
     );
     // Every rule evaluated, without error.
     let evaluated = eventually(Duration::from_secs(30), || async {
@@ -353,6 +395,12 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
         firing.is_empty(),
         "alerts on a healthy cluster: {firing:#?}"
     );
+
+    // Drawing the dashboards for the docs: minutes of load around the
+    // switchover, so the graphs show a trend rather than a few scrapes.
+    let kept = std::env::var_os("PGWOLF_DASHBOARD_PNGS").map(PathBuf::from);
+    let linger = Duration::from_secs(if kept.is_some() { 90 } else { 0 });
+    tokio::time::sleep(linger).await;
 
     // A switchover through pgwolf: counted, and the primary-changed alert
     // fires; the new primary's timeline is one more.
@@ -410,6 +458,41 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
         empty = empty_panels();
     }
     assert!(empty.is_empty(), "panels with no series: {empty:#?}");
+
+    // What each dashboard shows, drawn from the same Prometheus: every
+    // panel with series (exit 0). PGWOLF_DASHBOARD_PNGS keeps the images
+    // (docs/monitoring/ holds a run's).
+    tokio::time::sleep(linger).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let out_dir = kept.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    // The whole scrape, so the graphs are not a sliver at the right edge.
+    let since = (scraping_since.elapsed().as_secs() + 2).to_string();
+    let out = run_bounded(
+        std::process::Command::new("/usr/bin/python3")
+            .arg(workspace_dir().join("scripts/render-dashboards"))
+            .args([
+                "--prometheus",
+                &prometheus.url(),
+                "--since",
+                &since,
+                "--out",
+            ])
+            .arg(&out_dir),
+        Duration::from_secs(180),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "render-dashboards:\n{text}");
+    for uid in ["pgwolf-cluster", "pgwolf-pooler", "pgwolf-failover"] {
+        let png = std::fs::read(out_dir.join(format!("{uid}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{uid}.png"
+        );
+    }
 
     stop.store(true, Ordering::Relaxed);
     for w in writers {

@@ -43,6 +43,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every `kind`, so the metrics show each at 0 before it first fails.
+    pub const KINDS: [&'static str; 7] = [
+        "not_stored",
+        "render",
+        "read",
+        "apply",
+        "status",
+        "rollout",
+        "users",
+    ];
+
     /// A short label for metrics and events (bounded: one per variant).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -62,6 +73,8 @@ impl Error {
 pub struct Outcome {
     pub applied: usize,
     pub status: crate::api::PostgresClusterStatus,
+    /// The rollout step this reconcile took (for the metrics).
+    pub step: rollout::plan::Step,
     /// Soon while the cluster converges; rarely once it is Ready (the
     /// watches on the children bring a reconcile on any change anyway).
     pub requeue_after: Duration,
@@ -268,6 +281,7 @@ pub async fn reconcile(
         } else {
             REQUEUE_CONVERGING
         },
+        step: progress.step,
     })
 }
 

@@ -72,11 +72,37 @@ pub enum Error {
         source: kube::Error,
     },
     #[error(transparent)]
-    Switchover(#[from] patroni::Error),
+    Patroni(#[from] patroni::Error),
+    /// A switchover the plan chose (for a reason the metrics count) failed,
+    /// or went through with a pooler left paused.
+    #[error("switching over ({}): {source}", why.label())]
+    Switchover {
+        why: plan::Why,
+        #[source]
+        source: Box<Error>,
+    },
     #[error(transparent)]
     Config(#[from] config::Error),
     #[error("the switchover went through but RESUME failed, the pooler stays paused: {0}")]
     Resume(#[from] pooler::Error),
+}
+
+impl Error {
+    /// A failed switchover's reason and what failed (`failed`: Patroni did
+    /// not switch; `resume_failed`: it did, a pooler stays paused), for the
+    /// metrics.
+    pub fn switchover(&self) -> Option<(plan::Why, &'static str)> {
+        match self {
+            Error::Switchover { why, source } => Some((
+                *why,
+                match **source {
+                    Error::Resume(_) => "resume_failed",
+                    _ => "failed",
+                },
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// What this reconcile's step was, for the status.
@@ -207,7 +233,9 @@ pub async fn step(
                 })?;
         }
         Step::Switchover {
-            leader, candidate, ..
+            leader,
+            candidate,
+            why,
         } => {
             tracing::info!(cluster = %owner.name, "rollout: {}", step.describe());
             let url = urls.get(leader).cloned().unwrap_or_default();
@@ -215,7 +243,12 @@ pub async fn step(
                 Some(pw) => poolers(&pods_api, owner, pw, settings).await?,
                 None => Vec::new(),
             };
-            switch_paused(&consoles, &url, leader, candidate, settings).await?;
+            switch_paused(&consoles, &url, leader, candidate, settings)
+                .await
+                .map_err(|source| Error::Switchover {
+                    why: *why,
+                    source: Box::new(source),
+                })?;
         }
     }
     Ok(Progress { step, outdated })

@@ -59,7 +59,33 @@ pub enum Why {
     Drain,
 }
 
+impl Why {
+    pub const ALL: [Why; 3] = [Why::Update, Why::ScaleDown, Why::Drain];
+
+    /// A metric label (bounded: one per variant).
+    pub fn label(self) -> &'static str {
+        match self {
+            Why::Update => "update",
+            Why::ScaleDown => "scale_down",
+            Why::Drain => "drain",
+        }
+    }
+}
+
 impl Step {
+    /// Every `action`.
+    pub const ACTIONS: [&'static str; 3] = ["recreate_replica", "recreate_primary", "switchover"];
+
+    /// A metric label for a step that acts; `None` for one that waits.
+    pub fn action(&self) -> Option<&'static str> {
+        match self {
+            Step::Done | Step::Wait(_) => None,
+            Step::Delete { primary: false, .. } => Some("recreate_replica"),
+            Step::Delete { primary: true, .. } => Some("recreate_primary"),
+            Step::Switchover { .. } => Some("switchover"),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Step::Done => "every instance is up to date".into(),

@@ -4,16 +4,21 @@
 //! `/metrics`, on the controller's HTTP port.
 
 use super::metrics::Metrics;
+use crate::api::PostgresCluster;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use kube::runtime::reflector::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub struct State {
     pub metrics: Metrics,
+    /// The controller's cache of the watched clusters (empty until this
+    /// replica leads and its watch has listed them).
+    pub clusters: Store<PostgresCluster>,
     /// False once the Lease loop gave up (the process is about to exit).
     pub lease_ok: AtomicBool,
 }
@@ -49,7 +54,11 @@ fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             "lost the leader Lease\n".into(),
         ),
-        "/metrics" => (StatusCode::OK, state.metrics.render()),
+        "/metrics" => {
+            let clusters = state.clusters.state();
+            let body = state.metrics.render(clusters.iter().map(|c| &**c));
+            (StatusCode::OK, body)
+        }
         _ => (StatusCode::NOT_FOUND, "not found\n".into()),
     };
     Response::builder()
@@ -79,6 +88,7 @@ mod tests {
     fn health_ready_and_metrics() {
         let state = State {
             metrics: Metrics::new(),
+            clusters: kube::runtime::reflector::store().0,
             lease_ok: true.into(),
         };
         state.metrics.leading.set(1);
@@ -87,6 +97,10 @@ mod tests {
         let (status, body) = get(&state, "/metrics");
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("pgwolf_controller_leading 1"), "{body}");
+        assert!(
+            body.contains("pgwolf_controller_clusters_watched 0"),
+            "{body}"
+        );
         assert_eq!(get(&state, "/nope").0, StatusCode::NOT_FOUND);
 
         state.lease_ok.store(false, Ordering::Relaxed);

@@ -54,8 +54,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(15);
 const MANAGED: &str = "app.kubernetes.io/managed-by=pgwolf-controller";
 
 pub async fn run(client: Client, opts: Options) -> Result<()> {
+    // Built first for its store, which /metrics counts clusters from; it
+    // watches nothing until it runs.
+    let controller = controller(&client, opts.namespace.as_deref());
     let state = Arc::new(http::State {
         metrics: metrics::Metrics::new(),
+        clusters: controller.store(),
         lease_ok: true.into(),
     });
     let listener = tokio::net::TcpListener::bind(&opts.http_listen)
@@ -88,7 +92,7 @@ pub async fn run(client: Client, opts: Options) -> Result<()> {
             },
         ),
     });
-    let controller = controller(&client, opts.namespace.as_deref())
+    let controller = controller
         .shutdown_on_signal()
         .run(reconcile_one, error_policy, ctx)
         .for_each(|r| async move {
@@ -186,16 +190,10 @@ async fn reconcile_one(
 ) -> Result<Action, reconcile::Error> {
     let started = Instant::now();
     let result = reconcile::reconcile(&ctx.client, &cluster, &ctx.settings).await;
-    let m = &ctx.state.metrics;
-    m.duration.observe(started.elapsed().as_secs_f64());
+    record(&ctx.state.metrics, &result, started.elapsed());
     match result {
-        Ok(outcome) => {
-            m.reconciles.with_label_values(&["ok"]).inc();
-            Ok(Action::requeue(outcome.requeue_after))
-        }
+        Ok(outcome) => Ok(Action::requeue(outcome.requeue_after)),
         Err(e) => {
-            m.reconciles.with_label_values(&["error"]).inc();
-            m.failures.with_label_values(&[e.kind()]).inc();
             let event = Event {
                 type_: EventType::Warning,
                 reason: "ReconcileFailed".into(),
@@ -207,6 +205,31 @@ async fn reconcile_one(
                 tracing::warn!(error = %pe, "publishing an Event");
             }
             Err(e)
+        }
+    }
+}
+
+/// Counts one reconcile: its result and duration, the rollout step it took
+/// or the switchover that failed.
+pub fn record(
+    m: &metrics::Metrics,
+    result: &Result<reconcile::Outcome, reconcile::Error>,
+    took: Duration,
+) {
+    m.duration.observe(took.as_secs_f64());
+    match result {
+        Ok(outcome) => {
+            m.reconciles.with_label_values(&["ok"]).inc();
+            m.step_taken(&outcome.step);
+        }
+        Err(e) => {
+            m.reconciles.with_label_values(&["error"]).inc();
+            m.failures.with_label_values(&[e.kind()]).inc();
+            if let reconcile::Error::Rollout(r) = e {
+                if let Some((why, outcome)) = r.switchover() {
+                    m.switchover_failed(why, outcome);
+                }
+            }
         }
     }
 }
