@@ -68,6 +68,17 @@ impl Lab {
         format!("10.215.{}.{last}", std::process::id() % 250)
     }
 
+    /// `docker run -d` in the network namespace of the lab's container
+    /// `beside`, as a pod's sidecar shares its pod's.
+    fn sidecar(&self, name: &str, beside: &str, args: &[&str]) {
+        let full = format!("{}-{name}", self.prefix);
+        let network = format!("container:{}-{beside}", self.prefix);
+        let mut all = vec!["run", "-d", "--name", &full, "--network", &network];
+        all.extend_from_slice(args);
+        docker(&all).unwrap_or_else(|e| panic!("{e}"));
+        self.containers.lock().unwrap().push(full);
+    }
+
     /// `docker run -d` on the lab's network at `ip`.
     fn run(&self, name: &str, ip: &str, args: &[&str]) {
         let full = format!("{}-{name}", self.prefix);
@@ -121,6 +132,70 @@ fn write(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) {
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     }
+}
+
+/// Runs the rendered StatefulSet's `exporter` container beside `member`:
+/// its command, arguments and environment (the Secret reference resolved
+/// to the rendered Secret's bytes, as the kubelet would), its ConfigMap
+/// volume as a read-only directory at its mount path.
+fn exporter_sidecar(lab: &Lab, objects: &[resources::Child], dir: &Path, member: &str, tag: &str) {
+    let pod = objects
+        .iter()
+        .find_map(|o| match o {
+            resources::Child::StatefulSet(s) => s.spec.as_ref()?.template.spec.clone(),
+            _ => None,
+        })
+        .expect("the rendered pod template");
+    let container = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "exporter")
+        .expect("the rendered exporter container");
+    let mount = &container.volume_mounts.as_ref().unwrap()[0];
+    let config_map = pod
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.config_map.as_ref())
+        .map(|c| c.name.clone())
+        .expect("the exporter's ConfigMap volume");
+    let queries = dir.join(format!("monitoring-{member}"));
+    let text = config_map_entry(objects, &config_map, "queries.yaml");
+    write(&queries.join("queries.yaml"), text.as_bytes(), 0o644, None);
+    let mut args: Vec<String> = Vec::new();
+    for e in container.env.as_deref().unwrap_or_default() {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                let key = from.secret_key_ref.as_ref().expect("a Secret reference");
+                String::from_utf8(secret_entry(objects, &key.name, &key.key)).unwrap()
+            }
+            _ => panic!("env {} has no value", e.name),
+        };
+        args.push("-e".into());
+        args.push(format!("{}={value}", e.name));
+    }
+    args.push("-v".into());
+    args.push(format!("{}:{}:ro", queries.display(), mount.mount_path));
+    let command = container.command.as_ref().unwrap();
+    args.push("--entrypoint".into());
+    args.push(command[0].clone());
+    args.push(format!("pgwolf-instance:{tag}"));
+    args.extend(container.args.clone().unwrap_or_default());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.sidecar(&format!("{member}-exporter"), member, &args);
+}
+
+fn get_text(url: &str) -> Option<String> {
+    let out = run_bounded(
+        Command::new("curl").args(["-sf", "--max-time", "5", url]),
+        Duration::from_secs(10),
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn get_json(url: &str) -> Option<serde_json::Value> {
@@ -204,6 +279,7 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
     let tag = tag();
     let (cluster, credentials) = test_cluster(serde_json::json!({
         "pooler": { "mode": "transaction", "defaultPoolSize": 10 },
+        "monitoring": {},
     }));
     let rendered = Rendered::new(&cluster, &credentials);
     let objects = resources::desired(&cluster, &credentials).expect("render");
@@ -329,9 +405,50 @@ async fn three_instance_containers_and_pgwolf_switch_over_with_no_client_error()
     let admin = connect::connect(&su, Duration::from_secs(10))
         .await
         .expect("superuser login to the leader container");
-    roles::ensure(&admin, &cluster.spec.users, &credentials)
+    // The roles the controller keeps: spec.users, its admin role and the
+    // exporter's pgwolf_monitor.
+    let (users, all_credentials) = roles::managed(&cluster.spec, &credentials);
+    roles::ensure(&admin, &users, &all_credentials)
         .await
         .expect("spec.users");
+
+    // spec.monitoring's exporter sidecar beside every member, as the
+    // StatefulSet renders it, logged in as pgwolf_monitor (made above).
+    for name in MEMBERS {
+        exporter_sidecar(&lab, &objects, dir.path(), name, &tag);
+    }
+    let leader_metrics = format!("http://{leader_ip}:9187/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = get_text(&leader_metrics).unwrap_or_default();
+        let lagging = text
+            .lines()
+            .filter(|l| l.starts_with("pg_replica_replay_lag_bytes{"))
+            .count();
+        if lagging == 2 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        text.lines().any(|l| l == "pg_up 1"),
+        "the leader's exporter logs in: {text}\n{}",
+        lab.logs()
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("pg_replica_replay_lag_bytes{"))
+            .count(),
+        2,
+        "both replicas' lag: {text}"
+    );
+    let monitor = credentials.monitor.as_ref().expect("the monitor login");
+    assert!(!text.contains(&monitor.password), "no secret in /metrics");
+    for i in 0..3 {
+        let url = format!("http://{}:9187/metrics", member_ip(i));
+        let replica = get_text(&url).unwrap_or_default();
+        assert!(replica.lines().any(|l| l == "pg_up 1"), "{url}: {replica}");
+    }
 
     // pgwolf with the controller's pgwolf.toml, its auth file and TLS.
     let toml_text = config_map_entry(&objects, "main-pooler", "pgwolf.toml");
