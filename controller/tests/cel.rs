@@ -137,3 +137,43 @@ fn storage_is_fixed_once_created_while_instances_may_change() {
     let scaled = cluster("c", json!({"instances": 3, "storage": {"size": "10Gi"}}));
     assert_eq!(broken(&scaled, Some(&old)), Vec::<String>::new());
 }
+
+#[test]
+fn a_backup_repository_is_a_volume_or_s3_and_named_once() {
+    let s3 = json!({
+        "endpoint": "s3.example", "bucket": "pgb", "region": "eu",
+        "credentialsSecret": "keys",
+    });
+    let ok = cluster(
+        "main",
+        json!({ "backups": { "repos": [
+            { "name": "repo1", "volume": {} },
+            { "name": "repo2", "s3": s3 },
+        ] } }),
+    );
+    assert_eq!(broken(&ok, None), Vec::<String>::new());
+    let both = cluster(
+        "main",
+        json!({ "backups": { "repos": [{ "name": "repo1", "volume": {}, "s3": s3 }] } }),
+    );
+    assert_eq!(
+        broken(&both, None),
+        ["a repository is either a volume or s3, exactly one"]
+    );
+    let neither = cluster(
+        "main",
+        json!({ "backups": { "repos": [{ "name": "repo1" }] } }),
+    );
+    assert_eq!(
+        broken(&neither, None),
+        ["a repository is either a volume or s3, exactly one"]
+    );
+    let twice = cluster(
+        "main",
+        json!({ "backups": { "repos": [
+            { "name": "repo1", "volume": {} },
+            { "name": "repo1", "s3": s3 },
+        ] } }),
+    );
+    assert_eq!(broken(&twice, None), ["backups.repos: each name once"]);
+}

@@ -18,6 +18,7 @@
 
 mod config;
 pub mod http;
+pub mod pgbackrest;
 mod procs;
 pub mod rendered;
 mod status;
@@ -227,6 +228,11 @@ impl HaCluster {
             .expect("chmod post_bootstrap.sh");
         if let Some(r) = &opts.rendered {
             rendered::write_files(base, r);
+            let sites: Vec<(&str, u16)> = members
+                .iter()
+                .map(|m| (m.info.name.as_str(), m.info.pg_port))
+                .collect();
+            pgbackrest::write_confs(base, r, &sites);
         }
         give_to_server_user(base);
 
@@ -241,7 +247,7 @@ impl HaCluster {
             members,
             synchronous_mode: opts.synchronous_mode,
             patroni_env: opts.rendered.as_ref().map_or_else(Vec::new, |r| {
-                vec![
+                let mut env = vec![
                     (
                         "PATRONI_SUPERUSER_PASSWORD".into(),
                         r.superuser_password.clone(),
@@ -250,7 +256,9 @@ impl HaCluster {
                         "PATRONI_REPLICATION_PASSWORD".into(),
                         r.replication_password.clone(),
                     ),
-                ]
+                ];
+                env.extend(r.secret_env.iter().cloned());
+                env
             }),
             reaper: Some(procs::spawn_reaper(base)),
             dir,
@@ -290,7 +298,7 @@ impl HaCluster {
                 cluster.base(),
                 &m.info.name,
                 ns.as_deref(),
-                &cluster.patroni_env,
+                &cluster.member_env(&m.info.name),
             ));
         }
         if let Some(r) = &opts.rendered {
@@ -444,7 +452,7 @@ impl HaCluster {
             self.base(),
             name,
             ns.as_deref(),
-            &self.patroni_env,
+            &self.member_env(name),
         ));
     }
 

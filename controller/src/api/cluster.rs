@@ -110,6 +110,11 @@ pub struct PostgresClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerSpec>,
 
+    /// Backups with pgBackRest: WAL archiving to every repository, and
+    /// replicas seeded from them; unset for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<super::BackupsSpec>,
+
     /// PostgreSQL's metrics for Prometheus: a postgres_exporter sidecar per
     /// instance. Unset for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,12 +5,16 @@
 //! API server rejects a bad manifest before the controller sees it. Nothing
 //! here talks to a cluster.
 
+mod backups;
 mod cluster;
 mod monitoring;
 mod pooler;
 mod status;
 mod users;
 
+pub use backups::{
+    BackupsSpec, RepoSpec, RepoVolumeSpec, RetentionSpec, RetentionType, S3RepoSpec, UriStyle,
+};
 pub use cluster::{
     PatroniSpec, PostgresCluster, PostgresClusterSpec, PostgresqlSpec, StorageSpec, TlsSpec,
     DEFAULT_IMAGE,

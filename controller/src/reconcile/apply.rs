@@ -28,6 +28,7 @@ pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<()
         Child::PodDisruptionBudget(o) => one(client, namespace, o).await,
         Child::Deployment(o) => one(client, namespace, o).await,
         Child::PodMonitor(o) => one(client, namespace, o).await,
+        Child::PersistentVolumeClaim(o) => one(client, namespace, o).await,
     }
 }
 

@@ -15,12 +15,15 @@
 //! - `monitoring`: the postgres_exporter sidecar, its query file and login.
 //! - `podmonitor`, `scrape_config`: where Prometheus finds the metrics,
 //!   with the Prometheus Operator and without.
+//! - `pgbackrest`: `spec.backups`: pgBackRest's config, its repository
+//!   volumes and what Patroni is told to archive and restore with.
 
 mod instance_env;
 mod meta;
 mod monitoring;
 pub mod patroni_config;
 mod pdb;
+pub mod pgbackrest;
 mod podmonitor;
 mod pooler;
 mod pooler_config;
@@ -47,7 +50,9 @@ use crate::secrets::{
     Credential, Credentials, ADMIN_USER, MONITOR_USER, POOLER_USER, REPLICATION_USER, SUPERUSER,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -91,6 +96,7 @@ pub enum Child {
     PodDisruptionBudget(PodDisruptionBudget),
     Deployment(Deployment),
     PodMonitor(PodMonitor),
+    PersistentVolumeClaim(PersistentVolumeClaim),
 }
 
 impl Child {
@@ -106,6 +112,7 @@ impl Child {
             Child::PodDisruptionBudget(o) => &o.metadata,
             Child::Deployment(o) => &o.metadata,
             Child::PodMonitor(o) => &o.metadata,
+            Child::PersistentVolumeClaim(o) => &o.metadata,
         }
     }
 
@@ -121,6 +128,7 @@ impl Child {
             Child::PodDisruptionBudget(_) => "PodDisruptionBudget",
             Child::Deployment(_) => "Deployment",
             Child::PodMonitor(_) => "PodMonitor",
+            Child::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
         }
     }
 
@@ -175,6 +183,14 @@ pub fn desired(cluster: &PostgresCluster, credentials: &Credentials) -> Result<V
         })?;
         out.push(Child::Secret(system_secrets::secret(&owner, monitor)));
         out.push(Child::ConfigMap(monitoring::config_map(&owner)));
+    }
+    if let Some(backups) = pgbackrest::backups(&owner) {
+        out.push(Child::ConfigMap(pgbackrest::config_map(&owner, backups)));
+        out.extend(
+            pgbackrest::claims(&owner, backups)
+                .into_iter()
+                .map(Child::PersistentVolumeClaim),
+        );
     }
     out.extend([
         Child::Service(services::primary(&owner)),

@@ -60,6 +60,8 @@ pub fn yaml(owner: &Owner) -> Result<String, serde_saphyr::SerializeError> {
 /// - `pg_hba`: passwords (SCRAM) everywhere; from outside the pod only over
 ///   TLS; peer on the socket, for `kubectl exec ... psql`.
 /// - `watchdog: off`: pods have no /dev/watchdog.
+/// - with `spec.backups`, pgBackRest's archive and restore commands
+///   (`pgbackrest::patroni_postgresql`).
 pub fn config(owner: &Owner) -> Value {
     let spec = &owner.cluster.spec;
     let tls = owner.tls();
@@ -72,7 +74,7 @@ pub fn config(owner: &Owner) -> Value {
     if tls.ca_secret_name.is_some() {
         parameters["ssl_ca_file"] = json!(format!("{TLS_CA_MOUNT}/ca.crt"));
     }
-    json!({
+    let mut config = json!({
         "scope": owner.name,
         "restapi": { "listen": format!("0.0.0.0:{PATRONI_PORT}") },
         "kubernetes": {
@@ -123,7 +125,26 @@ pub fn config(owner: &Owner) -> Value {
             ],
         },
         "watchdog": { "mode": "off" },
-    })
+    });
+    if super::pgbackrest::backups(owner).is_some() {
+        merge(
+            &mut config["postgresql"],
+            super::pgbackrest::patroni_postgresql(owner),
+        );
+    }
+    config
+}
+
+/// `from`'s keys into `into`, objects merged key by key.
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 #[cfg(test)]

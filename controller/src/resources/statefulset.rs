@@ -7,7 +7,7 @@
 use super::instance_env;
 use super::meta::{Owner, PATRONI_PORT, POSTGRES_PORT};
 use super::patroni_config::{self, CONFIG_DIR, PGDATA_MOUNT, TLS_CA_MOUNT, TLS_MOUNT};
-use super::{monitoring, rbac, services};
+use super::{monitoring, pgbackrest, rbac, services};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
@@ -108,6 +108,13 @@ fn pod_spec(owner: &Owner) -> PodSpec {
         mounts.push(mount("tls-ca", TLS_CA_MOUNT));
         volumes.push(secret_volume("tls-ca", ca));
     }
+    let mut env = instance_env::env(owner);
+    if let Some(backups) = pgbackrest::backups(owner) {
+        let (v, m) = pgbackrest::volumes(owner, backups);
+        volumes.extend(v);
+        mounts.extend(m);
+        env.extend(pgbackrest::env(backups));
+    }
     let mut containers = vec![Container {
         name: "postgres".into(),
         image: Some(spec.image.clone()),
@@ -116,7 +123,7 @@ fn pod_spec(owner: &Owner) -> PodSpec {
             container_port("postgresql", POSTGRES_PORT),
             container_port("patroni", PATRONI_PORT),
         ]),
-        env: Some(instance_env::env(owner)),
+        env: Some(env),
         resources: Some(spec.resources.clone()),
         // Patroni answers 200 on /readiness once PostgreSQL runs and,
         // on a replica, streams; it is the API the rollout waits on too.

@@ -6,7 +6,7 @@
 
 use super::{http, MemberInfo, HA_APP_USER, HA_SUPERUSER, POLL};
 use pgwolf_controller::api::PostgresCluster;
-use pgwolf_controller::resources::{self, patroni_config, Child};
+use pgwolf_controller::resources::{self, patroni_config, pgbackrest, Child};
 use pgwolf_controller::secrets::Credentials;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +27,12 @@ pub struct Rendered {
     /// Files mounted from Secrets, by their path in the pod: the server
     /// certificate and key, the CA.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The ConfigMap's `pgbackrest.conf`, with `spec.backups`.
+    pub pgbackrest_conf: Option<String>,
+    /// More of the environment a pod gets from Secrets the cluster
+    /// references but the controller does not make (an S3 repository's
+    /// keys), as `(variable, value)`.
+    pub secret_env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Rendered {
@@ -130,8 +136,18 @@ impl Rendered {
                 key("ca.crt"),
             ),
         ];
+        let pgbackrest_conf = objects.iter().find_map(|o| match o {
+            Child::ConfigMap(c)
+                if c.metadata.name.as_deref() == Some(&format!("{name}-pgbackrest")) =>
+            {
+                c.data.as_ref()?.get(pgbackrest::CONFIG_FILE).cloned()
+            }
+            _ => None,
+        });
         Rendered {
             name,
+            pgbackrest_conf,
+            secret_env: Vec::new(),
             patroni_yml,
             superuser_password: credentials.superuser.password.clone(),
             replication_password: credentials.replication.password.clone(),
@@ -201,7 +217,7 @@ pub fn localize(patroni_yml: &str, site: &Site) -> String {
     serde_json::to_string_pretty(&config).expect("JSON")
 }
 
-fn move_paths(v: &mut Value, paths: &[(&str, PathBuf)]) {
+pub(super) fn move_paths(v: &mut Value, paths: &[(&str, PathBuf)]) {
     match v {
         Value::String(s) => {
             let best = paths
@@ -223,7 +239,7 @@ fn move_paths(v: &mut Value, paths: &[(&str, PathBuf)]) {
 
 /// The pod's directories under `base`: certificates in `pod/`, data,
 /// sockets and pgpass where the harness keeps them for every cluster.
-fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
+pub(super) fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
     use pgwolf_controller::resources::patroni_config as pc;
     vec![
         (pc::DATA_DIR, base.join("data").join(name)),

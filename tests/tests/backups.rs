@@ -1,0 +1,384 @@
+//! `spec.backups` with real pgBackRest 2.45: a three-member Patroni cluster
+//! runs the controller's rendered patroni.yml and pgbackrest.conf with two
+//! repositories, a volume (here a directory) and S3 (moto's server behind
+//! TLS with a test CA), archives its WAL to both through the rendered
+//! archive_command and takes a full backup into each. A replica whose data
+//! is deleted comes back from the repository, not from a base backup of
+//! the primary. Rows are written, the time noted, more rows written, the
+//! table dropped; a restore of each repository to the noted time, started
+//! as a server of its own, holds exactly the rows written before it, and
+//! pgwolf in front of one serves them.
+
+use pgwolf_controller::resources::pgbackrest;
+use pgwolf_tests::certs::Ca;
+use pgwolf_tests::ha::rendered::{test_cluster, Rendered};
+use pgwolf_tests::ha::{
+    HaCluster, HaOptions, MemberInfo, HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER, HA_SUPERUSER,
+};
+use pgwolf_tests::tools::{child_command, pg_bin, run_bounded, SERVER_USER};
+use pgwolf_tests::{connect, free_port, userlist, Pgwolf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// psql over TLS to a member; the value of a one-value query.
+fn psql(m: &MemberInfo, user: &str, password: &str, db: &str, sql: &str) -> String {
+    let conn = format!(
+        "host={} port={} user={user} dbname={db} sslmode=require",
+        m.host, m.pg_port
+    );
+    let out = run_bounded(
+        Command::new(pg_bin("psql"))
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", &conn, "-c", sql])
+            .env("PGPASSWORD", password),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A PostgreSQL started on a restored data directory; killed on drop.
+struct Restored {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Restored {
+    /// Starts the server in `data` with its own port, sockets and a
+    /// pg_hba.conf trusting the loopback; archiving off, so the copy
+    /// never pushes into the stanza it came from. `restore_command`
+    /// (pgBackRest wrote it into postgresql.auto.conf) runs with `conf`.
+    fn start(
+        ha: &HaCluster,
+        data: &std::path::Path,
+        conf: &std::path::Path,
+        tag: &str,
+    ) -> Restored {
+        let run = ha.scratch_dir(&format!("restored-run-{tag}"));
+        let hba = run.join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        pgwolf_tests::tools::give_to_server_user(&run);
+        let port = free_port();
+        let log_path = run.join("postgres.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = child_command(&pg_bin("postgres"), true)
+            .arg("-D")
+            .arg(data)
+            .args(["-c", &format!("port={port}")])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("unix_socket_directories={}", run.display())])
+            .args(["-c", &format!("hba_file={}", hba.display())])
+            .args(["-c", "archive_mode=off", "-c", "ssl=off"])
+            .env("PGBACKREST_CONFIG", conf)
+            .env("PGBACKREST_REPO2_S3_KEY", "test-key")
+            .env("PGBACKREST_REPO2_S3_KEY_SECRET", "test-secret")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the restored server");
+        Restored {
+            child,
+            port,
+            log: log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        pgwolf_tests::tools::tail(&pgwolf_tests::tools::read_lossy(&self.log), 40)
+    }
+
+    /// The value of a one-value query as `user`, once the server answers
+    /// it (it replays WAL to the target first).
+    fn query_when_up(&self, sql: &str, limit: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let out = run_bounded(
+                Command::new(pg_bin("psql")).args([
+                    "-XAtq",
+                    &format!(
+                        "host=127.0.0.1 port={} user={HA_SUPERUSER} dbname={HA_APP_DB}",
+                        self.port
+                    ),
+                    "-c",
+                    sql,
+                ]),
+                Duration::from_secs(30),
+            );
+            if out.status.success() {
+                return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+            }
+            if Instant::now() > deadline {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// moto's S3 server (PyPI `moto[server]`) behind TLS with a test CA: moto
+/// serves plain HTTP on one free port and socat terminates TLS on another.
+/// (moto's own `--ssl-cert` closes connections without TLS close_notify,
+/// which pgBackRest's OpenSSL 3 reports as "unexpected eof" on every
+/// upload: stanza-create failed after its retries, 97 s.) One bucket;
+/// both killed on drop.
+struct S3 {
+    moto: std::process::Child,
+    tls: std::process::Child,
+    port: u16,
+    ca_pem: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+const BUCKET: &str = "pgwolf-backups";
+
+impl S3 {
+    fn start() -> S3 {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("s3 test CA");
+        let ca_path = ca.write(dir.path(), "ca");
+        let pair = ca.issue(dir.path(), "s3", "localhost", &["localhost"]);
+        let (port, plain) = (free_port(), free_port());
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let moto = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &plain.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("moto_server (scripts/install-deps installs moto[server])");
+        let both = dir.path().join("s3-cert-and-key.pem");
+        let mut pem = std::fs::read(&pair.cert).unwrap();
+        pem.extend(std::fs::read(&pair.key).unwrap());
+        std::fs::write(&both, pem).unwrap();
+        let tls = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}",
+                both.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{plain}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat (scripts/install-deps installs it)");
+        let s3 = S3 {
+            moto,
+            tls,
+            port,
+            ca_pem: std::fs::read(&ca_path).unwrap(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = run_bounded(
+                Command::new("curl")
+                    .args(["-sf", "-X", "PUT", "--cacert"])
+                    .arg(&ca_path)
+                    .arg(format!("https://localhost:{port}/{BUCKET}")),
+                Duration::from_secs(10),
+            );
+            if out.status.success() {
+                return s3;
+            }
+            assert!(Instant::now() < deadline, "moto never answered over TLS");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        for child in [&mut self.tls, &mut self.moto] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_in_time_restore_brings_back_exactly_the_rows_before_it() {
+    let s3 = S3::start();
+    let (cluster, credentials) = test_cluster(serde_json::json!({
+        "backups": { "repos": [
+            { "name": "repo1", "volume": {} },
+            { "name": "repo2", "s3": {
+                "endpoint": format!("localhost:{}", s3.port),
+                "bucket": BUCKET,
+                "region": "us-east-1",
+                "uriStyle": "path",
+                "credentialsSecret": "backup-s3",
+                "caSecretName": "backup-s3-ca",
+            } },
+        ] },
+    }));
+    let mut rendered = Rendered::new(&cluster, &credentials);
+    assert!(
+        rendered.pgbackrest_conf.is_some(),
+        "pgbackrest.conf rendered"
+    );
+    // What the pod gets from the two Secrets the manifest names (moto
+    // takes any keys).
+    rendered.files.push((
+        format!("{}/repo2/ca.crt", pgbackrest::CA_MOUNT),
+        s3.ca_pem.clone(),
+    ));
+    rendered.secret_env = vec![
+        ("PGBACKREST_REPO2_S3_KEY".into(), "test-key".into()),
+        (
+            "PGBACKREST_REPO2_S3_KEY_SECRET".into(),
+            "test-secret".into(),
+        ),
+    ];
+    let superuser_password = rendered.superuser_password.clone();
+    let ha = HaCluster::start(HaOptions {
+        rendered: Some(Arc::new(rendered)),
+        ..HaOptions::default()
+    });
+    let leader_name = ha.leader().expect("a leader");
+    let leader = ha
+        .members()
+        .into_iter()
+        .find(|m| m.name == leader_name)
+        .unwrap();
+    let su = |sql: &str| psql(&leader, HA_SUPERUSER, &superuser_password, "postgres", sql);
+    let app = |sql: &str| psql(&leader, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB, sql);
+
+    // In a pod pgBackRest runs as the OS user postgres, whose role is the
+    // superuser (peer on the socket); here the server's user is another.
+    su(&format!("CREATE ROLE {SERVER_USER} SUPERUSER LOGIN"));
+    assert_eq!(su("SHOW archive_mode"), "on", "the rendered archive_mode");
+
+    let pgbr = |args: &[&str]| {
+        let t = Instant::now();
+        let out = ha
+            .pgbackrest(&leader_name, args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ha.log_tails(30)));
+        eprintln!("[backups] pgbackrest {args:?}: {:?}", t.elapsed());
+        out
+    };
+    pgbr(&["stanza-create"]);
+    // check: a WAL switch archived by PostgreSQL's own archive_command.
+    pgbr(&["check"]);
+    pgbr(&["--repo=1", "backup", "--type=full"]);
+    pgbr(&["--repo=2", "backup", "--type=full"]);
+    let info = pgbr(&["info"]);
+    assert_eq!(info.matches("full backup").count(), 2, "{info}");
+    // pgBackRest picks the backup for a time target by its stop time in
+    // whole seconds: a target in the second the backup ended finds none.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // A replica whose volume is lost comes back from the repository
+    // (create_replica_methods: pgbackrest first), not from a base backup
+    // of the primary.
+    let replica = ha
+        .members()
+        .into_iter()
+        .map(|m| m.name)
+        .find(|n| *n != leader_name)
+        .unwrap();
+    let rebuilt = Instant::now();
+    let before = ha.member_log(&replica).len();
+    ha.stop_member(&replica);
+    ha.remove_data(&replica);
+    ha.restart_member(&replica);
+    ha.wait_ready(Duration::from_secs(120));
+    // At the cluster's start, with no backup yet, the replicas fell back
+    // to a base backup; only this time counts.
+    let log = ha.member_log(&replica)[before..].to_string();
+    assert!(
+        log.contains("replica has been created using pgbackrest"),
+        "{replica} not restored from the repository:\n{}",
+        pgwolf_tests::tools::tail(&log, 40)
+    );
+    assert!(!log.contains("created using basebackup"), "{log}");
+    eprintln!(
+        "[backups] {replica} rebuilt from the repository in {:?}",
+        rebuilt.elapsed()
+    );
+
+    app("CREATE TABLE kept (v int)");
+    app("INSERT INTO kept SELECT generate_series(1, 100)");
+    let target = su("SELECT now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    app("INSERT INTO kept SELECT generate_series(101, 150)");
+    app("DROP TABLE kept");
+    // Everything up to now archived (check switches WAL and waits).
+    pgbr(&["check"]);
+    // Segments finished before stanza-create failed to archive (and were
+    // retried); since then every one went through.
+    let archived = su(
+        "SELECT archived_count > 0 AND \
+         (last_failed_time IS NULL OR last_archived_time > last_failed_time) FROM pg_stat_archiver",
+    );
+    assert_eq!(archived, "t", "archiving healthy");
+
+    // The same point in time from each repository.
+    let mut servers = Vec::new();
+    for repo in ["1", "2"] {
+        let data = ha.scratch_dir(&format!("restored-repo{repo}"));
+        let started = Instant::now();
+        pgbr(&[
+            &format!("--repo={repo}"),
+            "restore",
+            &format!("--pg1-path={}", data.display()),
+            "--type=time",
+            &format!("--target={target}"),
+            "--target-action=promote",
+        ]);
+        let restored = Restored::start(&ha, &data, &ha.pgbackrest_conf(&leader_name), repo);
+        // Replayed to the target and promoted (recovery_target_action),
+        // then counted: a hot standby would answer while it still replays.
+        let promoted = Instant::now() + Duration::from_secs(60);
+        while restored.query_when_up("SELECT pg_is_in_recovery()", Duration::from_secs(60))
+            != Ok("f".into())
+        {
+            assert!(
+                Instant::now() < promoted,
+                "the server restored from repo{repo} never left recovery:\n{}",
+                restored.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let count = restored
+            .query_when_up("SELECT count(*) FROM kept", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("restored from repo{repo}: {e}\n{}", restored.log()));
+        eprintln!(
+            "[backups] repo{repo} restored to {target} in {:?}: {count} rows",
+            started.elapsed()
+        );
+        assert_eq!(
+            count, "100",
+            "repo{repo}: exactly the rows before the target"
+        );
+        servers.push(restored);
+    }
+    let restored = &servers[1];
+
+    // pgwolf in front of the restored server serves them.
+    let toml = format!(
+        "pool_mode = \"transaction\"\n\n[databases.{HA_APP_DB}]\nhost = \"127.0.0.1\"\n\
+         port = {}\npool_size = 2\n",
+        restored.port
+    );
+    let proxy = Pgwolf::start(&toml, &userlist(&[(HA_APP_USER, HA_APP_PASSWORD)]));
+    let client = connect(proxy.port(), HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB).await;
+    let row = client
+        .query_one("SELECT count(*), max(v) FROM kept", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>(1)), (100, 100));
+}
