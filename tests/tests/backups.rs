@@ -15,7 +15,7 @@ use pgwolf_tests::ha::rendered::{test_cluster, Rendered};
 use pgwolf_tests::ha::{
     HaCluster, HaOptions, MemberInfo, HA_APP_DB, HA_APP_PASSWORD, HA_APP_USER, HA_SUPERUSER,
 };
-use pgwolf_tests::tools::{child_command, pg_bin, run_bounded, SERVER_USER};
+use pgwolf_tests::tools::{child_command, pg_bin, run_bounded};
 use pgwolf_tests::{connect, free_port, userlist, Pgwolf};
 use std::process::Command;
 use std::sync::Arc;
@@ -257,9 +257,6 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_before_it() {
     let su = |sql: &str| psql(&leader, HA_SUPERUSER, &superuser_password, "postgres", sql);
     let app = |sql: &str| psql(&leader, HA_APP_USER, HA_APP_PASSWORD, HA_APP_DB, sql);
 
-    // In a pod pgBackRest runs as the OS user postgres, whose role is the
-    // superuser (peer on the socket); here the server's user is another.
-    su(&format!("CREATE ROLE {SERVER_USER} SUPERUSER LOGIN"));
     assert_eq!(su("SHOW archive_mode"), "on", "the rendered archive_mode");
 
     let pgbr = |args: &[&str]| {
@@ -270,7 +267,25 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_before_it() {
         eprintln!("[backups] pgbackrest {args:?}: {:?}", t.elapsed());
         out
     };
-    pgbr(&["stanza-create"]);
+    // Nobody runs stanza-create: Patroni's callback does, on the primary.
+    let waiting = Instant::now();
+    let stanza = waiting + Duration::from_secs(90);
+    while !ha
+        .pgbackrest(&leader_name, &["info"])
+        .is_ok_and(|i| i.contains("status: ok") || i.contains("no valid backups"))
+    {
+        assert!(
+            Instant::now() < stanza,
+            "the callback made no stanza: {:?}\n{}",
+            ha.pgbackrest(&leader_name, &["info"]),
+            pgwolf_tests::tools::tail(&ha.member_log(&leader_name), 40)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "[backups] the callback's stanza after {:?}",
+        waiting.elapsed()
+    );
     // check: a WAL switch archived by PostgreSQL's own archive_command.
     pgbr(&["check"]);
     pgbr(&["--repo=1", "backup", "--type=full"]);

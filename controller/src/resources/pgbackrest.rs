@@ -28,6 +28,10 @@ pub const CONFIG_FILE: &str = "pgbackrest.conf";
 pub const REPO_MOUNT: &str = "/pgbackrest";
 /// An S3 repository's CA, from its `caSecretName`: `/pgbackrest-ca/<repo>/ca.crt`.
 pub const CA_MOUNT: &str = "/pgbackrest-ca";
+/// Patroni's callback in the instance image (deploy/images/instance/
+/// callback.sh): creates the stanza on the primary at each start and
+/// promotion, which archive-push needs.
+pub const CALLBACK: &str = "/usr/local/bin/instance-callback";
 /// The container's only writable place besides the data volume.
 const SCRATCH: &str = "/tmp/pgbackrest";
 
@@ -262,7 +266,8 @@ pub fn volumes(owner: &Owner, backups: &BackupsSpec) -> (Vec<Volume>, Vec<Volume
 
 /// What `patroni.yml`'s `postgresql` section gets: WAL archived by
 /// pgBackRest, fetched from the archive where streaming cannot serve it,
-/// and replicas seeded from the newest backup (`--delta` reuses what a
+/// the stanza created by the callback on the primary, and replicas seeded
+/// from the newest backup (`--delta` reuses what a
 /// rebuilt member's data directory still holds). A replica with no backup
 /// to restore falls back to `pg_basebackup` from the primary.
 pub fn patroni_postgresql(owner: &Owner) -> Value {
@@ -275,6 +280,7 @@ pub fn patroni_postgresql(owner: &Owner) -> Value {
         "recovery_conf": {
             "restore_command": format!("pgbackrest --stanza={stanza} archive-get %f \"%p\""),
         },
+        "callbacks": { "on_start": CALLBACK, "on_role_change": CALLBACK },
         "create_replica_methods": ["pgbackrest", "basebackup"],
         "pgbackrest": {
             "command": format!("pgbackrest --stanza={stanza} --delta restore"),

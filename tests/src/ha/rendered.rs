@@ -247,6 +247,11 @@ pub(super) fn pod_paths(base: &Path, name: &str) -> Vec<(&'static str, PathBuf)>
         (pc::SOCKET_DIR, base.join("run").join(name)),
         (pc::TLS_MOUNT, base.join("pod/tls")),
         (pc::TLS_CA_MOUNT, base.join("pod/tlsca")),
+        // The instance image's callback, from the tree the image is built from.
+        (
+            pgbackrest::CALLBACK,
+            crate::tools::workspace_dir().join("deploy/images/instance/callback.sh"),
+        ),
     ]
 }
 
@@ -301,17 +306,24 @@ impl super::HaCluster {
                 http::get_at(m.info.rest(), "/primary", Duration::from_secs(2))
                     .is_ok_and(|r| r.status == 200)
             });
-            let tried = leader.map(|m| {
-                let conn = format!(
+            let conn = leader.map(|m| {
+                format!(
                     "host={} port={} user={HA_SUPERUSER} dbname=postgres sslmode=require",
                     m.info.host, m.info.pg_port
-                );
+                )
+            });
+            let tried = conn.as_ref().map(|conn| {
                 let mut cmd = std::process::Command::new(&script);
                 cmd.arg(conn).env("PGPASSWORD", &r.superuser_password);
                 crate::tools::run_bounded(&mut cmd, Duration::from_secs(30))
             });
             match tried {
-                Some(out) if out.status.success() => return,
+                Some(out) if out.status.success() => {
+                    if r.pgbackrest_conf.is_some() {
+                        os_user_role(conn.as_deref().unwrap_or_default(), r);
+                    }
+                    return;
+                }
                 Some(out) if Instant::now() >= deadline => panic!(
                     "creating {HA_APP_USER} on the rendered cluster failed: {}\n{}",
                     String::from_utf8_lossy(&out.stderr),
@@ -325,6 +337,27 @@ impl super::HaCluster {
             }
         }
     }
+}
+
+/// In a pod pgBackRest runs as the OS user `postgres`, whose role is the
+/// superuser (peer authentication on the socket); here the servers run as
+/// another OS user, which gets a superuser role of its own name.
+fn os_user_role(conn: &str, r: &Rendered) {
+    let user = if crate::tools::running_as_root() {
+        crate::tools::SERVER_USER.to_string()
+    } else {
+        std::env::var("USER").expect("USER names the OS user")
+    };
+    let mut cmd = std::process::Command::new(crate::tools::pg_bin("psql"));
+    cmd.args(["-XAtq", "-v", "ON_ERROR_STOP=1", conn, "-c"])
+        .arg(format!("CREATE ROLE \"{user}\" SUPERUSER LOGIN"))
+        .env("PGPASSWORD", &r.superuser_password);
+    let out = crate::tools::run_bounded(&mut cmd, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "creating the role {user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[cfg(test)]
