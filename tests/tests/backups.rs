@@ -7,8 +7,15 @@
 //! the primary. Rows are written, the time noted, more rows written, the
 //! table dropped; a restore of each repository to the noted time, started
 //! as a server of its own, holds exactly the rows written before it, and
-//! pgwolf in front of one serves them.
+//! pgwolf in front of one serves them. Then the S3 endpoint stops: the
+//! controller's reconcile (kube-fake-client, the real primary) reports
+//! WALArchiving False, Degraded ArchiveFailing, the Event and the metric,
+//! and once the endpoint is back archiving catches up.
 
+#[path = "../../controller/tests/support/fake_api.rs"]
+mod fake_api;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use pgwolf_controller::resources::pgbackrest;
 use pgwolf_tests::certs::Ca;
 use pgwolf_tests::ha::rendered::{test_cluster, Rendered};
@@ -139,8 +146,10 @@ impl Restored {
 /// both killed on drop.
 struct S3 {
     moto: std::process::Child,
-    tls: std::process::Child,
+    tls: Option<std::process::Child>,
     port: u16,
+    plain: u16,
+    cert_and_key: std::path::PathBuf,
     ca_pem: Vec<u8>,
     _dir: tempfile::TempDir,
 }
@@ -165,23 +174,16 @@ impl S3 {
         let mut pem = std::fs::read(&pair.cert).unwrap();
         pem.extend(std::fs::read(&pair.key).unwrap());
         std::fs::write(&both, pem).unwrap();
-        let tls = Command::new("socat")
-            .arg(format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}",
-                both.display()
-            ))
-            .arg(format!("TCP:127.0.0.1:{plain}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("socat (scripts/install-deps installs it)");
-        let s3 = S3 {
+        let mut s3 = S3 {
             moto,
-            tls,
+            tls: None,
             port,
+            plain,
+            cert_and_key: both,
             ca_pem: std::fs::read(&ca_path).unwrap(),
             _dir: dir,
         };
+        s3.start_tls();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = run_bounded(
@@ -200,18 +202,135 @@ impl S3 {
     }
 }
 
+impl S3 {
+    /// The endpoint answers again (socat in front of moto, on its port).
+    fn start_tls(&mut self) {
+        let tls = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}",
+                self.port,
+                self.cert_and_key.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{}", self.plain))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat (scripts/install-deps installs it)");
+        self.tls = Some(tls);
+    }
+
+    /// The endpoint is gone: connections to it are refused.
+    fn stop_tls(&mut self) {
+        if let Some(mut tls) = self.tls.take() {
+            let _ = tls.kill();
+            let _ = tls.wait();
+        }
+    }
+}
+
 impl Drop for S3 {
     fn drop(&mut self) {
-        for child in [&mut self.tls, &mut self.moto] {
-            let _ = child.kill();
-            let _ = child.wait();
+        self.stop_tls();
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+/// The controller's view of the archive: reconciles of the cluster in
+/// kube-fake-client (its leader Endpoints naming the primary) with access
+/// to the real primary.
+struct ArchiveWatch {
+    client: kube::Client,
+    settings: pgwolf_controller::reconcile::cluster::Settings,
+}
+
+impl ArchiveWatch {
+    /// The cluster and its Secrets as a reconcile made them (the same
+    /// passwords and CA the running members have).
+    async fn new(
+        cluster: &pgwolf_controller::api::PostgresCluster,
+        credentials: &pgwolf_controller::secrets::Credentials,
+        leader: &MemberInfo,
+    ) -> ArchiveWatch {
+        let mut stored = cluster.clone();
+        stored.metadata.uid = Some("00000000-0000-4000-8000-0000000ba0c5".into());
+        let mut objects = vec![serde_json::to_value(&stored).unwrap()];
+        for child in pgwolf_controller::resources::desired(cluster, credentials).unwrap() {
+            if let pgwolf_controller::resources::Child::Secret(secret) = child {
+                objects.push(serde_json::to_value(&secret).unwrap());
+            }
+        }
+        objects.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": { "name": "main", "namespace": "db",
+                          "annotations": { "leader": leader.name } },
+        }));
+        let client = fake_api::client(objects).await;
+        let settings = pgwolf_controller::reconcile::cluster::Settings {
+            postgres: Some(pgwolf_controller::reconcile::cluster::PostgresAccess {
+                hostaddr: Some(leader.host.parse().unwrap()),
+                port: leader.pg_port,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ArchiveWatch { client, settings }
+    }
+
+    async fn stored(&self) -> pgwolf_controller::api::PostgresCluster {
+        kube::Api::namespaced(self.client.clone(), "db")
+            .get("main")
+            .await
+            .unwrap()
+    }
+
+    async fn condition(&self, type_: &str) -> Condition {
+        let cluster = self.stored().await;
+        let outcome =
+            pgwolf_controller::reconcile::reconcile(&self.client, &cluster, &self.settings)
+                .await
+                .expect("a reconcile");
+        outcome
+            .status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
+    /// Reconciles until WALArchiving has `status`, writing and switching
+    /// WAL segments meanwhile (a switch wakes the archiver).
+    async fn until(&self, status: &str, su: &dyn Fn(&str) -> String) -> Condition {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            su("SELECT pg_switch_wal() FROM (SELECT txid_current()) t");
+            let c = self
+                .condition(pgwolf_controller::reconcile::status::WAL_ARCHIVING)
+                .await;
+            if c.status == status {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "WALArchiving stayed {}: {}",
+                c.status,
+                c.message
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn status(&self, c: &Condition) -> pgwolf_controller::api::PostgresClusterStatus {
+        pgwolf_controller::api::PostgresClusterStatus {
+            conditions: vec![c.clone()],
+            ..Default::default()
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_point_in_time_restore_brings_back_exactly_the_rows_before_it() {
-    let s3 = S3::start();
+    let mut s3 = S3::start();
     let (cluster, credentials) = test_cluster(serde_json::json!({
         "backups": { "repos": [
             { "name": "repo1", "volume": {} },
@@ -242,6 +361,10 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_before_it() {
             "PGBACKREST_REPO2_S3_KEY_SECRET".into(),
             "test-secret".into(),
         ),
+        // An unreachable S3 endpoint makes archive-push retry for
+        // io-timeout (60 s) before it fails; the outage below needs the
+        // failure, not the wait.
+        ("PGBACKREST_IO_TIMEOUT".into(), "5".into()),
     ];
     let superuser_password = rendered.superuser_password.clone();
     let ha = HaCluster::start(HaOptions {
@@ -382,6 +505,41 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_before_it() {
         servers.push(restored);
     }
     let restored = &servers[1];
+
+    // The S3 endpoint stops: archive_command fails, and a reconcile (the
+    // controller's, against kube-fake-client, reading the real primary)
+    // reports it as WALArchiving False, Degraded ArchiveFailing, an Event
+    // and the metric; once the endpoint is back, archiving catches up.
+    let watch = ArchiveWatch::new(&cluster, &credentials, &leader).await;
+    let healthy = watch.until("True", &su).await;
+    s3.stop_tls();
+    let failing = watch.until("False", &su).await;
+    assert!(failing.message.contains("fails for"), "{}", failing.message);
+    let degraded = watch
+        .condition(pgwolf_controller::reconcile::status::DEGRADED)
+        .await;
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ArchiveFailing")
+    );
+    let event = pgwolf_controller::run::archive_event(
+        Some(&watch.status(&healthy)),
+        &watch.status(&failing),
+    )
+    .expect("an Event");
+    assert_eq!(event.reason, "ArchiveFailing");
+    let metrics = pgwolf_controller::run::metrics::Metrics::new();
+    let text = metrics.render([&watch.stored().await]);
+    assert!(
+        text.contains("pgwolf_controller_clusters{condition=\"WALArchiving\",status=\"False\"} 1"),
+        "{text}"
+    );
+    let failed_wal = failing.message.clone();
+    s3.start_tls();
+    let recovered = watch.until("True", &su).await;
+    eprintln!("[backups] archive: {} -> {}", failed_wal, recovered.message);
+    // Nothing lost: every segment since is in both repositories.
+    pgbr(&["check"]);
 
     // pgwolf in front of the restored server serves them.
     let toml = format!(

@@ -82,6 +82,9 @@ pub struct Outcome {
 
 pub const REQUEUE_CONVERGING: Duration = Duration::from_secs(10);
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// With backups, the archive's health is read from the primary at each
+/// reconcile: nothing else brings one when archive_command starts failing.
+pub const REQUEUE_ARCHIVE_CHECK: Duration = Duration::from_secs(60);
 /// Pods belong to the StatefulSet, not to the cluster, so no watch wakes
 /// the rollout when a recreated pod turns ready: it polls.
 pub const REQUEUE_ROLLING: Duration = Duration::from_secs(5);
@@ -224,6 +227,22 @@ pub async fn reconcile(
         Some(_) => get::<Deployment>(client, ns, &resources::pooler_name(&owner)).await?,
         None => None,
     };
+    // Whole seconds, as the API server stores a Time, so the status this
+    // returns is the one stored.
+    let now = Time(whole_seconds(k8s_openapi::jiff::Timestamp::now()));
+    let has_primary = leader
+        .as_ref()
+        .and_then(|l| status::primary(l, &now))
+        .is_some();
+    let archive = match (&settings.postgres, &cluster.spec.backups) {
+        (Some(access), Some(_)) if has_primary => {
+            Some(read_archiver(client, &owner, &credentials, access).await)
+        }
+        _ => None,
+    };
+    if let Some(Err(e)) = &archive {
+        tracing::warn!(cluster = %owner.name, namespace = %ns, error = %e, "reading pg_stat_archiver");
+    }
     let observed = status::Observed {
         statefulset: statefulset.as_ref(),
         leader: leader.as_ref(),
@@ -232,10 +251,8 @@ pub async fn reconcile(
             Ok(p) => p.rolling(),
             Err(e) => Some(format!("rolling update failed: {e}")),
         },
+        archive,
     };
-    // Whole seconds, as the API server stores a Time, so the status this
-    // returns is the one stored.
-    let now = Time(whole_seconds(k8s_openapi::jiff::Timestamp::now()));
     let new_status = status::compute(cluster, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {
         let api: Api<PostgresCluster> = Api::namespaced(client.clone(), ns);
@@ -276,6 +293,8 @@ pub async fn reconcile(
         status: new_status,
         requeue_after: if progress.rolling().is_some() {
             REQUEUE_ROLLING
+        } else if ready && cluster.spec.backups.is_some() {
+            REQUEUE_ARCHIVE_CHECK
         } else if ready {
             REQUEUE_READY
         } else {
@@ -292,6 +311,45 @@ async fn ensure_users(
     access: &PostgresAccess,
 ) -> Result<(), Error> {
     let ns = owner.namespace.as_str();
+    let pg = connect_primary(client, owner, credentials, access)
+        .await
+        .map_err(Error::Users)?;
+    let (users, credentials) = crate::postgres::roles::managed(&owner.cluster.spec, credentials);
+    let steps = crate::postgres::roles::ensure(&pg, &users, &credentials)
+        .await
+        .map_err(|e| {
+            Error::Users(match e.as_db_error() {
+                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            })
+        })?;
+    for step in &steps {
+        tracing::info!(cluster = %owner.name, namespace = %ns, "postgres: {}", step.summary);
+    }
+    Ok(())
+}
+
+/// `pg_stat_archiver` on the primary, or why it could not be read.
+async fn read_archiver(
+    client: &Client,
+    owner: &Owner<'_>,
+    credentials: &crate::secrets::Credentials,
+    access: &PostgresAccess,
+) -> Result<crate::postgres::archive::Archiver, String> {
+    let pg = connect_primary(client, owner, credentials, access).await?;
+    crate::postgres::archive::read(&pg)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The superuser's connection to the primary, through its Service.
+async fn connect_primary(
+    client: &Client,
+    owner: &Owner<'_>,
+    credentials: &crate::secrets::Credentials,
+    access: &PostgresAccess,
+) -> Result<tokio_postgres::Client, String> {
+    let ns = owner.namespace.as_str();
     // The certificate is verified, name and chain: against the CA the
     // controller issued, else the manifest's CA Secret, else (a user
     // certificate with no CA named) only encrypted, as sslmode=require.
@@ -299,11 +357,12 @@ async fn ensure_users(
         (Some(issued), _) => Some(issued.ca_cert.clone().into_bytes()),
         (None, Some(name)) => {
             let secret = get::<Secret>(client, ns, &name)
-                .await?
-                .ok_or_else(|| Error::Users(format!("the CA Secret {name} does not exist")))?;
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the CA Secret {name} does not exist"))?;
             let ca = secret.data.and_then(|mut d| d.remove("ca.crt"));
             Some(
-                ca.ok_or_else(|| Error::Users(format!("the Secret {name} has no ca.crt")))?
+                ca.ok_or_else(|| format!("the Secret {name} has no ca.crt"))?
                     .0,
             )
         }
@@ -322,22 +381,9 @@ async fn ensure_users(
         ca_pem,
         ssl_mode: access.ssl_mode,
     };
-    let pg = crate::postgres::connect::connect(&target, access.timeout)
+    crate::postgres::connect::connect(&target, access.timeout)
         .await
-        .map_err(|e| Error::Users(e.to_string()))?;
-    let (users, credentials) = crate::postgres::roles::managed(&owner.cluster.spec, credentials);
-    let steps = crate::postgres::roles::ensure(&pg, &users, &credentials)
-        .await
-        .map_err(|e| {
-            Error::Users(match e.as_db_error() {
-                Some(db) => format!("{}: {}", db.code().code(), db.message()),
-                None => e.to_string(),
-            })
-        })?;
-    for step in &steps {
-        tracing::info!(cluster = %owner.name, namespace = %ns, "postgres: {}", step.summary);
-    }
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// A scale-down must not remove the primary's pod: while Patroni's leader

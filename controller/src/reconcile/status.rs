@@ -11,6 +11,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// With `spec.backups`: whether the primary's archive_command succeeds.
+pub const WAL_ARCHIVING: &str = "WALArchiving";
 
 /// What the reconcile found; `None` where the object does not exist (yet).
 #[derive(Default)]
@@ -21,6 +23,9 @@ pub struct Observed<'a> {
     pub pooler: Option<&'a Deployment>,
     /// What a rolling update in progress is doing.
     pub rollout: Option<String>,
+    /// With `spec.backups` and a primary: `pg_stat_archiver` there, or why
+    /// it could not be read (the condition then keeps its last state).
+    pub archive: Option<Result<crate::postgres::archive::Archiver, String>>,
 }
 
 /// The pod holding the leader lock, as Patroni's Kubernetes DCS records it
@@ -108,6 +113,15 @@ pub fn compute(cluster: &PostgresCluster, observed: &Observed, now: Time) -> Pos
         )
     } else if pooler_wanted > 0 && pooler_ready == 0 && primary.is_some() {
         (true, "PoolerDown", "no pooler replica is ready".to_string())
+    } else if let Some(Ok(a)) = observed
+        .archive
+        .as_ref()
+        .filter(|a| matches!(a, Ok(a) if a.failing()))
+    {
+        // A failing archive loses nothing yet, but a restore can only
+        // reach the last archived segment, and pg_wal grows until it
+        // succeeds.
+        (true, "ArchiveFailing", a.describe())
     } else {
         (false, "AsExpected", String::new())
     };
@@ -133,21 +147,39 @@ pub fn compute(cluster: &PostgresCluster, observed: &Observed, now: Time) -> Pos
             observed_generation: generation,
         }
     };
+    let mut conditions = vec![
+        condition(READY, ready, ready_reason, ready_message),
+        condition(
+            PROGRESSING,
+            progressing,
+            match (&observed.rollout, progressing) {
+                (Some(_), _) => "RollingUpdate",
+                (None, true) => "Reconciling",
+                (None, false) => "Reconciled",
+            },
+            observed.rollout.clone().unwrap_or_default(),
+        ),
+        condition(DEGRADED, degraded, degraded_reason, degraded_message),
+    ];
+    match &observed.archive {
+        Some(Ok(a)) => conditions.push(condition(
+            WAL_ARCHIVING,
+            !a.failing(),
+            if a.failing() {
+                "ArchiveFailing"
+            } else {
+                "Archiving"
+            },
+            a.describe(),
+        )),
+        // Unread this time: as it was.
+        Some(Err(_)) => {
+            conditions.extend(previous.iter().find(|c| c.type_ == WAL_ARCHIVING).cloned())
+        }
+        None => {}
+    }
     PostgresClusterStatus {
-        conditions: vec![
-            condition(READY, ready, ready_reason, ready_message),
-            condition(
-                PROGRESSING,
-                progressing,
-                match (&observed.rollout, progressing) {
-                    (Some(_), _) => "RollingUpdate",
-                    (None, true) => "Reconciling",
-                    (None, false) => "Reconciled",
-                },
-                observed.rollout.clone().unwrap_or_default(),
-            ),
-            condition(DEGRADED, degraded, degraded_reason, degraded_message),
-        ],
+        conditions,
         observed_generation: generation,
         primary,
         ready_instances,

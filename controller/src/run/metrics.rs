@@ -6,7 +6,7 @@
 //! cluster is the status's and the Events' to say).
 
 use crate::api::PostgresCluster;
-use crate::reconcile::status::{DEGRADED, PROGRESSING, READY};
+use crate::reconcile::status::{DEGRADED, PROGRESSING, READY, WAL_ARCHIVING};
 use crate::rollout::plan::{Step, Why};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -33,8 +33,9 @@ pub struct Metrics {
 /// `switchovers_total`'s outcomes (`rollout::Error::switchover`'s and ok).
 const SWITCHOVER_OUTCOMES: [&str; 3] = ["ok", "failed", "resume_failed"];
 
-/// The conditions counted, each by `True`.
-const CONDITIONS: [&str; 3] = [READY, PROGRESSING, DEGRADED];
+/// The conditions counted, by status.
+const CONDITIONS: [&str; 4] = [READY, PROGRESSING, DEGRADED, WAL_ARCHIVING];
+const STATUSES: [&str; 2] = ["True", "False"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -83,10 +84,10 @@ impl Metrics {
         let clusters = IntGaugeVec::new(
             Opts::new(
                 "clusters",
-                "PostgresClusters this replica watches whose condition (Ready, Progressing, \
-                 Degraded) is True.",
+                "PostgresClusters this replica watches, by condition (Ready, Progressing, \
+                 Degraded, WALArchiving) and its status (True, False).",
             ),
-            &["condition"],
+            &["condition", "status"],
         )
         .expect("valid metric");
         let watched = IntGauge::new("clusters_watched", "PostgresClusters this replica watches.")
@@ -155,22 +156,23 @@ impl Metrics {
 
     /// The text format, with the cluster counts taken from `clusters`.
     pub fn render<'a>(&self, clusters: impl IntoIterator<Item = &'a PostgresCluster>) -> String {
-        let mut counts = [0i64; CONDITIONS.len()];
+        let mut counts = [[0i64; STATUSES.len()]; CONDITIONS.len()];
         let mut all = 0;
         for c in clusters {
             all += 1;
             let conditions = c.status.as_ref().map(|s| s.conditions.as_slice());
-            for (i, name) in CONDITIONS.iter().enumerate() {
-                let set = conditions
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|k| k.type_ == *name && k.status == "True");
-                counts[i] += i64::from(set);
+            for k in conditions.unwrap_or_default() {
+                let at = |list: &[&str], v: &str| list.iter().position(|x| *x == v);
+                if let (Some(i), Some(j)) = (at(&CONDITIONS, &k.type_), at(&STATUSES, &k.status)) {
+                    counts[i][j] += 1;
+                }
             }
         }
         self.watched.set(all);
-        for (name, n) in CONDITIONS.iter().zip(counts) {
-            self.clusters.with_label_values(&[name]).set(n);
+        for (name, by_status) in CONDITIONS.iter().zip(counts) {
+            for (status, n) in STATUSES.iter().zip(by_status) {
+                self.clusters.with_label_values(&[name, status]).set(n);
+            }
         }
         let mut out = Vec::new();
         prometheus::TextEncoder::new()
@@ -246,9 +248,11 @@ mod tests {
             "pgwolf_controller_rollout_steps_total{action=\"switchover\"} 1",
             "pgwolf_controller_switchovers_total{outcome=\"ok\",reason=\"drain\"} 1",
             "pgwolf_controller_switchovers_total{outcome=\"failed\",reason=\"update\"} 1",
-            "pgwolf_controller_clusters{condition=\"Ready\"} 1",
-            "pgwolf_controller_clusters{condition=\"Degraded\"} 0",
-            "pgwolf_controller_clusters{condition=\"Progressing\"} 0",
+            "pgwolf_controller_clusters{condition=\"Ready\",status=\"True\"} 1",
+            "pgwolf_controller_clusters{condition=\"Degraded\",status=\"True\"} 0",
+            "pgwolf_controller_clusters{condition=\"Degraded\",status=\"False\"} 1",
+            "pgwolf_controller_clusters{condition=\"Progressing\",status=\"True\"} 0",
+            "pgwolf_controller_clusters{condition=\"WALArchiving\",status=\"False\"} 0",
             "pgwolf_controller_clusters_watched 2",
             "pgwolf_controller_reconcile_failures_total{error=\"users\"} 0",
             "pgwolf_controller_switchovers_total{outcome=\"resume_failed\",reason=\"scale_down\"} 0",

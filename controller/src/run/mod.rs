@@ -192,7 +192,14 @@ async fn reconcile_one(
     let result = reconcile::reconcile(&ctx.client, &cluster, &ctx.settings).await;
     record(&ctx.state.metrics, &result, started.elapsed());
     match result {
-        Ok(outcome) => Ok(Action::requeue(outcome.requeue_after)),
+        Ok(outcome) => {
+            if let Some(event) = archive_event(cluster.status.as_ref(), &outcome.status) {
+                if let Err(pe) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+                    tracing::warn!(error = %pe, "publishing an Event");
+                }
+            }
+            Ok(Action::requeue(outcome.requeue_after))
+        }
         Err(e) => {
             let event = Event {
                 type_: EventType::Warning,
@@ -207,6 +214,34 @@ async fn reconcile_one(
             Err(e)
         }
     }
+}
+
+/// A Warning Event when the WALArchiving condition turns False (its
+/// message names the failing segment), a Normal one when it recovers.
+pub fn archive_event(
+    before: Option<&crate::api::PostgresClusterStatus>,
+    after: &crate::api::PostgresClusterStatus,
+) -> Option<Event> {
+    let status = |s: Option<&crate::api::PostgresClusterStatus>| {
+        s?.conditions
+            .iter()
+            .find(|c| c.type_ == reconcile::status::WAL_ARCHIVING)
+            .cloned()
+    };
+    let now = status(Some(after))?;
+    let was = status(before).map(|c| c.status);
+    let (type_, reason) = match (was.as_deref(), now.status.as_str()) {
+        (Some("False"), "True") => (EventType::Normal, "ArchiveRecovered"),
+        (Some("True") | None, "False") => (EventType::Warning, "ArchiveFailing"),
+        _ => return None,
+    };
+    Some(Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(&now.message, 1024)),
+        action: "CheckArchive".into(),
+        secondary: None,
+    })
 }
 
 /// Counts one reconcile: its result and duration, the rollout step it took
@@ -288,5 +323,49 @@ async fn keep_leading(client: Client, cfg: LeaseConfig) {
             tracing::error!("could not renew the leader Lease for a whole lease duration");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PostgresClusterStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn archiving(status: &str) -> PostgresClusterStatus {
+        PostgresClusterStatus {
+            conditions: vec![Condition {
+                type_: reconcile::status::WAL_ARCHIVING.into(),
+                status: status.into(),
+                reason: "Test".into(),
+                message: "segment 000000010000000000000004".into(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_event_when_archiving_fails_and_when_it_recovers_only() {
+        let (ok, failing) = (archiving("True"), archiving("False"));
+        let e = archive_event(Some(&ok), &failing).expect("a Warning");
+        assert_eq!(
+            (e.type_, e.reason.as_str()),
+            (EventType::Warning, "ArchiveFailing")
+        );
+        assert!(e.note.unwrap().contains("000000010000000000000004"));
+        let e = archive_event(Some(&failing), &ok).expect("a Normal");
+        assert_eq!(
+            (e.type_, e.reason.as_str()),
+            (EventType::Normal, "ArchiveRecovered")
+        );
+        assert!(archive_event(Some(&failing), &failing).is_none(), "once");
+        assert!(archive_event(Some(&ok), &ok).is_none());
+        assert!(
+            archive_event(None, &ok).is_none(),
+            "no news on a first healthy look"
+        );
+        assert!(archive_event(None, &failing).is_some());
     }
 }
