@@ -26,6 +26,19 @@ fn sorted(v: Value) -> Value {
     }
 }
 
+/// `from`'s keys into `into`, objects merged key by key, anything else
+/// replaced: an overlay onto a rendered document.
+pub fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

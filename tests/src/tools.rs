@@ -173,6 +173,16 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
 
 /// Wait for a child for at most `limit`; kill it when the time is up.
 /// Returns the exit status and whether it had to be killed.
+/// A finished command's stdout and then stderr, as text (for a failure's
+/// message, or a script whose report goes to either).
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> (ExitStatus, bool) {
     let deadline = Instant::now() + limit;
     loop {

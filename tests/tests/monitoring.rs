@@ -20,7 +20,7 @@ use pgwolf_tests::ha::{
 use pgwolf_tests::prometheus::{metric_names, Job, PgExporter, Prometheus};
 use pgwolf_tests::proxy::Pgwolf;
 use pgwolf_tests::time::eventually;
-use pgwolf_tests::tools::{run_bounded, workspace_dir};
+use pgwolf_tests::tools::{output_text, run_bounded, workspace_dir};
 use pgwolf_tests::{connect, free_port, userlist, within, HaCluster, HaOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,11 +82,7 @@ fn dashboards_validate_against_grafana_s_model() {
         std::process::Command::new("python3").arg(&script),
         Duration::from_secs(120),
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(out.status.success(), "check-dashboards:\n{text}");
     assert!(text.contains("no problems"), "{text}");
 
@@ -480,11 +476,7 @@ async fn rules_answer_from_a_real_prometheus_and_a_switchover_fires() {
             .arg(&out_dir),
         Duration::from_secs(180),
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(out.status.success(), "render-dashboards:\n{text}");
     for uid in ["pgwolf-cluster", "pgwolf-pooler", "pgwolf-failover"] {
         let png = std::fs::read(out_dir.join(format!("{uid}.png"))).unwrap();

@@ -127,24 +127,12 @@ pub fn config(owner: &Owner) -> Value {
         "watchdog": { "mode": "off" },
     });
     if super::pgbackrest::backups(owner).is_some() {
-        merge(
+        crate::yaml::merge(
             &mut config["postgresql"],
             super::pgbackrest::patroni_postgresql(owner),
         );
     }
     config
-}
-
-/// `from`'s keys into `into`, objects merged key by key.
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
 }
 
 #[cfg(test)]

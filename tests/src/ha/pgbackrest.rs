@@ -8,7 +8,7 @@
 
 use super::rendered::{move_paths, pod_paths, Rendered};
 use super::HaCluster;
-use crate::tools::{child_command, give_to_server_user, run_bounded};
+use crate::tools::{child_command, give_to_server_user, output_text, run_bounded};
 use pgwolf_controller::resources::pgbackrest::{CA_MOUNT, REPO_MOUNT};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -109,11 +109,7 @@ impl HaCluster {
             .env("HOME", self.base().join("run"))
             .current_dir(self.base());
         let out = run_bounded(&mut cmd, COMMAND_LIMIT);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = output_text(&out);
         if out.status.success() {
             Ok(text)
         } else {

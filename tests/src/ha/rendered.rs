@@ -54,7 +54,7 @@ pub fn test_cluster(extra: Value) -> (PostgresCluster, Credentials) {
         "postgresql": { "parameters": { "fsync": "off" } },
         "users": [{ "name": "alice", "databases": ["shop"] }],
     });
-    merge(&mut spec, extra);
+    pgwolf_controller::yaml::merge(&mut spec, extra);
     let cluster: PostgresCluster = serde_json::from_value(json!({
         "apiVersion": "pgwolf.io/v1alpha1",
         "kind": "PostgresCluster",
@@ -70,17 +70,6 @@ pub fn test_cluster(extra: Value) -> (PostgresCluster, Credentials) {
     )
     .expect("credentials");
     (cluster, credentials)
-}
-
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
 }
 
 /// The text under `key` of the rendered ConfigMap `name`.
