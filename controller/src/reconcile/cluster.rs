@@ -234,15 +234,21 @@ pub async fn reconcile(
         .as_ref()
         .and_then(|l| status::primary(l, &now))
         .is_some();
+    // Not while pods are recreated or the primary moves: the reconcile
+    // then runs every 5 s, and a primary that does not answer would cost
+    // each one the connect timeout. The condition keeps its state.
+    let rolling = !matches!(&progress, Ok(p) if p.rolling().is_none());
     let archive = match (&settings.postgres, &cluster.spec.backups) {
+        (Some(_), Some(_)) if rolling => Some(Err("not read during a rollout".to_string())),
         (Some(access), Some(_)) if has_primary => {
-            Some(read_archiver(client, &owner, &credentials, access).await)
+            let read = read_archiver(client, &owner, &credentials, access).await;
+            if let Err(e) = &read {
+                tracing::warn!(cluster = %owner.name, namespace = %ns, error = %e, "reading pg_stat_archiver");
+            }
+            Some(read)
         }
         _ => None,
     };
-    if let Some(Err(e)) = &archive {
-        tracing::warn!(cluster = %owner.name, namespace = %ns, error = %e, "reading pg_stat_archiver");
-    }
     let observed = status::Observed {
         statefulset: statefulset.as_ref(),
         leader: leader.as_ref(),
@@ -264,7 +270,6 @@ pub async fn reconcile(
     // Users need a primary to be created in; the next reconcile after
     // one is elected does it. Not while pods are being recreated: the
     // primary may be the next to go, and the rollout comes first.
-    let rolling = !matches!(&progress, Ok(p) if p.rolling().is_none());
     let uid = cluster.uid().unwrap_or_default();
     let users = match (&settings.postgres, &new_status.primary) {
         // Always: the admin role is the controller's to make too.
